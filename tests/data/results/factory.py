@@ -1,0 +1,117 @@
+"""Synthetic, self-authored results files for the gate/report/results tests.
+
+Run ``python tests/data/results/factory.py`` to regenerate the JSON files next to this script; the
+tests also import :func:`make_results` to build variants in memory. Outputs are deterministic: a
+case passes for an adapter when its per-case random draw is below the adapter's ``quality``.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[2]))  # run as a script from anywhere
+
+from evalsuite.metric_rows import compute_metrics  # noqa: E402
+from evalsuite.results import AdapterInfo, EngineInfo, Results, Sample, ScorerRef, write_results  # noqa: E402
+
+TEN = [
+    "Explain quantum computing to a 10-year-old.",
+    "Write a short poem about artificial intelligence.",
+    "What are the main differences between Python and JavaScript?",
+    "How does photosynthesis work?",
+    "Continue the Fibonacci sequence: 1, 1, 2, 3, 5, 8,",
+    "Describe the water cycle in simple terms.",
+    "What is the capital of France and what is it famous for?",
+    "Explain why the sky is blue.",
+    "Write a haiku about programming.",
+    "What are three tips for learning a new language?",
+]
+ECHO = ["hellow world", "how are youuuuu", "djgdlfkjg KDJFG 111 nn",
+        "What are the most important things to know about the human body?"]
+ECHO += [f"held out {i} <b>text</b> & more" for i in range(16)]
+
+
+def manifest(name: str, lora_r: int, peak_cuda: float | None, loss0: float) -> dict[str, Any]:
+    curve = [{"step": s, "loss": round(loss0 * (0.9 ** s) + 0.05, 4)} for s in range(0, 30, 3)]
+    return {
+        "schema_version": 1, "base_model": "tiny-qwen", "backend": "trl",
+        "versions": {"torch": "2.13.0", "transformers": "5.23"}, "hashes": {"config": "ab" * 8},
+        "git": {"commit": "0" * 40, "dirty": False}, "device": "cpu",
+        "train": {"loss_curve": curve, "runtime_s": 12.5 + lora_r, "samples_per_s": 40.0 / lora_r,
+                  "peak_cpu_rss_mb": 900.0 + 10 * lora_r, "peak_cuda_mb": peak_cuda},
+        "config": {"adapter": "lora", "lora_r": lora_r, "load_in_4bit": False, "load_in_8bit": False,
+                   "optimizer": "adamw_torch", "sequence_len": 256, "micro_batch_size": 2},
+        "name": name,
+    }
+
+
+def _sample(battery: str, case: str, adapter: str, prompt: str, output: str, passed: bool,
+            score: float, finish: str, expected: Any = None, scorer: str = "exact") -> Sample:
+    return Sample(battery=battery, case=case, adapter=adapter, prompt=prompt, output=output,
+                  expected=expected, finish_reason=finish, tokens=len(output.split()) + 1,
+                  latency_s=0.01 * (len(output) % 7 + 1), scorer=ScorerRef(scorer, {}),
+                  passed=passed, score=score, details={})
+
+
+def battery_samples(adapter: str, quality: float, seed: int) -> list[Sample]:
+    rng = random.Random(seed)
+    out: list[Sample] = []
+    for i, text in enumerate(ECHO):
+        ok = rng.random() < quality
+        output = text.upper() if ok else text.upper()[:-2] + "xx"
+        out.append(_sample("uppercase-echo", f"echo-{i:02d}", adapter, text, output, ok,
+                           1.0 if ok else 1 - 2 / max(len(text), 2), "eos", text.upper()))
+    for i in range(20):
+        ok = rng.random() < quality
+        output = "HELLO" if ok else "HELLO\nassistant\nHELLO\nassistant"
+        out.append(_sample("runaway-turns", f"stop-{i:02d}", adapter, f"say hello {i}", output, ok,
+                           float(ok), "eos" if ok else ("new-turn" if i % 2 else "max-tokens"),
+                           scorer="stops"))
+    for i in range(30):
+        draw = rng.random()
+        ok = draw < quality
+        f1 = 1.0 if ok else round(min(draw, 0.99) * 0.8, 3)
+        answer = f"answer {i}"
+        out.append(_sample("squad", f"q{i:03d}", adapter, f"Context ... Question {i}?",
+                           answer if ok else "something else", ok, f1, "eos", [answer], "squad"))
+    for i, prompt in enumerate(TEN):
+        ok = rng.random() < max(quality, 0.5)
+        body = f"{adapter} says: a readable answer to <{prompt}>\nwith a second line."
+        out.append(_sample("llama32-ten", f"ten-{i:02d}", adapter, prompt, body if ok else "", ok,
+                           float(ok), "eos" if ok else "max-tokens", scorer="open"))
+    return out
+
+
+def make_results(adapters: list[tuple[str, str, float]], seed: int = 0) -> Results:
+    """``adapters``: (name, kind, quality) triples; the base model uses kind ``"base"``."""
+    infos: list[AdapterInfo] = []
+    samples: list[Sample] = []
+    for j, (name, kind, quality) in enumerate(adapters):
+        m = None if kind == "base" else manifest(name, 4 * (j + 1), None if j % 2 else 1234.5, 2.0 + j)
+        infos.append(AdapterInfo(name=name, kind=kind, base_model="tiny-qwen",
+                                 path=None if kind == "base" else f"runs/{name}",
+                                 weights_sha256=None if kind == "base" else f"{j:064x}",
+                                 manifest_digest=None if kind == "base" else f"sha256:{j + 1:064x}",
+                                 manifest=m))
+        samples += battery_samples(name, quality, seed * 1000 + 7)
+    return Results(created="2025-01-01T00:00:00+00:00", evalsuite_version="0.1.0",
+                   engine=EngineInfo("hf", 0, 64, {"do_sample": False, "batch_size": 8}),
+                   adapters=infos, samples=samples, metrics=compute_metrics(samples))
+
+
+# name -> (adapters, seed). good_rerun: same quality, other per-case draws (noise, no regression).
+FILES: dict[str, tuple[list[tuple[str, str, float]], int]] = {
+    "good.json": ([("base", "base", 0.1), ("good", "adapter", 0.95)], 0),
+    "bad.json": ([("base", "base", 0.1), ("bad", "adapter", 0.55)], 0),
+    "good_rerun.json": ([("base", "base", 0.1), ("good", "adapter", 0.95)], 1),
+    "three.json": ([("base", "base", 0.1), ("r4", "adapter", 0.9), ("r8", "adapter", 0.8)], 0),
+}
+
+if __name__ == "__main__":
+    for filename, (spec, seed) in FILES.items():
+        write_results(make_results(spec, seed), HERE / filename)
+        print("wrote", HERE / filename)
