@@ -1,0 +1,176 @@
+"""The supported config keys: type, default and one line of documentation each (the README table is built from it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from evalsuite.errors import EvalsuiteError
+
+OPTIMIZERS = (
+    "adamw_torch", "adamw_torch_fused", "adamw_hf", "adafactor", "sgd", "adamw_bnb_8bit", "adamw_8bit",
+    "paged_adamw_8bit", "paged_adamw_32bit", "lion_8bit", "paged_lion_8bit", "paged_adamw", "adamw_torch_4bit",
+)
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
+              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "reduce_lr_on_plateau")
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str
+    default: Any
+    doc: str
+    choices: tuple[str, ...] = ()
+    nullable: bool = True  # axolotl configs write `fp16:` (null) to mean "default"
+
+
+def F(kind: str, default: Any, doc: str, choices: tuple[str, ...] = ()) -> Field:
+    return Field(kind, default, doc, choices)
+
+
+FIELDS: dict[str, Field] = {
+    "base_model": F("str", None, "hub id or local directory of the base model"),
+    "revision_of_model": F("str", None, "hub revision (commit/tag) of the base model"),
+    "tokenizer_config": F("str", None, "tokenizer directory or hub id, when not the base model's"),
+    "chat_template": F("str", "tokenizer_default",
+                       "tokenizer_default (the tokenizer's own), chatml (built in), jinja (with chat_template_jinja), "
+                       "or an axolotl template name resolved to the tokenizer's own template"),
+    "chat_template_jinja": F("str", None, "path to a .jinja file, or the template text itself"),
+    "sequence_len": F("posint", 2048, "maximum tokens per sample (alias: sequence_length); longer rows are truncated"),
+    "micro_batch_size": F("posint", 1, "samples per device per step"),
+    "gradient_accumulation_steps": F("posint", 1, "micro-batches per optimizer step"),
+    "num_epochs": F("posfloat", 1.0, "passes over the data (ignored when max_steps is set)"),
+    "max_steps": F("posint", None, "stop after this many optimizer steps"),
+    "optimizer": F("enum", "adamw_torch", "optimizer name as in transformers' `optim`", OPTIMIZERS),
+    "learning_rate": F("posfloat", 2e-4, "peak learning rate"),
+    "lr_scheduler": F("enum", "cosine", "learning-rate schedule", SCHEDULERS),
+    "warmup_ratio": F("fraction", 0.0, "fraction of steps spent warming up"),
+    "warmup_steps": F("nonnegint", None, "warm-up steps (overrides warmup_ratio)"),
+    "weight_decay": F("nonnegfloat", 0.0, "AdamW weight decay"),
+    "max_grad_norm": F("nonnegfloat", 1.0, "gradient clipping norm"),
+    "logging_steps": F("posint", 10, "log the loss every N steps"),
+    "save_steps": F("posint", None, "write a checkpoint every N steps (resume with `evalsuite train --resume`)"),
+    "save_total_limit": F("posint", None, "keep at most N checkpoints"),
+    "adapter": F("enum", "lora", "lora or qlora", ("lora", "qlora")),
+    "lora_r": F("posint", 8, "LoRA rank"),
+    "lora_alpha": F("posfloat", 16, "LoRA alpha (scale = alpha / r)"),
+    "lora_dropout": F("fraction", 0.0, "dropout on the LoRA path"),
+    "lora_target_linear": F("bool", False, "target every linear layer except the output head"),
+    "lora_target_modules": F("str_list", None, "module names to adapt (default: attention q/k/v/o projections)"),
+    "lora_modules_to_save": F("str_list", None, "modules trained in full and saved with the adapter "
+                                                "(e.g. embed_tokens, lm_head when adding tokens)"),
+    "load_in_8bit": F("bool", False, "load the base in 8-bit (bitsandbytes)"),
+    "load_in_4bit": F("bool", False, "load the base in 4-bit (bitsandbytes; QLoRA)"),
+    "bnb_4bit_quant_type": F("enum", "nf4", "4-bit quantisation type", ("nf4", "fp4")),
+    "bnb_4bit_compute_dtype": F("enum", "bfloat16", "compute dtype of 4-bit layers",
+                                ("bfloat16", "float16", "float32")),
+    "bnb_4bit_use_double_quant": F("bool", True, "quantise the quantisation constants too"),
+    "bf16": F("bool_auto", "auto", "train in bfloat16 (auto: when the device supports it)"),
+    "fp16": F("bool", False, "train in float16 mixed precision"),
+    "tf32": F("bool", False, "allow TF32 matmuls on Ampere+ GPUs"),
+    "gradient_checkpointing": F("bool", False, "trade compute for activation memory"),
+    "flash_attention": F("bool", False, "use flash_attention_2 (needs the flash-attn package and a GPU)"),
+    "sample_packing": F("bool", False, "pack several samples per sequence; positions restart per sample and "
+                                       "attention stays inside each sample"),
+    "train_on_inputs": F("bool", False, "also train on prompt/user/system tokens (false: assistant tokens only)"),
+    "special_tokens": F("str_map", None, "tokens to set on the tokenizer (pad_token, eos_token, ...)"),
+    "seed": F("nonnegint", 42, "random seed"),
+    "output_dir": F("str", "./outputs/out", "the run dir written by `evalsuite train`"),
+    "ignore": F("str_list", None, "lint rule ids downgraded on purpose (evalsuite key)"),
+    "gates": F("any", None, "quality gates (evalsuite key; see `evalsuite gate --help`)"),
+    "backend": F("str", "trl", "trainer backend (evalsuite key; see `evalsuite backends`)"),
+    "deepspeed": F("str", None, "DeepSpeed config passed through to accelerate"),
+    "fsdp": F("any", None, "FSDP settings passed through to accelerate"),
+    "fsdp_config": F("any", None, "FSDP config passed through to accelerate"),
+}
+
+# Keys axolotl knows that we accept without acting on them (so seed configs load without noise being an error).
+IGNORED_AXOLOTL_KEYS = frozenset({
+    "model_type", "tokenizer_type", "strict", "val_set_size", "dataset_prepared_path", "wandb_project",
+    "wandb_entity", "wandb_watch", "wandb_name", "wandb_log_model", "wandb_run_id", "eval_sample_packing",
+    "pad_to_sequence_len", "group_by_length", "early_stopping_patience", "resume_from_checkpoint", "local_rank",
+    "xformers_attention", "evals_per_epoch", "eval_table_size", "eval_max_new_tokens", "saves_per_epoch", "debug",
+    "hub_model_id", "is_llama_derived_model", "is_mistral_derived_model", "is_qwen_derived_model", "trust_remote_code",
+    "eval_steps", "lora_fan_in_fan_out", "lora_model_dir", "s2_attention", "sdp_attention", "flash_attn_cross_entropy",
+    "flash_attn_rms_norm", "flash_attn_fuse_qkv", "flash_attn_fuse_mlp", "unfrozen_parameters", "dataset_processes",
+    "chat_template_strategy", "auto_resume_from_checkpoints", "torch_compile", "plugins", "liger_rope",
+    "eval_batch_size", "special_tokens_to_add", "tokens", "max_packed_sequence_len", "sample_packing_eff_est",
+    "total_num_tokens", "gpu_memory_limit", "low_cpu_mem_usage", "shuffle_merged_datasets", "test_datasets",
+    "save_safetensors", "save_strategy", "eval_strategy", "evaluation_strategy", "loss_watchdog_threshold",
+    "loss_watchdog_patience", "noisy_embedding_alpha", "neftune_noise_alpha", "hf_use_auth_token", "push_dataset_to_hub",
+})
+
+
+def _describe(raw: Any) -> str:
+    return f'"{raw}"' if isinstance(raw, str) else repr(raw)
+
+
+def check_value(spec: Field, raw: Any, where: Callable[[str], str]) -> Any:
+    """Validate one raw YAML value against its field; ``where(msg)`` formats the located error."""
+    if raw is None:
+        return spec.default
+    kind = spec.kind
+
+    def bad(expected: str) -> EvalsuiteError:
+        return EvalsuiteError(where(f"expected {expected}, got {_describe(raw)}"))
+
+    if kind == "any":
+        return raw
+    if kind == "str":
+        if isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
+            return str(raw)
+        raise bad("a string")
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        raise bad("true or false")
+    if kind == "bool_auto":
+        if isinstance(raw, bool) or raw == "auto":
+            return raw
+        raise bad("true, false or auto")
+    if kind in ("posint", "nonnegint"):
+        if isinstance(raw, int) and not isinstance(raw, bool) and (raw > 0 or (kind == "nonnegint" and raw == 0)):
+            return raw
+        raise bad("a positive integer" if kind == "posint" else "a non-negative integer")
+    if kind in ("posfloat", "nonnegfloat", "fraction"):
+        value = _as_float(raw)
+        ok = value is not None and (
+            (kind == "posfloat" and value > 0)
+            or (kind == "nonnegfloat" and value >= 0)
+            or (kind == "fraction" and 0 <= value < 1)
+        )
+        if ok:
+            return value
+        expected = {"posfloat": "a positive number", "nonnegfloat": "a non-negative number",
+                    "fraction": "a number in [0, 1)"}[kind]
+        raise bad(expected)
+    if kind == "enum":
+        if isinstance(raw, str) and raw in spec.choices:
+            return raw
+        raise bad("one of " + ", ".join(spec.choices))
+    if kind == "str_list":
+        if isinstance(raw, str):
+            return [raw]
+        if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+            return list(raw)
+        raise bad("a list of strings")
+    if kind == "str_map":
+        if isinstance(raw, dict) and all(isinstance(v, str) for v in raw.values()):
+            return {str(k): v for k, v in raw.items()}
+        raise bad("a mapping of names to strings")
+    raise AssertionError(f"unknown field kind {kind}")
+
+
+def _as_float(raw: Any) -> float | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, (int, float)):
+        return float(raw)
+    if isinstance(raw, str):
+        # YAML 1.1 reads `2e-4` as a string; axolotl accepts it as a number, so do we.
+        try:
+            return float(raw)
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,129 @@
+"""Read a tokenizer directory with the `tokenizers` library only (no transformers, no torch).
+
+The lint must run in seconds on a laptop, so it reads ``tokenizer.json`` + ``tokenizer_config.json`` (+
+``chat_template.jinja``/``chat_template.json``, where newer transformers save the template) itself. The trainer uses
+the same object, so both see identical ids.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from evalsuite.errors import EvalsuiteError
+
+SPECIAL_NAMES = ("bos_token", "eos_token", "pad_token", "unk_token")
+
+
+@dataclass
+class TokenizerInfo:
+    path: Path
+    tokenizer: Any  # tokenizers.Tokenizer
+    chat_template: str | None
+    special: dict[str, str | None]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def eos_token(self) -> str | None:
+        return self.special.get("eos_token")
+
+    @property
+    def bos_token(self) -> str | None:
+        return self.special.get("bos_token")
+
+    @property
+    def pad_token(self) -> str | None:
+        return self.special.get("pad_token")
+
+    def token_id(self, token: str | None) -> int | None:
+        return None if token is None else self.tokenizer.token_to_id(token)
+
+    @cached_property
+    def added_tokens(self) -> dict[str, tuple[int, bool]]:
+        """content -> (id, is_special) for every added token."""
+        return {t.content: (i, bool(t.special)) for i, t in self.tokenizer.get_added_tokens_decoder().items()}
+
+    @cached_property
+    def special_ids(self) -> set[int]:
+        return {i for i, special in self.added_tokens.values() if special}
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tokenizer.get_vocab_size(with_added_tokens=True))
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens))
+
+    def template_variables(self) -> dict[str, str | None]:
+        """What transformers passes to the template: the named special tokens as strings."""
+        return dict(self.special)
+
+
+def _token_text(value: Any) -> str | None:
+    # tokenizer_config.json stores special tokens as strings or as AddedToken dicts {"content": ...}.
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _chat_template(path: Path, config: dict[str, Any]) -> str | None:
+    jinja_file = path / "chat_template.jinja"
+    if jinja_file.exists():
+        return jinja_file.read_text(encoding="utf-8")
+    json_file = path / "chat_template.json"
+    if json_file.exists():
+        value = json.loads(json_file.read_text(encoding="utf-8")).get("chat_template")
+    else:
+        value = config.get("chat_template")
+    if isinstance(value, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+        named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
+        value = named.get("default") or next(iter(named.values()), None)
+    return value if isinstance(value, str) else None
+
+
+def load_tokenizer(path: str | Path) -> TokenizerInfo:
+    """Load ``path/tokenizer.json`` (a fast tokenizer) and its config. Errors name the file."""
+    from tokenizers import Tokenizer
+
+    p = Path(path)
+    if not p.is_dir():
+        raise EvalsuiteError(f"{p}: no such tokenizer directory")
+    tj = p / "tokenizer.json"
+    if not tj.exists():
+        raise EvalsuiteError(f"{p}: no tokenizer.json (evalsuite reads fast tokenizers; convert a slow one with "
+                             "transformers' AutoTokenizer.from_pretrained(...).save_pretrained(...))")
+    try:
+        tok = Tokenizer.from_file(str(tj))
+    except Exception as e:  # the Rust side raises plain Exception subclasses
+        raise EvalsuiteError(f"{tj}: cannot be read as a tokenizer: {e}") from None
+    config: dict[str, Any] = {}
+    cfg_file = p / "tokenizer_config.json"
+    if cfg_file.exists():
+        try:
+            config = json.loads(cfg_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise EvalsuiteError(f"{cfg_file}: invalid JSON: {e}") from None
+    special = {name: _token_text(config.get(name)) for name in SPECIAL_NAMES}
+    smap = p / "special_tokens_map.json"
+    if smap.exists():
+        extra = json.loads(smap.read_text(encoding="utf-8"))
+        for name in SPECIAL_NAMES:
+            special[name] = special[name] or _token_text(extra.get(name))
+    return TokenizerInfo(path=p, tokenizer=tok, chat_template=_chat_template(p, config), special=special,
+                         config=config)
+
+
+def from_transformers(hf_tokenizer: Any, chat_template: str | None, name: str) -> TokenizerInfo:
+    """Wrap a loaded transformers fast tokenizer so the trainer encodes with the very same code as the lint."""
+    backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise EvalsuiteError(f"{name}: evalsuite needs a fast tokenizer (tokenizer.json); this one is slow-only")
+    special = {n: getattr(hf_tokenizer, n, None) for n in SPECIAL_NAMES}
+    special = {n: (v if isinstance(v, str) else None) for n, v in special.items()}
+    return TokenizerInfo(path=Path(name), tokenizer=backend, chat_template=chat_template, special=special)
