@@ -1,0 +1,65 @@
+"""`evalsuite` command line. Each subcommand lives in its own module with a ``register(subparsers)`` function;
+this file only lists them, so adding a command is one line here. Modules must import cheaply (heavy imports inside
+their handlers) because `evalsuite lint` has a cold-start budget."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from evalsuite import __version__
+from evalsuite.errors import EvalsuiteError
+
+# name -> module with register(subparsers). Order is the order shown in --help.
+COMMANDS: dict[str, str] = {
+
+    "train": "evalsuite.train_cli",
+    "backends": "evalsuite.train_cli",
+}
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    return f"warning: {message}\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evalsuite",
+        description="Is your LoRA/QLoRA fine-tune broken? Lint before training, probe after, gate in CI.",
+    )
+    parser.add_argument("--version", action="version", version=f"evalsuite {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    seen: set[str] = set()
+    for module in COMMANDS.values():
+        if module not in seen:
+            seen.add(module)
+            importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _format_warning  # type: ignore[assignment]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EvalsuiteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

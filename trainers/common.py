@@ -1,0 +1,176 @@
+"""What every backend shares: tokenizer + template resolution, encoding to a dataset, device facts, and writing the
+run dir (adapter is saved by the backend; tokenizer, template, generation config and manifest are written here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from evalsuite.chat_template import resolve_template
+from evalsuite.config import Config, resolve_path
+from evalsuite.data import load_samples
+from evalsuite.encode import EncodeOptions, Encoded, encode_sample, end_of_turn_token
+from evalsuite.errors import EvalsuiteError
+from evalsuite.hashing import sha256_file, sha256_files, sha256_json, sha256_text
+from evalsuite.manifest import MANIFEST_NAME, git_state, new_manifest, package_versions, write_json_atomic
+from evalsuite.rundir import GENERATION_CONFIG, TEMPLATE_FILE
+from evalsuite.tokenizer_files import TokenizerInfo, from_transformers
+
+
+def model_ref(config: Config, value: str) -> str:
+    p = resolve_path(config, value)
+    return str(p) if p.exists() else value
+
+
+def load_tokenizer(config: Config) -> tuple[Any, str | None, TokenizerInfo]:
+    """The HF tokenizer (saved into the run dir), the chat template in force, and our view of the tokenizer."""
+    from transformers import AutoTokenizer
+
+    source = model_ref(config, config.tokenizer_config or config.base_model)
+    try:
+        hf_tok = AutoTokenizer.from_pretrained(source, revision=config.revision_of_model)
+    except OSError as e:
+        raise EvalsuiteError(f"{config.where('base_model')}: base_model: cannot load a tokenizer from "
+                             f"{source!r}: {str(e).splitlines()[0]}") from None
+    for name, token in (config.special_tokens or {}).items():
+        if getattr(hf_tok, name, None) != token:
+            hf_tok.add_special_tokens({name: token})
+    if hf_tok.pad_token is None:
+        # Safe here: our labels come from the encoder and TRL pads labels with -100, never by pad id.
+        hf_tok.pad_token = hf_tok.eos_token
+    template = resolve_template(config.chat_template, config.chat_template_jinja, hf_tok.chat_template,
+                                config.where("chat_template"))
+    hf_tok.chat_template = template
+    return hf_tok, template, from_transformers(hf_tok, template, source)
+
+
+def encode_datasets(config: Config, tk: TokenizerInfo, template: str | None) -> tuple[list[Encoded], list[Path]]:
+    if not config.datasets:
+        raise EvalsuiteError(f"{config.path}: datasets: at least one dataset is needed to train")
+    opts = EncodeOptions(train_on_inputs=bool(config.train_on_inputs), max_length=config.sequence_len)
+    encoded: list[Encoded] = []
+    files: list[Path] = []
+    for spec in config.datasets:
+        for sample in load_samples(spec, base_dir=config.path.parent):
+            encoded.append(encode_sample(sample, tk, template, opts))
+        p = resolve_path(config, spec.path)
+        if p.is_file():
+            files.append(p)
+        elif p.is_dir():
+            files += sorted(x for x in p.iterdir() if x.is_file())
+    trainable = [e for e in encoded if any(label != -100 for label in e.labels)]
+    if not trainable:
+        raise EvalsuiteError(f"{config.path}: no row has a trained token (run `evalsuite lint {config.path}`)")
+    return trainable, files
+
+
+def to_dataset(encoded: list[Encoded]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_dict({"input_ids": [e.input_ids for e in encoded], "labels": [e.labels for e in encoded]})
+
+
+def device_summary() -> dict[str, Any]:
+    import torch
+
+    if torch.cuda.is_available():
+        idx = torch.cuda.current_device()
+        return {"type": "cuda", "name": torch.cuda.get_device_name(idx), "count": torch.cuda.device_count(),
+                "index": idx}
+    import platform
+
+    return {"type": "cpu", "name": platform.processor() or platform.machine(), "count": 1, "index": "cpu"}
+
+
+def peak_cuda_mb() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+def train_dtype(config: Config) -> Any:
+    import torch
+
+    bf16, fp16 = mixed_precision(config)
+    if config.load_in_4bit or config.load_in_8bit:
+        return torch.float32 if device_summary()["type"] == "cpu" else (torch.bfloat16 if bf16 else torch.float16)
+    return torch.float32
+
+
+def mixed_precision(config: Config) -> tuple[bool, bool]:
+    import torch
+
+    on_cuda = torch.cuda.is_available()
+    bf16 = config.bf16
+    if bf16 == "auto":
+        bf16 = bool(on_cuda and torch.cuda.is_bf16_supported())
+    return bool(bf16), bool(config.fp16) and on_cuda
+
+
+def loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    return [{"step": int(h["step"]), "loss": float(h["loss"])} for h in log_history if "loss" in h]
+
+
+def stop_token_ids(hf_tok: Any, tk: TokenizerInfo, template: str | None) -> tuple[list[int], str | None]:
+    """eos of the tokenizer plus the template's end-of-turn token: the server must stop on both."""
+    ids: list[int] = []
+    eot = end_of_turn_token(template, tk) if template else None
+    for token in (eot, hf_tok.eos_token):
+        tid = tk.token_id(token)
+        if tid is not None and tid not in ids:
+            ids.append(tid)
+    return ids, eot
+
+
+def write_run_dir(out_dir: Path, config: Config, hf_tok: Any, tk: TokenizerInfo, template: str | None,
+                  data_files: list[Path], *, backend: str, backend_version: str, train: dict[str, Any],
+                  extra: dict[str, Any] | None = None) -> None:
+    hf_tok.save_pretrained(out_dir)
+    if template is not None:
+        (out_dir / TEMPLATE_FILE).write_text(template, encoding="utf-8")
+    stops, eot = stop_token_ids(hf_tok, tk, template)
+    gen = {"eos_token_id": stops, "pad_token_id": tk.token_id(hf_tok.pad_token), "do_sample": False}
+    bos = tk.token_id(hf_tok.bos_token)
+    if bos is not None:
+        gen["bos_token_id"] = bos
+    write_json_atomic(out_dir / GENERATION_CONFIG, gen)
+    tokenizer_json = out_dir / "tokenizer.json"
+    manifest = new_manifest(
+        base_model=config.base_model,
+        base_model_revision=config.revision_of_model,
+        backend={"name": backend, "version": backend_version},
+        versions=package_versions(),
+        hashes={
+            "config": sha256_file(config.path),
+            "data": sha256_files(data_files) if data_files else sha256_json([d.path for d in config.datasets]),
+            "template": sha256_text(template or ""),
+            "tokenizer": sha256_file(tokenizer_json) if tokenizer_json.exists() else sha256_text(str(tk.path)),
+        },
+        git=git_state(Path.cwd()),
+        device={k: v for k, v in device_summary().items() if k != "index"} | {"world_size": _world_size()},
+        config=_config_summary(config),
+        template={"end_of_turn": eot, "stop_token_ids": stops},
+        train=train,
+        **(extra or {}),
+    )
+    write_json_atomic(out_dir / MANIFEST_NAME, manifest)
+
+
+def _world_size() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+SUMMARY_KEYS = ("adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_linear", "lora_target_modules",
+                "load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_compute_dtype",
+                "bnb_4bit_use_double_quant", "optimizer", "learning_rate", "lr_scheduler", "sequence_len",
+                "micro_batch_size", "gradient_accumulation_steps", "num_epochs", "max_steps", "sample_packing",
+                "train_on_inputs", "bf16", "fp16", "gradient_checkpointing", "seed", "chat_template")
+
+
+def _config_summary(config: Config) -> dict[str, Any]:
+    return json.loads(json.dumps({k: config.values.get(k) for k in SUMMARY_KEYS}, default=str))
