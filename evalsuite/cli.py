@@ -16,9 +16,11 @@ from evalsuite.errors import EvalsuiteError
 
 # name -> module with register(subparsers). Order is the order shown in --help.
 COMMANDS: dict[str, str] = {
-
+    "demo": "evalsuite.demo",
     "train": "evalsuite.train_cli",
     "backends": "evalsuite.train_cli",
+    "gate": "evalsuite.gates_cli",
+    "baseline": "evalsuite.gates_cli",
 }
 
 
