@@ -77,14 +77,19 @@ def parse_config(data: Any, path: Path, lines: dict[KeyPath, int]) -> Config:
             continue
         spec = _field_for(key)
         if spec is None:
-            why = "accepted for axolotl, not used by evalsuite" if key in IGNORED_AXOLOTL_KEYS else "unknown key, ignored"
             ignored.append(key)
-            warnings.warn(located(path, line, key, why), ConfigWarning, stacklevel=2)
+            if key not in IGNORED_AXOLOTL_KEYS:
+                # Possibly a typo of a key we do support: say so per key, with its line.
+                warnings.warn(located(path, line, key, "unknown key, ignored"), ConfigWarning, stacklevel=2)
             continue
         canonical = ALIASES.get(key, key)
         if canonical != key and canonical in data:
             raise EvalsuiteError(located(path, line, key, f"given together with {canonical}; keep one"))
         values[canonical] = check_value(spec, raw, lambda msg, k=key, ln=line: located(path, ln, k, msg))
+    set_axolotl_only = [k for k in ignored if k in IGNORED_AXOLOTL_KEYS and data[k] not in (None, False, "", [])]
+    if set_axolotl_only:
+        warnings.warn(f"{path}: axolotl keys accepted but not used by evalsuite: {', '.join(set_axolotl_only)}",
+                      ConfigWarning, stacklevel=2)
     base_model = values.get("base_model")
     if not base_model:
         raise EvalsuiteError(located(path, None, "base_model", "required (a hub id or a local model directory)"))

@@ -48,6 +48,9 @@ FIELDS: dict[str, Field] = {
     "warmup_ratio": F("fraction", 0.0, "fraction of steps spent warming up"),
     "warmup_steps": F("nonnegint", None, "warm-up steps (overrides warmup_ratio)"),
     "weight_decay": F("nonnegfloat", 0.0, "AdamW weight decay"),
+    "adam_beta1": F("fraction", None, "AdamW beta1"),
+    "adam_beta2": F("fraction", None, "AdamW beta2"),
+    "adam_epsilon": F("posfloat", None, "AdamW epsilon"),
     "max_grad_norm": F("nonnegfloat", 1.0, "gradient clipping norm"),
     "logging_steps": F("posint", 10, "log the loss every N steps"),
     "save_steps": F("posint", None, "write a checkpoint every N steps (resume with `evalsuite train --resume`)"),
@@ -70,6 +73,7 @@ FIELDS: dict[str, Field] = {
     "fp16": F("bool", False, "train in float16 mixed precision"),
     "tf32": F("bool", False, "allow TF32 matmuls on Ampere+ GPUs"),
     "gradient_checkpointing": F("bool", False, "trade compute for activation memory"),
+    "gradient_checkpointing_kwargs": F("any", None, "passed to transformers (e.g. use_reentrant)"),
     "flash_attention": F("bool", False, "use flash_attention_2 (needs the flash-attn package and a GPU)"),
     "sample_packing": F("bool", False, "pack several samples per sequence; positions restart per sample and "
                                        "attention stays inside each sample"),

@@ -73,7 +73,10 @@ def open_run_dir(path: str | Path, allow_pickle: bool = False) -> RunDir:
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
-    steps = [(int(m.group(1)), c) for c in out_dir.glob("checkpoint-*") if (m := CHECKPOINT_RE.match(c.name))]
+    """Newest complete checkpoint. The trainer writes trainer_state.json last, so a checkpoint killed mid-save
+    (the Colab case) lacks it and is skipped rather than resumed from."""
+    steps = [(int(m.group(1)), c) for c in out_dir.glob("checkpoint-*")
+             if (m := CHECKPOINT_RE.match(c.name)) and (c / "trainer_state.json").exists()]
     return max(steps)[1] if steps else None
 
 

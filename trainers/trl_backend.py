@@ -149,6 +149,8 @@ def _build_trainer(config: Config, out_dir: Path, model: Any, hf_tok: Any, datas
         warmup_steps=config.warmup_steps if config.warmup_steps is not None else config.warmup_ratio,
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
+        **{k: config.values[k] for k in ("adam_beta1", "adam_beta2", "adam_epsilon") if config.values[k] is not None},
+        gradient_checkpointing_kwargs=config.gradient_checkpointing_kwargs,
         logging_steps=config.logging_steps,
         logging_first_step=True,
         save_strategy="steps" if config.save_steps else "no",
