@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "backends": "evalsuite.train_cli",
     "gate": "evalsuite.gates_cli",
     "baseline": "evalsuite.gates_cli",
+    "report": "evalsuite.report.cli",
 }
 
 

@@ -158,17 +158,30 @@ def flips_of(pairs: list[tuple[Sample, Sample]]) -> list[Flip]:
             for b, c in pairs if b.passed != c.passed]
 
 
-def _regression(gate: AbsoluteDrop | RelativeDrop, spec: MetricSpec, cand: Results, base: Results,
-                adapter: str, alpha: float, seed: int) -> GateResult:
-    base_adapter = pair_adapter(cand, base, adapter)
-    pairs = paired_samples(cand.samples_for(gate.battery, adapter),
-                           base.samples_for(gate.battery, base_adapter))
+@dataclass(frozen=True)
+class PairedComparison:
+    """A metric recomputed on the cases two columns share, with the paired test's p-value."""
+
+    ref_value: float
+    value: float
+    n: int
+    p_value: float
+    test: str
+    flips: list[Flip]
+
+
+def compare_paired(spec: MetricSpec, ref: list[Sample], cand: list[Sample],
+                   seed: int = DEFAULT_SEED) -> PairedComparison | None:
+    """Pair ``cand`` with ``ref`` by case and test the difference (None when nothing pairs).
+
+    Pass/fail metrics use exact McNemar on the flipped cases; score metrics the paired bootstrap.
+    Used by regression gates and by the report's deltas, so both always agree.
+    """
+    pairs = paired_samples(cand, ref)
     if not pairs:
-        raise EvalsuiteError(f'gate "{gate.expr}": no {gate.battery} cases in common between {adapter!r} '
-                             f"and the baseline's {base_adapter!r}")
+        return None
     b_vals = sample_values([b for b, _ in pairs], spec.source)
     c_vals = sample_values([c for _, c in pairs], spec.source)
-    b_value, c_value = scaled_mean(b_vals, spec.scale), scaled_mean(c_vals, spec.scale)
     flips = flips_of(pairs)
     if spec.source in ("passed", "failed"):
         lost = sum(f.direction == "pass->fail" for f in flips)
@@ -178,12 +191,25 @@ def _regression(gate: AbsoluteDrop | RelativeDrop, spec: MetricSpec, cand: Resul
         scaled = [spec.scale * v for v in b_vals], [spec.scale * v for v in c_vals]
         _, p = paired_bootstrap_p(*scaled, seed=seed)
         test = "paired bootstrap"
+    return PairedComparison(scaled_mean(b_vals, spec.scale), scaled_mean(c_vals, spec.scale), len(pairs),
+                            p, test, flips)
+
+
+def _regression(gate: AbsoluteDrop | RelativeDrop, spec: MetricSpec, cand: Results, base: Results,
+                adapter: str, alpha: float, seed: int) -> GateResult:
+    base_adapter = pair_adapter(cand, base, adapter)
+    cmp = compare_paired(spec, base.samples_for(gate.battery, base_adapter),
+                         cand.samples_for(gate.battery, adapter), seed)
+    if cmp is None:
+        raise EvalsuiteError(f'gate "{gate.expr}": no {gate.battery} cases in common between {adapter!r} '
+                             f"and the baseline's {base_adapter!r}")
+    b_value, c_value, p, test, flips = cmp.ref_value, cmp.value, cmp.p_value, cmp.test, cmp.flips
     worsening = (b_value - c_value) if spec.higher_is_better else (c_value - b_value)
     allowed = gate.allowed(b_value)
     beyond = worsening > allowed + 1e-12
     significant = p < alpha
     delta = c_value - b_value
-    head = f"{_fmt(c_value)} vs baseline {_fmt(b_value)} ({delta:+.4g} on {len(pairs)} paired cases)"
+    head = f"{_fmt(c_value)} vs baseline {_fmt(b_value)} ({delta:+.4g} on {cmp.n} paired cases)"
     stat = f"p={p:.3g} {'<' if significant else '>='} alpha {alpha:g} ({test})"
     if not beyond:
         reason = f"{head}: within the allowed worsening of {_fmt(allowed)}; {stat}"

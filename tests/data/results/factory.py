@@ -38,11 +38,15 @@ ECHO += [f"held out {i} <b>text</b> & more" for i in range(16)]
 def manifest(name: str, lora_r: int, peak_cuda: float | None, loss0: float) -> dict[str, Any]:
     curve = [{"step": s, "loss": round(loss0 * (0.9 ** s) + 0.05, 4)} for s in range(0, 30, 3)]
     return {
-        "schema_version": 1, "base_model": "tiny-qwen", "backend": "trl",
+        "schema_version": 1, "kind": "evalsuite-run", "base_model": "tiny-qwen",
+        "backend": {"name": "trl", "version": "1.16"},
         "versions": {"torch": "2.13.0", "transformers": "5.23"}, "hashes": {"config": "ab" * 8},
-        "git": {"commit": "0" * 40, "dirty": False}, "device": "cpu",
-        "train": {"loss_curve": curve, "runtime_s": 12.5 + lora_r, "samples_per_s": 40.0 / lora_r,
-                  "peak_cpu_rss_mb": 900.0 + 10 * lora_r, "peak_cuda_mb": peak_cuda},
+        "git": {"commit": "0" * 40, "dirty": False},
+        "device": {"type": "cuda", "name": "Synthetic GPU", "count": 1} if peak_cuda else
+                  {"type": "cpu", "name": "x86_64", "count": 1},
+        "train": {"global_step": 27, "loss_curve": curve, "runtime_s": 12.5 + lora_r,
+                  "samples_per_s": 40.0 / lora_r, "peak_cpu_rss_mb": 900.0 + 10 * lora_r,
+                  "peak_cuda_mb": peak_cuda},
         "config": {"adapter": "lora", "lora_r": lora_r, "load_in_4bit": False, "load_in_8bit": False,
                    "optimizer": "adamw_torch", "sequence_len": 256, "micro_batch_size": 2},
         "name": name,
@@ -80,8 +84,10 @@ def battery_samples(adapter: str, quality: float, seed: int) -> list[Sample]:
                            answer if ok else "something else", ok, f1, "eos", [answer], "squad"))
     for i, prompt in enumerate(TEN):
         ok = rng.random() < max(quality, 0.5)
-        body = f"{adapter} says: a readable answer to <{prompt}>\nwith a second line."
-        out.append(_sample("llama32-ten", f"ten-{i:02d}", adapter, prompt, body if ok else "", ok,
+        body = f"{adapter} says: a readable answer to <{prompt}>\nwith a second line." if ok else ""
+        if i == 3 and quality < 0.6:  # untrusted model text: must stay inert in every report format
+            body = "<script>alert('x')</script> | a | b |\n<img src=x onerror=alert(1)> **bold** [link](http://x)"
+        out.append(_sample("llama32-ten", f"ten-{i:02d}", adapter, prompt, body, ok,
                            float(ok), "eos" if ok else "max-tokens", scorer="open"))
     return out
 
@@ -91,7 +97,8 @@ def make_results(adapters: list[tuple[str, str, float]], seed: int = 0) -> Resul
     infos: list[AdapterInfo] = []
     samples: list[Sample] = []
     for j, (name, kind, quality) in enumerate(adapters):
-        m = None if kind == "base" else manifest(name, 4 * (j + 1), None if j % 2 else 1234.5, 2.0 + j)
+        rank = 4 * (j + 1) + len(name)  # differs between adapters of different files too
+        m = None if kind == "base" else manifest(name, rank, None if j % 2 else 1234.5 + rank, 1.5 + rank / 8)
         infos.append(AdapterInfo(name=name, kind=kind, base_model="tiny-qwen",
                                  path=None if kind == "base" else f"runs/{name}",
                                  weights_sha256=None if kind == "base" else f"{j:064x}",

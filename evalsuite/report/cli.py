@@ -1,0 +1,50 @@
+"""``evalsuite report A.json B.json ... -o report.html [--markdown report.md] [--baseline B.json]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from evalsuite.errors import EvalsuiteError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "report", help="side-by-side HTML/Markdown report of results files",
+        description="Columns are (results file, adapter) pairs; deltas are against the first column, or "
+                    "the matching baseline column with --baseline, with paired-test p-values.")
+    p.add_argument("results", type=Path, nargs="+",
+                   help="results.json files (each may hold several adapters)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="HTML report to write (default report.html)")
+    p.add_argument("--markdown", type=Path, help="also write a Markdown variant (for PRs)")
+    p.add_argument("--baseline", type=Path,
+                   help="baseline.json: shown first, deltas and regression gates against it")
+    p.add_argument("--gate", action="append", default=[], metavar="EXPR",
+                   help="gate expression to show verdicts for (repeatable; adds to declared gates)")
+    p.add_argument("--config", type=Path, help="read declared gates from this config YAML (or .toml)")
+    p.add_argument("--alpha", type=float, help="significance level (default 0.05)")
+    p.add_argument("--title", default="evalsuite report")
+    p.set_defaults(func=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from evalsuite.gates import merge_gates, parse_gates
+    from evalsuite.gates_config import declared_gates
+    from evalsuite.report import build_report
+
+    output = args.output if args.output is not None or args.markdown is not None else Path("report.html")
+    inputs = {p.resolve() for p in [*args.results, *([args.baseline] if args.baseline else [])]}
+    for out in (output, args.markdown):
+        if out is not None and out.resolve() in inputs:
+            raise EvalsuiteError(f"{out}: is one of the input results files; refusing to overwrite it")
+    config = declared_gates(args.config)
+    gates = merge_gates(config.gates, parse_gates(args.gate, "--gate"))
+    alpha = args.alpha if args.alpha is not None else (config.alpha or 0.05)
+    if not 0 < alpha < 1:
+        raise EvalsuiteError(f"--alpha: expected a level between 0 and 1, got {alpha}")
+    build_report(args.results, output, args.markdown, args.baseline, gates, alpha, args.title)
+    for path in (output, args.markdown):
+        if path is not None:
+            print(f"wrote {path}")
+    return 0
