@@ -10,7 +10,6 @@ import argparse
 from pathlib import Path
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.gates import merge_gates, parse_gates
 
 GATE_EPILOG = """\
 gate expressions:
@@ -62,22 +61,18 @@ def add_baseline_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 def run_gate(args: argparse.Namespace) -> int:
     from evalsuite.baseline import describe_baseline
-    from evalsuite.gates_config import declared_gates
+    from evalsuite.gates_config import resolve_gates
     from evalsuite.gates_eval import evaluate_gates
     from evalsuite.results import load_results
 
-    config = declared_gates(args.config)
-    gates = merge_gates(config.gates, parse_gates(args.gate, "--gate"))
-    if not gates:
+    resolved = resolve_gates(args.gate, args.config, args.baseline, args.alpha)
+    if not resolved.gates:
         where = args.config or "pyproject.toml [tool.evalsuite] gates"
         raise EvalsuiteError(f"no gates to apply: declare them in {where} or pass --gate EXPR")
     results = load_results(args.results)
-    baseline_path = args.baseline
-    if baseline_path is None and any(g.needs_baseline for g in gates):
-        baseline_path = config.baseline
+    baseline_path = resolved.baseline_path
     baseline = load_results(baseline_path) if baseline_path is not None else None
-    alpha = args.alpha if args.alpha is not None else (config.alpha or 0.05)
-    report = evaluate_gates(results, baseline, gates, alpha, adapters=args.adapter or None)
+    report = evaluate_gates(results, baseline, resolved.gates, resolved.alpha, adapters=args.adapter or None)
     if baseline_path is not None and baseline is not None and baseline.baseline:
         print(describe_baseline(baseline_path))
     for line in report.lines(max_flips=args.max_flips):

@@ -147,6 +147,36 @@ def load_yaml_config(path: Path) -> GateConfig:
     return config
 
 
+@dataclass
+class ResolvedGates:
+    """Everything ``evaluate_gates`` needs, after declared gates, overrides and defaults."""
+
+    gates: list[Gate]
+    baseline_path: Path | None
+    alpha: float
+
+
+def resolve_gates(cli_gates: list[str], config_path: Path | None = None, baseline_path: Path | None = None,
+                  alpha: float | None = None, cwd: Path | None = None) -> ResolvedGates:
+    """Merge declared gates with ``--gate`` overrides; pick the baseline and alpha.
+
+    The one place the CLI and the pytest plugin resolve gates, so both apply the same ones: the
+    baseline is the explicit one, else ``tool.evalsuite.baseline`` when a regression gate needs it;
+    alpha is the explicit one, else ``tool.evalsuite.alpha``, else 0.05.
+    """
+    from evalsuite.gates import merge_gates, parse_gates
+
+    config = declared_gates(config_path, cwd)
+    gates = merge_gates(config.gates, parse_gates(cli_gates, "--gate"))
+    if baseline_path is None and any(g.needs_baseline for g in gates):
+        baseline_path = config.baseline
+    if alpha is None:
+        alpha = config.alpha if config.alpha is not None else 0.05
+    elif not 0 < alpha < 1:
+        raise EvalsuiteError(f"--alpha: expected a significance level between 0 and 1, got {alpha}")
+    return ResolvedGates(gates, baseline_path, alpha)
+
+
 def declared_gates(config_path: Path | None = None, cwd: Path | None = None) -> GateConfig:
     """The YAML config when given (``.toml`` is read as a pyproject), else the nearest pyproject."""
     if config_path is not None:

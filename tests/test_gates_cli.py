@@ -49,6 +49,8 @@ def test_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "nope.json: no such results file" in err
     code, _, err = run(capsys, "gate", str(GOOD))
     assert code == 2 and "no gates to apply" in err
+    code, _, err = run(capsys, "gate", str(GOOD), "--gate", "squad.f1 >= 1", "--alpha", "2")
+    assert code == 2 and "--alpha: expected a significance level" in err
 
 
 def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:

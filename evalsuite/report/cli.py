@@ -29,8 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from evalsuite.gates import merge_gates, parse_gates
-    from evalsuite.gates_config import declared_gates
+    from evalsuite.gates_config import resolve_gates
     from evalsuite.report import build_report
 
     output = args.output if args.output is not None or args.markdown is not None else Path("report.html")
@@ -38,12 +37,9 @@ def run_report(args: argparse.Namespace) -> int:
     for out in (output, args.markdown):
         if out is not None and out.resolve() in inputs:
             raise EvalsuiteError(f"{out}: is one of the input results files; refusing to overwrite it")
-    config = declared_gates(args.config)
-    gates = merge_gates(config.gates, parse_gates(args.gate, "--gate"))
-    alpha = args.alpha if args.alpha is not None else (config.alpha or 0.05)
-    if not 0 < alpha < 1:
-        raise EvalsuiteError(f"--alpha: expected a level between 0 and 1, got {alpha}")
-    build_report(args.results, output, args.markdown, args.baseline, gates, alpha, args.title)
+    resolved = resolve_gates(args.gate, args.config, None, args.alpha)
+    build_report(args.results, output, args.markdown, args.baseline, resolved.gates, resolved.alpha,
+                 args.title)
     for path in (output, args.markdown):
         if path is not None:
             print(f"wrote {path}")
