@@ -80,8 +80,8 @@ def bootstrap_mean_ci(
 def binomial_two_sided_p(k: int, n: int) -> float:
     """Exact two-sided p-value of ``k`` successes in ``n`` fair coin flips (p = 1/2).
 
-    Computed with integers (``math.comb``) so it is exact for any n and symmetric in ``k`` and
-    ``n - k`` by construction.
+    Computed with exact integers so it is exact for any n and symmetric in ``k`` and ``n - k`` by
+    construction.
     """
     if n < 0 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
@@ -90,7 +90,10 @@ def binomial_two_sided_p(k: int, n: int) -> float:
     tail = min(k, n - k)
     if 2 * tail == n:
         return 1.0
-    mass = sum(math.comb(n, i) for i in range(tail + 1))
+    term = mass = 1  # C(n, 0); each next binomial coefficient from the previous one, exactly
+    for i in range(tail):
+        term = term * (n - i) // (i + 1)
+        mass += term
     return min(1.0, 2 * mass / 2**n)
 
 

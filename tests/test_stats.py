@@ -53,7 +53,7 @@ def test_wilson_narrows_with_more_data() -> None:
     assert w1000[1] - w1000[0] < (w10[1] - w10[0]) / 5
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(-100, 100), min_size=1, max_size=40), st.integers(0, 2**31))
 def test_bootstrap_ci_contains_mean_and_is_seeded(values: list[float], seed: int) -> None:
     low, high = bootstrap_mean_ci(values, seed=seed, n_resamples=200)
