@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "demo": "evalsuite.demo",
     "train": "evalsuite.train_cli",
     "backends": "evalsuite.train_cli",
+    "probe": "evalsuite.probe_cli",
+    "score": "evalsuite.probe_cli",
     "gate": "evalsuite.gates_cli",
     "baseline": "evalsuite.gates_cli",
     "report": "evalsuite.report.cli",
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    warnings.formatwarning = _format_warning  # type: ignore[assignment]
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")

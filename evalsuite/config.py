@@ -8,6 +8,7 @@ hundreds, and a config must keep working in axolotl). Every error names ``file:l
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,10 @@ def _field_for(key: str) -> Field | None:
     return FIELDS.get(ALIASES.get(key, key))
 
 
+def _locator(path: Path, line: int | None, key: str) -> Callable[[str], str]:
+    return lambda msg: located(path, line, key, msg)
+
+
 def parse_config(data: Any, path: Path, lines: dict[KeyPath, int]) -> Config:
     if not isinstance(data, dict):
         raise EvalsuiteError(f"{path}: expected a mapping of keys (axolotl-style YAML), got {type(data).__name__}")
@@ -82,10 +87,10 @@ def parse_config(data: Any, path: Path, lines: dict[KeyPath, int]) -> Config:
                 # Possibly a typo of a key we do support: say so per key, with its line.
                 warnings.warn(located(path, line, key, "unknown key, ignored"), ConfigWarning, stacklevel=2)
             continue
-        canonical = ALIASES.get(key, key)
+        canonical: str = ALIASES.get(str(key), str(key))
         if canonical != key and canonical in data:
             raise EvalsuiteError(located(path, line, key, f"given together with {canonical}; keep one"))
-        values[canonical] = check_value(spec, raw, lambda msg, k=key, ln=line: located(path, ln, k, msg))
+        values[canonical] = check_value(spec, raw, _locator(path, line, key))
     set_axolotl_only = [k for k in ignored if k in IGNORED_AXOLOTL_KEYS and data[k] not in (None, False, "", [])]
     if set_axolotl_only:
         warnings.warn(f"{path}: axolotl keys accepted but not used by evalsuite: {', '.join(set_axolotl_only)}",

@@ -102,7 +102,8 @@ IGNORED_AXOLOTL_KEYS = frozenset({
     "eval_batch_size", "special_tokens_to_add", "tokens", "max_packed_sequence_len", "sample_packing_eff_est",
     "total_num_tokens", "gpu_memory_limit", "low_cpu_mem_usage", "shuffle_merged_datasets", "test_datasets",
     "save_safetensors", "save_strategy", "eval_strategy", "evaluation_strategy", "loss_watchdog_threshold",
-    "loss_watchdog_patience", "noisy_embedding_alpha", "neftune_noise_alpha", "hf_use_auth_token", "push_dataset_to_hub",
+    "loss_watchdog_patience", "noisy_embedding_alpha", "neftune_noise_alpha", "hf_use_auth_token",
+    "push_dataset_to_hub",
 })
 
 

@@ -19,12 +19,14 @@ from evalsuite.hashing import sha256_json
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "evalsuite_manifest.json"
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "tokenizers")
-REQUIRED = {
+REQUIRED: dict[str, type] = {
     "schema_version": int, "kind": str, "created": str, "evalsuite_version": str, "base_model": str,
     "backend": dict, "versions": dict, "hashes": dict, "device": dict, "config": dict, "template": dict,
     "train": dict,
 }
-REQUIRED_TRAIN = {"global_step": int, "loss_curve": list, "runtime_s": (int, float), "peak_cpu_rss_mb": (int, float)}
+REQUIRED_TRAIN: dict[str, type | tuple[type, ...]] = {
+    "global_step": int, "loss_curve": list, "runtime_s": (int, float), "peak_cpu_rss_mb": (int, float),
+}
 REQUIRED_HASHES = ("config", "data", "template", "tokenizer")
 
 
@@ -67,10 +69,10 @@ def validate_manifest(data: Any, where: str) -> dict[str, Any]:
     problems = [f"{k}: expected {t.__name__}" for k, t in REQUIRED.items() if not isinstance(data.get(k), t)]
     if data.get("schema_version") not in (None, SCHEMA_VERSION) and isinstance(data.get("schema_version"), int):
         problems.append(f"schema_version: {data['schema_version']} is newer than this evalsuite ({SCHEMA_VERSION})")
-    train = data.get("train") if isinstance(data.get("train"), dict) else {}
+    train = data["train"] if isinstance(data.get("train"), dict) else {}
     problems += [f"train.{k}: missing or mistyped" for k, t in REQUIRED_TRAIN.items()
                  if not isinstance(train.get(k), t)]
-    hashes = data.get("hashes") if isinstance(data.get("hashes"), dict) else {}
+    hashes = data["hashes"] if isinstance(data.get("hashes"), dict) else {}
     problems += [f"hashes.{k}: missing" for k in REQUIRED_HASHES if not hashes.get(k)]
     if problems:
         raise EvalsuiteError(f"{where}: invalid manifest: " + "; ".join(problems))

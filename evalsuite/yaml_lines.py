@@ -16,7 +16,7 @@ def _construct(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 key = str(key)
             lines[(*path, key)] = key_node.start_mark.line + 1
@@ -28,7 +28,7 @@ def _construct(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader
             lines[(*path, i)] = item.start_mark.line + 1
             items.append(_construct(item, (*path, i), lines, loader))
         return items
-    return loader.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+    return loader.construct_object(node, deep=True)
 
 
 def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:

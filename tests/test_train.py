@@ -116,7 +116,6 @@ def test_packing_restarts_positions_per_sample(tmp_path: Path, tiny_base: Path) 
 
 def test_qlora_4bit_nf4_loads_quantized_and_trains(tmp_path: Path, tiny_base: Path) -> None:
     import bitsandbytes as bnb
-
     from evalsuite.trainers import trl_backend
 
     cfg = write_config(tmp_path, tiny_base, adapter="qlora", load_in_4bit=True, bnb_4bit_compute_dtype="float32",
@@ -136,7 +135,6 @@ def test_qlora_4bit_nf4_loads_quantized_and_trains(tmp_path: Path, tiny_base: Pa
 
 def test_8bit_loading_and_8bit_optimizer(tmp_path: Path, tiny_base: Path) -> None:
     import bitsandbytes as bnb
-
     from evalsuite.trainers import trl_backend
     from evalsuite.trainers.common import load_tokenizer
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalsuite.config import load_config
 from evalsuite.trainers import common, trl_backend
+
+from evalsuite.config import load_config
 
 
 def build_trainer_only(cfg: Path) -> tuple[Any, list[Any], Any]:

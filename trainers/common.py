@@ -10,7 +10,7 @@ from typing import Any
 from evalsuite.chat_template import resolve_template
 from evalsuite.config import Config, resolve_path
 from evalsuite.data import load_samples
-from evalsuite.encode import EncodeOptions, Encoded, encode_sample, end_of_turn_token
+from evalsuite.encode import Encoded, EncodeOptions, encode_sample, end_of_turn_token
 from evalsuite.errors import EvalsuiteError
 from evalsuite.hashing import sha256_file, sha256_files, sha256_json, sha256_text
 from evalsuite.manifest import MANIFEST_NAME, git_state, new_manifest, package_versions, write_json_atomic
@@ -94,7 +94,7 @@ def peak_cuda_mb() -> float | None:
 def train_dtype(config: Config) -> Any:
     import torch
 
-    bf16, fp16 = mixed_precision(config)
+    bf16, _fp16 = mixed_precision(config)
     if config.load_in_4bit or config.load_in_8bit:
         return torch.float32 if device_summary()["type"] == "cpu" else (torch.bfloat16 if bf16 else torch.float16)
     return torch.float32

@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evalsuite.trainers import common
+
 from evalsuite.backends import TrainOptions
 from evalsuite.config import Config, resolve_path
 from evalsuite.errors import EvalsuiteError
 from evalsuite.rundir import is_run_dir_like, latest_checkpoint
-from evalsuite.trainers import common
 
 log = logging.getLogger("evalsuite.train")
 
@@ -116,7 +117,8 @@ def _load_model(config: Config, hf_tok: Any) -> Any:
     model = AutoModelForCausalLM.from_pretrained(str(resolve_path(config, config.base_model))
                                                  if Path(config.base_model).exists() else config.base_model,
                                                  **kwargs)
-    if len(hf_tok) > model.get_input_embeddings().weight.shape[0]:
+    embeddings: Any = model.get_input_embeddings()
+    if len(hf_tok) > embeddings.weight.shape[0]:
         model.resize_token_embeddings(len(hf_tok))
     if config.load_in_4bit or config.load_in_8bit:
         from peft import prepare_model_for_kbit_training
@@ -149,7 +151,8 @@ def _build_trainer(config: Config, out_dir: Path, model: Any, hf_tok: Any, datas
         warmup_steps=config.warmup_steps if config.warmup_steps is not None else config.warmup_ratio,
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
-        **{k: config.values[k] for k in ("adam_beta1", "adam_beta2", "adam_epsilon") if config.values[k] is not None},
+        **{k: config.values[k] for k in ("adam_beta1", "adam_beta2", "adam_epsilon")
+           if config.values[k] is not None},
         gradient_checkpointing_kwargs=config.gradient_checkpointing_kwargs,
         logging_steps=config.logging_steps,
         logging_first_step=True,
