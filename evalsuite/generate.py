@@ -1,20 +1,33 @@
-"""Generation engines. ``HFEngine``: load the base once, attach N LoRA adapters (peft multi-adapter), batched greedy
-decoding with left padding and KV cache, stopping on the run dir's stop ids. Prompts are rendered with evalsuite's
-own sandboxed renderer and the template the adapter was trained with, so inference sees what training saw.
+"""Generation: render prompts exactly as training did, generate in batches, and say why each generation ended.
+
+:class:`PromptCodec` renders conversations with evalsuite's sandboxed renderer and the run dir's template (the one
+the adapter was trained with), and classifies the generated ids: ``eos`` (a stop token: the tokenizer's eos, the
+generation config's ``eos_token_id``, the template's end-of-turn token), ``new-turn`` (a token that opens a role
+header, such as ``<|im_start|>`` or ``<|start_header_id|>``: the model ran into the next turn, the seeds'
+``HELLO<|im_start|>assistant``), ``stop-string`` (a configured text stop), or ``max-tokens`` (no stop within the
+new-token or wall-time budget: a runaway, recorded as a result rather than an error).
+
+:class:`HFEngine` (transformers + peft) loads the base once, attaches N LoRA adapters (peft multi-adapter,
+``set_adapter`` per batch, ``disable_adapter`` for the base column) and decodes greedily in batches: prompts sorted
+by length, left padding with an attention mask, KV cache, a seeded generator, a wall-time cap per batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from evalsuite.chat_template import render
+from evalsuite.errors import EvalsuiteError
 from evalsuite.tokenizer_files import TokenizerInfo
 
 FINISH_REASONS = ("eos", "stop-string", "max-tokens", "new-turn")
+ROLE_WORDS = ("system", "user", "assistant", "model")
+Messages = Sequence[dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -28,115 +41,253 @@ class GenerationSettings:
 
 @dataclass(frozen=True)
 class Generation:
-    text: str
+    text: str  # special tokens skipped, cut at the stop
     finish_reason: str
-    tokens: int
-    latency_s: float
-    raw: str  # decoded with special tokens kept, for leakage checks
+    tokens: int  # new tokens the model produced, the terminating one included
+    latency_s: float  # the batch's wall time shared out over its prompts
+    raw: str  # the same ids decoded with special tokens kept (terminator excluded), for leakage checks
+    time_capped: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt for one column (adapter name, or None for the plain base)."""
+
+    messages: tuple[dict[str, str], ...]
+    max_new_tokens: int
 
 
 class Generator(Protocol):
-    def generate(self, conversations: Sequence[Sequence[dict[str, str]]], adapter: str | None,
-                 settings: GenerationSettings) -> list[Generation]:
-        ...
+    def generate(self, requests: Sequence[Request], adapter: str | None,
+                 settings: GenerationSettings) -> list[Generation]: ...
 
 
 @dataclass
 class PromptCodec:
-    """Renders conversations to ids and decodes outputs, with one tokenizer and one template."""
+    """One tokenizer + one template: renders prompts, classifies and decodes generated ids."""
 
     tk: TokenizerInfo
     template: str
     stop_ids: list[int]
-    turn_start_ids: set[int]
+    turn_start_ids: set[int] = field(default_factory=set)
+    headers: tuple[str, ...] = ()
 
-    def prompt_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        text = render(self.template, messages, add_generation_prompt=True,
+    @classmethod
+    def build(cls, tk: TokenizerInfo, template: str, stop_ids: Sequence[int]) -> PromptCodec:
+        starts, headers = role_headers(tk, template)
+        stops = list(dict.fromkeys([*stop_ids, *(i for i in [tk.token_id(tk.eos_token)] if i is not None)]))
+        return cls(tk, template, stops, starts, headers)
+
+    def prompt_text(self, messages: Messages) -> str:
+        return render(self.template, messages, add_generation_prompt=True,
                       special_tokens=self.tk.template_variables()).text
-        return self.tk.encode(text, add_special_tokens=False)
 
-    def finish(self, ids: list[int], max_new: int, stop_strings: tuple[str, ...]) -> tuple[list[int], str]:
-        """Cut the generated ids at the first stop and say why generation ended."""
+    def prompt_ids(self, messages: Messages) -> list[int]:
+        return self.tk.encode(self.prompt_text(messages), add_special_tokens=False)
+
+    @property
+    def generation_stop_ids(self) -> list[int]:
+        """Ids that end generation: stops and turn starts (a new turn is classified, then cut)."""
+        return sorted({*self.stop_ids, *self.turn_start_ids})
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """Strings that must never appear in an answer: the tokenizer's special tokens and the role headers."""
+        specials = tuple(c for c, (_i, special) in self.tk.added_tokens.items() if special)
+        return tuple(dict.fromkeys([*specials, *self.headers]))
+
+    def finish(self, ids: Sequence[int], stop_strings: Sequence[str] = ()) -> tuple[list[int], str, int]:
+        """Cut generated ids at the first stop; return (kept ids, finish reason, tokens produced)."""
         for i, t in enumerate(ids):
+            if t in self.turn_start_ids:  # checked first: a template may also list it as an end of turn
+                return list(ids[:i]), "new-turn", i + 1
             if t in self.stop_ids:
-                return ids[:i], "eos"
-            if t in self.turn_start_ids:
-                return ids[:i], "new-turn"
+                return list(ids[:i]), "eos", i + 1
+        kept = list(ids)
         if stop_strings:
-            text = self.tk.decode(ids)
-            for s in stop_strings:
-                if s in text:
-                    return self.tk.encode(text.split(s, 1)[0]), "stop-string"
-        # No stop within the budget (new tokens or wall time): a runaway, recorded as such.
-        return ids, "max-tokens"
+            text = self.tk.decode(kept)
+            cuts = [(text.index(s), s) for s in stop_strings if s in text]
+            if cuts:
+                at, _s = min(cuts)
+                prefix = text[:at]
+                n = next((k for k in range(len(kept) + 1) if len(self.tk.decode(kept[:k])) >= len(prefix)),
+                         len(kept))
+                return kept[:n], "stop-string", len(kept)
+        return kept, "max-tokens", len(kept)
+
+    def decode(self, ids: list[int]) -> tuple[str, str]:
+        """(text with special tokens skipped, raw text with them kept)."""
+        return self.tk.decode(ids, skip_special_tokens=True), self.tk.decode(ids, skip_special_tokens=False)
 
 
-def turn_start_ids(tk: TokenizerInfo, template: str, stop_ids: list[int]) -> set[int]:
-    """Special tokens in the template other than the stops (e.g. ``<|im_start|>``): emitting one means the model has
-    begun a new turn instead of stopping."""
-    return {i for content, (i, special) in tk.added_tokens.items()
-            if special and content in template and i not in stop_ids}
+def role_headers(tk: TokenizerInfo, template: str) -> tuple[set[int], tuple[str, ...]]:
+    """Special tokens that open a role turn, and the rendered header strings, found by rendering a probe chat.
+
+    A special token opens a turn when a role name follows it (``<|im_start|>user``, ``<|start_header_id|>user``,
+    ``<start_of_turn>model``) or when it names a role itself (Phi-3's ``<|user|>``, ``<|assistant|>``).
+    """
+    a, b = "\u2063a\u2063", "\u2063b\u2063"
+    chat = [{"role": "user", "content": a}, {"role": "assistant", "content": b}, {"role": "user", "content": a}]
+    try:
+        text = render(template, chat, add_generation_prompt=True, special_tokens=tk.template_variables()).text
+    except EvalsuiteError:
+        return set(), ()
+    specials = {c: i for c, (i, special) in tk.added_tokens.items() if special}
+    starts: set[int] = set()
+    headers: list[str] = []
+    for content, tid in specials.items():
+        pos = text.find(content)
+        while pos >= 0:
+            rest = text[pos + len(content):]
+            names_role = any(r in content.lower() for r in ROLE_WORDS)
+            if names_role or rest.lstrip(" ").lower().startswith(ROLE_WORDS):
+                starts.add(tid)
+                newline = rest.find("\n")
+                headers.append(content if names_role or not 0 <= newline <= 40 else content + rest[:newline + 1])
+            pos = text.find(content, pos + 1)
+    return starts, tuple(dict.fromkeys(h for h in headers if a not in h and b not in h))
 
 
 class HFEngine:
-    """transformers + peft engine. ``adapters`` maps a display name to a run dir; ``None`` selects the plain base."""
+    """transformers + peft. ``adapters`` maps a column name to an adapter dir; ``None`` selects the plain base."""
 
-    def __init__(self, base_model: str, codec: PromptCodec, adapters: dict[str, Path] | None = None,
-                 device: str | None = None) -> None:
+    def __init__(self, base_model: str, codecs: dict[str | None, PromptCodec], adapters: dict[str, Path] | None = None,
+                 device: str | None = None, allow_pickle: bool = False, trust_remote_code: bool = False) -> None:
         import torch
-        from transformers import AutoModelForCausalLM
+        from transformers import GenerationConfig
 
         self.torch = torch
+        self.GenerationConfig = GenerationConfig
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32 if self.device == "cpu"
-                                                     else torch.bfloat16)
+        self.dtype = torch.float32 if self.device == "cpu" else torch.bfloat16
+        self.base_model = base_model
+        self.codecs = codecs
         self.adapters = dict(adapters or {})
-        if self.adapters:
-            from peft import PeftModel
-
-            names = list(self.adapters)
-            model = PeftModel.from_pretrained(model, str(self.adapters[names[0]]), adapter_name=names[0])
-            for name in names[1:]:
-                model.load_adapter(str(self.adapters[name]), adapter_name=name)
+        with quiet_libraries():
+            model = _load_base(base_model, self.dtype, allow_pickle, trust_remote_code)
+            for i, (name, path) in enumerate(self.adapters.items()):
+                model = _attach(model, name, path, base_model, first=i == 0)
         self.model = model.to(self.device).eval()
-        self.codec = codec
 
-    def generate(self, conversations: Sequence[Sequence[dict[str, str]]], adapter: str | None,
+    def generate(self, requests: Sequence[Request], adapter: str | None,
                  settings: GenerationSettings) -> list[Generation]:
-        out: list[Generation] = []
-        for start in range(0, len(conversations), settings.batch_size):
-            out += self._batch(conversations[start:start + settings.batch_size], adapter, settings)
-        return out
+        """Generations in the order of ``requests``; batched by similar prompt length."""
+        codec = self.codecs.get(adapter) or self.codecs[None]
+        encoded = [codec.prompt_ids(r.messages) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].max_new_tokens, len(encoded[i])))
+        out: list[Generation | None] = [None] * len(requests)
+        for batch in _batches(order, requests, settings.batch_size):
+            gens = self._batch([encoded[i] for i in batch], requests[batch[0]].max_new_tokens, adapter, codec,
+                               settings)
+            for i, g in zip(batch, gens, strict=True):
+                out[i] = g
+        return [g for g in out if g is not None]
 
-    def _batch(self, batch: Sequence[Sequence[dict[str, str]]], adapter: str | None,
+    def _batch(self, prompts: list[list[int]], max_new: int, adapter: str | None, codec: PromptCodec,
                settings: GenerationSettings) -> list[Generation]:
         torch = self.torch
-        prompts = [self.codec.prompt_ids(m) for m in batch]
         width = max(len(p) for p in prompts)
-        pad = self.codec.tk.token_id(self.codec.tk.pad_token) or 0
+        pad = codec.tk.token_id(codec.tk.pad_token)
+        pad = pad if pad is not None else codec.stop_ids[0]
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         torch.manual_seed(settings.seed)
         t0 = time.perf_counter()
-        with torch.inference_mode(), self._adapter(adapter):
-            gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=settings.max_new_tokens,
-                                      do_sample=False, eos_token_id=self.codec.stop_ids, pad_token_id=pad,
-                                      max_time=settings.max_batch_seconds, use_cache=True)
-        latency = (time.perf_counter() - t0) / len(batch)
+        config = self.GenerationConfig(max_new_tokens=max_new, do_sample=False, num_beams=1, use_cache=True,
+                                       eos_token_id=codec.generation_stop_ids, pad_token_id=pad, bos_token_id=None,
+                                       max_time=settings.max_batch_seconds)
+        with torch.inference_mode(), self._adapter(adapter), quiet_libraries():
+            gen = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        elapsed = time.perf_counter() - t0
+        capped = gen.shape[1] - width < max_new and settings.max_batch_seconds is not None \
+            and elapsed >= settings.max_batch_seconds
         results = []
         for row in gen[:, width:].tolist():
-            kept, reason = self.codec.finish(row, settings.max_new_tokens, settings.stop_strings)
-            text = self.codec.tk.decode(kept, skip_special_tokens=True)
-            raw = self.codec.tk.decode(row[: len(kept) + (reason in ("eos", "new-turn"))])
-            results.append(Generation(text, reason, len(kept), latency, raw))
+            kept, reason, produced = codec.finish(row, settings.stop_strings)
+            text, raw = codec.decode(kept)
+            results.append(Generation(text, reason, produced, elapsed / len(prompts), raw,
+                                      time_capped=capped and reason == "max-tokens"))
         return results
 
     def _adapter(self, adapter: str | None) -> Any:
-        import contextlib
-
         if not self.adapters:
+            if adapter is not None:
+                raise EvalsuiteError(f"no adapter named {adapter!r} is loaded")
             return contextlib.nullcontext()
         if adapter is None:
             return self.model.disable_adapter()
         self.model.set_adapter(adapter)
         return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence library chatter that is noise in a probe run (weight-loading progress bars, bitsandbytes' optional
+    CPU kernel notice, deprecation warnings, the "exceeded the model's maximum length" reminder on long SQuAD
+    prompts), and restore the caller's settings afterwards."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    bnb = logging.getLogger("bitsandbytes")
+    bnb_level = bnb.level
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    bnb.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        bnb.setLevel(bnb_level)
+
+
+def _batches(order: list[int], requests: Sequence[Request], size: int) -> Iterator[list[int]]:
+    """Consecutive runs of ``order`` of at most ``size``, never mixing different ``max_new_tokens``."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) >= size or requests[i].max_new_tokens != requests[batch[0]].max_new_tokens):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def _load_base(base_model: str, dtype: Any, allow_pickle: bool, trust_remote_code: bool) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    path = Path(base_model)
+    if path.is_dir() and not any(path.glob("*.safetensors")) and any(path.glob("*.bin")) and not allow_pickle:
+        raise EvalsuiteError(f"{path}: base model weights are pickles (*.bin), which can run code when loaded; "
+                             "pass --allow-pickle if you trust them")
+    try:
+        return AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                    use_safetensors=None if allow_pickle else True)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EvalsuiteError(f"{base_model}: cannot load the base model: {first}") from None
+
+
+def _attach(model: Any, name: str, path: Path, base_model: str, first: bool) -> Any:
+    """Attach one adapter; a shape mismatch (an adapter trained on another base) is one clear error."""
+    from peft import PeftModel
+
+    try:
+        if first:
+            return PeftModel.from_pretrained(model, str(path), adapter_name=name)
+        model.load_adapter(str(path), adapter_name=name)
+        return model
+    except (RuntimeError, ValueError, KeyError, OSError) as e:
+        detail = " ".join(str(e).split())
+        if "size mismatch" in detail:
+            at = detail.index("size mismatch")
+            detail = detail[at:at + 240]
+        raise EvalsuiteError(f"{path}: adapter {name!r} does not fit the base model {base_model} "
+                             f"(trained for another base?): {detail[:300]}") from None

@@ -1,18 +1,274 @@
 """pytest plugin (entry point ``pytest11``): probe batteries as pytest items.
 
-Thin hooks over the pytest-free runner. Without ``--adapter`` it stays inert and cheap: no torch import.
+    pytest -m probes --adapter runs/qwen05 [--adapter DIR ...] [--probe-base] [--battery NAME ...]
+           [--probe-out results.json] [--gate EXPR ...] [--gate-baseline FILE]
+
+Thin hooks over the pytest-free runner (:mod:`evalsuite.runner`). Without ``--adapter`` the plugin only registers
+its options and marker: nothing of evalsuite beyond this module is imported, and never torch. With it, every
+(battery, column, case) becomes an item named ``uppercase-echo[qwen05-hellow-world]`` carrying the ``probes``
+marker; collection validates run dirs and batteries (a usage error, before any model loads); the first probe item
+that runs generates everything selected in one batched pass (base loaded once, adapters attached); each item then
+asserts its own sample and a failure shows prompt, output, expected value, scorer and finish reason. At session end
+the results file is written and the configured gates (``[tool.evalsuite]`` in pyproject.toml, ``--gate``) are
+applied: their lines go to the terminal summary and the JUnit XML, and a failed gate fails the session.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
 
-def pytest_addoption(parser: Any) -> None:
-    group = parser.getgroup("evalsuite", "evalsuite probes")
-    group.addoption("--adapter", action="append", default=[], metavar="DIR",
-                    help="run dir of a trained adapter to probe (repeatable)")
+MARKER = "probes"
 
 
-def pytest_configure(config: Any) -> None:
-    config.addinivalue_line("markers", "probes: probe battery cases (collected by the evalsuite plugin)")
+@dataclass
+class _State:
+    options: Any  # evalsuite.runner.ProbeOptions
+    out: Path | None
+    gate_args: dict[str, Any]
+    run_dirs: list[Path] = field(default_factory=list)
+    plan: Any = None
+    run: Any = None
+    samples: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    gate_lines: list[str] = field(default_factory=list)
+    gates_passed: bool = True
+
+
+STATE = pytest.StashKey[_State]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("evalsuite", "evalsuite probes (prompt batteries for LoRA adapters)")
+    add = group.addoption
+    add("--adapter", action="append", default=[], metavar="DIR",
+        help="run dir of a trained adapter to probe (repeatable); without it the plugin is inert")
+    add("--probe-base", action="store_true", help="also probe the plain base model as a control column")
+    add("--battery", action="append", default=[], metavar="NAME",
+        help="battery name or .yaml path (repeatable; default: every built-in battery)")
+    add("--probe-out", metavar="FILE", help="write the results JSON here (atomically)")
+    add("--probe-base-model", metavar="PATH_OR_ID", help="override the base model recorded in the run dirs")
+    add("--probe-allow-pickle", action="store_true", help="allow pickle (.bin) weights, which can run code")
+    add("--probe-batch-size", type=int, default=32, metavar="N", help="prompts per generation batch")
+    add("--probe-max-new-tokens", type=int, metavar="N", help="override every battery's max_new_tokens")
+    add("--probe-device", metavar="DEVICE", help="cpu, cuda, ... (default: cuda when available)")
+    add("--probe-no-cache", action="store_true", help="regenerate even when cached generations exist")
+    add("--squad-dataset", metavar="PATH_OR_ID", help="SQuAD v1.1 dev JSON or hub id for the squad battery")
+    add("--squad-n", type=int, metavar="N", help="questions sampled from the SQuAD dev set (0: all)")
+    add("--gate", action="append", default=[], metavar="EXPR", help="quality gate applied at session end")
+    add("--gate-baseline", metavar="FILE", help="baseline results for regression gates")
+    add("--gate-alpha", type=float, metavar="P", help="significance level of regression gates (default 0.05)")
+    add("--gate-config", metavar="FILE", help="read declared gates from this config YAML (default: pyproject)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{MARKER}: probe battery cases (collected by the evalsuite plugin)")
+    adapters = config.getoption("adapter")
+    if not adapters:
+        return
+    from evalsuite.runner import ProbeOptions
+
+    opt = config.getoption
+    options = ProbeOptions(
+        batteries=opt("battery"), explicit_batteries=bool(opt("battery")), include_base=opt("probe_base"),
+        base_model=opt("probe_base_model"), allow_pickle=opt("probe_allow_pickle"),
+        batch_size=opt("probe_batch_size"), max_new_tokens=opt("probe_max_new_tokens"), device=opt("probe_device"),
+        use_cache=not opt("probe_no_cache"), squad_dataset=opt("squad_dataset"), squad_n=opt("squad_n"),
+        battery_dirs=[config.rootpath / "probes"] if (config.rootpath / "probes").is_dir() else [])
+    out = Path(opt("probe_out")) if opt("probe_out") else None
+    gate_args = {"gates": opt("gate"), "baseline": opt("gate_baseline"), "alpha": opt("gate_alpha"),
+                 "config": opt("gate_config")}
+    config.stash[STATE] = _State(options, out, gate_args, run_dirs=[Path(a) for a in adapters])
+
+
+class ProbeFailure(AssertionError):
+    """A probe case that did not pass; carries the sample for the failure report."""
+
+    def __init__(self, sample: Any) -> None:
+        super().__init__(f"{sample.battery}[{sample.adapter}-{sample.case}] failed")
+        self.sample = sample
+
+
+class BatteryNode(pytest.Collector):
+    """One battery; its children are created by the plugin at collection, not by reading files."""
+
+    def collect(self) -> list[pytest.Item]:  # pragma: no cover - items are attached directly
+        return []
+
+
+class ProbeItem(pytest.Item):
+    def __init__(self, *, battery: Any, target: Any, case: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.battery, self.target, self.case = battery, target, case
+        self.key = (battery.name, case.id, target.name)
+
+    def runtest(self) -> None:
+        state = self.config.stash[STATE]
+        _ensure_run(self.session, state)
+        sample = state.samples[self.key]
+        self.user_properties += [("adapter", sample.adapter), ("finish_reason", sample.finish_reason),
+                                 ("output", sample.output), ("scorer", sample.scorer.name)]
+        if not sample.passed:
+            raise ProbeFailure(sample)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ProbeFailure):
+            return failure_text(excinfo.value.sample)
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.battery.path, None, f"{self.battery.name}[{self.target.name}-{self.case.id}]"
+
+
+class UnavailableBattery(pytest.Item):
+    """Stands in for a battery whose data is missing (the SQuAD dev set): one skip with the reason."""
+
+    def __init__(self, *, reason: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reason = reason
+        self.add_marker(MARKER)
+
+    def runtest(self) -> None:
+        pytest.skip(self.reason)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, self.name
+
+
+def failure_text(s: Any) -> str:
+    """What a reader needs to judge a failed case, one field per line."""
+    lines = [f"{s.battery} / {s.adapter} / case {s.case}",
+             f"  prompt:        {s.prompt!r}",
+             f"  output:        {s.output!r}",
+             f"  expected:      {s.expected!r}",
+             f"  scorer:        {s.scorer.name} {s.scorer.args or ''}".rstrip(),
+             f"  finish reason: {s.finish_reason} ({s.tokens} tokens)"]
+    for key, value in s.details.items():
+        if value not in (None, [], {}, "") and key != "messages":
+            lines.append(f"  {key + ':':<14} {value!r}")
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Add the probe items before ``-m``/``-k`` deselection runs (so ``-m probes`` selects them)."""
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    import warnings
+
+    from evalsuite.errors import EvalsuiteError
+    from evalsuite.runner import plan_probes
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            state.plan = plan_probes(state.run_dirs, state.options)
+    except EvalsuiteError as e:
+        raise pytest.UsageError(f"evalsuite: {e}") from None
+    for w in caught:
+        if "skipping battery" not in str(w.message):
+            config.issue_config_time_warning(pytest.PytestWarning(f"evalsuite: {w.message}"), stacklevel=2)
+    for name, reason in state.plan.skipped.items():
+        node = BatteryNode.from_parent(session, name=name, nodeid=f"probes/{name}")
+        stub = UnavailableBattery.from_parent(node, name=f"{name}[unavailable]", reason=reason)
+        _report_collected(config, node, [stub])
+        items.append(stub)
+    for battery in state.plan.batteries:
+        node = BatteryNode.from_parent(session, name=battery.name, nodeid=f"probes/{battery.name}")
+        node.add_marker(MARKER)
+        mine: list[pytest.Item] = []
+        for target in state.plan.targets:
+            for case in battery.cases:
+                item = ProbeItem.from_parent(node, name=f"{battery.name}[{target.name}-{case.id}]",
+                                             battery=battery, target=target, case=case)
+                item.add_marker(MARKER)
+                mine.append(item)
+        _report_collected(config, node, mine)
+        items.extend(mine)
+
+
+def _report_collected(config: pytest.Config, node: pytest.Collector, items: list[pytest.Item]) -> None:
+    """Tell the other plugins (terminal counts, ``--collect-only``) about items made outside file collection."""
+    config.hook.pytest_collectreport(report=pytest.CollectReport(node.nodeid, "passed", None, list(items)))
+    for item in items:
+        config.hook.pytest_itemcollected(item=item)
+
+
+def _ensure_run(session: pytest.Session, state: _State) -> None:
+    if state.run is not None:
+        return
+    from evalsuite.errors import EvalsuiteError
+    from evalsuite.runner import execute
+
+    selected = {i.key for i in session.items if isinstance(i, ProbeItem)}
+    try:
+        state.run = execute(state.plan, selected)
+    except EvalsuiteError as e:
+        pytest.exit(f"evalsuite: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
+    state.samples = {(s.battery, s.case, s.adapter): s for s in state.run.results.samples}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the results and apply the gates before the terminal summary and the JUnit file are written."""
+    state = session.config.stash.get(STATE, None)
+    if state is None or state.run is None:
+        return
+    from evalsuite.errors import EvalsuiteError
+
+    try:
+        if state.out is not None:
+            from evalsuite.results import write_results
+
+            write_results(state.run.results, state.out)
+        _apply_gates(state)
+    except EvalsuiteError as e:
+        state.gate_lines = [f"ERROR evalsuite: {e}"]
+        state.gates_passed = False
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        return
+    if not state.gates_passed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    from _pytest.junitxml import xml_key
+
+    xml = session.config.stash.get(xml_key, None)
+    if xml is not None and state.gate_lines:
+        xml.add_global_property("evalsuite_gates", "\n".join(state.gate_lines))
+        xml.add_global_property("evalsuite_gates_passed", str(state.gates_passed).lower())
+
+
+def _apply_gates(state: _State) -> None:
+    from evalsuite.gates_config import resolve_gates
+    from evalsuite.gates_eval import evaluate_gates
+    from evalsuite.results import load_results
+
+    g = state.gate_args
+    resolved = resolve_gates(g["gates"], Path(g["config"]) if g["config"] else None,
+                             Path(g["baseline"]) if g["baseline"] else None, g["alpha"])
+    if not resolved.gates:
+        return
+    baseline = load_results(resolved.baseline_path) if resolved.baseline_path is not None else None
+    report = evaluate_gates(state.run.results, baseline, resolved.gates, resolved.alpha, skip_missing=True)
+    state.gate_lines = report.lines()
+    state.gates_passed = report.passed
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None or state.run is None:
+        return
+    from evalsuite.runner import summary_lines
+
+    tr = terminalreporter
+    tr.write_sep("=", "evalsuite probes")
+    for line in summary_lines(state.run.results):
+        tr.write_line(line)
+    tr.write_line(f"generated {state.run.generated}, from cache {state.run.cached}"
+                  + (f"; results: {state.out}" if state.out else ""))
+    if state.gate_lines:
+        tr.write_sep("=", "evalsuite gates")
+        for line in state.gate_lines:
+            tr.write_line(line, red=line.startswith(("FAIL", "ERROR")), green=line.startswith("PASS"))

@@ -140,7 +140,7 @@ def exact_match(strip: bool = False) -> ScoreFn:
     def score(case: CaseLike, out: Output) -> Score:
         got = out.text.strip() if strip else out.text
         want = str(case.expected)
-        return Score(got == want, char_accuracy(got, want), {"finish": out.finish_reason})
+        return Score(got == want, char_accuracy(got, want))
 
     return score
 
