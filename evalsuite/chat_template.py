@@ -25,7 +25,16 @@ from evalsuite.errors import EvalsuiteError
 
 
 class TemplateRaised(EvalsuiteError):
-    """The template itself refused the conversation (``raise_exception``) or failed while rendering."""
+    """The template failed while rendering (or refused the conversation: see :class:`TemplateRefused`)."""
+
+
+class TemplateRefused(TemplateRaised):
+    """The template called ``raise_exception(...)``: it deliberately refuses this conversation (Gemma and system
+    messages, strict user/assistant alternation). The lint reports this as ``template-error``."""
+
+
+class _Refusal(jinja2.exceptions.TemplateError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,7 @@ class Rendered:
 class _GenerationTracker(jinja2.ext.Extension):
     """Implements ``{% generation %}...{% endgeneration %}``: records the character span its body renders to."""
 
-    tags = {"generation"}
+    tags = {"generation"}  # noqa: RUF012 (jinja's Extension declares it as a plain class attribute)
 
     def __init__(self, environment: jinja2.Environment) -> None:
         super().__init__(environment)
@@ -60,7 +69,7 @@ class _GenerationTracker(jinja2.ext.Extension):
 
 
 def _raise_exception(message: str) -> None:
-    raise jinja2.exceptions.TemplateError(message)
+    raise _Refusal(message)
 
 
 def _tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
@@ -114,9 +123,7 @@ class _StrictSandbox(ImmutableSandboxedEnvironment):
         )
 
 
-@lru_cache(maxsize=64)
-def compile_template(source: str) -> jinja2.Template:
-    """Compile once per distinct template text (rendering 20k rows must not recompile)."""
+def _environment() -> _StrictSandbox:
     env = _StrictSandbox(
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTracker, jinja2.ext.loopcontrols]
     )
@@ -125,10 +132,47 @@ def compile_template(source: str) -> jinja2.Template:
     env.globals["strftime_now"] = _strftime_now
     env.globals["dict"] = _SafeDict()
     env.globals["namespace"] = _SafeNamespace
+    return env
+
+
+@lru_cache(maxsize=64)
+def compile_template(source: str) -> jinja2.Template:
+    """Compile once per distinct template text (rendering 20k rows must not recompile)."""
+    env = _environment()
     try:
         return env.from_string(source)
     except jinja2.TemplateSyntaxError as e:
         raise EvalsuiteError(f"chat template: line {e.lineno}: syntax error: {e.message}") from None
+
+
+class ContentUseTracker:
+    """Counts how often an instrumented template ran an expression that inspects message content."""
+
+    def __init__(self) -> None:
+        self.fired = 0
+
+    def __call__(self, value: Any) -> Any:
+        self.fired += 1
+        return value
+
+
+@lru_cache(maxsize=64)
+def compile_instrumented(source: str) -> tuple[jinja2.Template, ContentUseTracker, int]:
+    """The template with every content-inspecting expression wrapped in a counter (see ``template_analysis``).
+
+    Used only to learn layouts from sentinel renders; its output is identical to :func:`compile_template`'s.
+    Returns the template, its tracker and the number of instrumented expressions.
+    """
+    from evalsuite.template_analysis import MARKER, find_content_uses, instrument
+
+    compile_template(source)  # syntax errors surface with the usual message
+    env = _environment()
+    tracker = ContentUseTracker()
+    env.globals[MARKER] = tracker
+    ast = env.parse(source)
+    count = instrument(ast, find_content_uses(ast))
+    template = env.template_class.from_code(env, env.compile(ast), env.make_globals(None), None)
+    return template, tracker, count
 
 
 def _tracker(template: jinja2.Template) -> _GenerationTracker:
@@ -167,14 +211,16 @@ def render(
     tools: list[dict[str, Any]] | None = None,
     documents: list[dict[str, Any]] | None = None,
     track_generation: bool = False,
+    instrumented: bool = False,
     **kwargs: Any,
 ) -> Rendered:
     """Render ``messages`` the way ``tokenizer.apply_chat_template(..., tokenize=False)`` does.
 
     ``special_tokens`` are the tokenizer's named special tokens (``bos_token``, ``eos_token``, ...); templates read
-    them as variables. Raises :class:`TemplateRaised` when the template raises for this conversation.
+    them as variables. Raises :class:`TemplateRefused` when the template calls ``raise_exception`` and
+    :class:`TemplateRaised` when it fails otherwise. ``instrumented`` renders the content-tracking variant.
     """
-    template = compile_template(source)
+    template = compile_instrumented(source)[0] if instrumented else compile_template(source)
     variables: dict[str, Any] = {k: v for k, v in (special_tokens or {}).items() if v is not None}
     variables.update(kwargs)
     context = dict(messages=_plain(messages), tools=tools, documents=documents,
@@ -192,6 +238,8 @@ def render(
         finally:
             tracker.blocks, tracker.spans = None, None
         return Rendered("".join(blocks), tuple(spans))
+    except _Refusal as e:
+        raise TemplateRefused(f"chat template raised: {e}") from None
     except jinja2.exceptions.SecurityError as e:
         raise TemplateRaised(f"chat template: refused by the sandbox: {e}") from None
     except jinja2.exceptions.TemplateError as e:
@@ -219,7 +267,7 @@ def resolve_template(setting: str, jinja: str | None, tokenizer_template: str | 
     if setting == "jinja":
         assert jinja is not None
         p = Path(jinja).expanduser()
-        if "{" not in jinja and p.suffix in (".jinja", ".j2", ".txt") or p.is_file():
+        if ("{" not in jinja and p.suffix in (".jinja", ".j2", ".txt")) or p.is_file():
             if not p.is_file():
                 raise EvalsuiteError(f"{where}: chat_template_jinja: no such file {jinja}")
             return p.read_text(encoding="utf-8")

@@ -17,6 +17,7 @@ from evalsuite.errors import EvalsuiteError
 # name -> module with register(subparsers). Order is the order shown in --help.
 COMMANDS: dict[str, str] = {
     "demo": "evalsuite.demo",
+    "lint": "evalsuite.lint.cli",
     "train": "evalsuite.train_cli",
     "backends": "evalsuite.train_cli",
     "probe": "evalsuite.probe_cli",

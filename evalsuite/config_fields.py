@@ -82,6 +82,10 @@ FIELDS: dict[str, Field] = {
     "seed": F("nonnegint", 42, "random seed"),
     "output_dir": F("str", "./outputs/out", "the run dir written by `evalsuite train`"),
     "ignore": F("str_list", None, "lint rule ids downgraded on purpose (evalsuite key)"),
+    "lint_collator": F("enum", "trl", "label collator the lint models: trl (labels padded with -100; evalsuite's "
+                                      "backend) or mask-pad-id (labels -100 wherever input_ids == pad_token_id, as "
+                                      "transformers' DataCollatorForLanguageModeling; evalsuite key)",
+                       ("trl", "mask-pad-id")),
     "gates": F("any", None, "quality gates (evalsuite key; see `evalsuite gate --help`)"),
     "backend": F("str", "trl", "trainer backend (evalsuite key; see `evalsuite backends`)"),
     "deepspeed": F("str", None, "DeepSpeed config passed through to accelerate"),

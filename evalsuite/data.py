@@ -50,8 +50,9 @@ def read_records(path: Path) -> Iterator[tuple[int, Any]]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise EvalsuiteError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+        bad_line = raw[: e.start].count(b"\n") + 1
+        raise EvalsuiteError(f"{path}:{bad_line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})"
+                             ) from None
     stripped = text.lstrip()
     if path.suffix == ".json" and stripped.startswith("["):
         try:

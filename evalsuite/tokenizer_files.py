@@ -15,7 +15,8 @@ from typing import Any
 
 from evalsuite.errors import EvalsuiteError
 
-SPECIAL_NAMES = ("bos_token", "eos_token", "pad_token", "unk_token")
+# transformers' SPECIAL_TOKENS_ATTRIBUTES: the names a chat template can read as variables.
+SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 
 @dataclass
@@ -25,6 +26,8 @@ class TokenizerInfo:
     chat_template: str | None
     special: dict[str, str | None]
     config: dict[str, Any] = field(default_factory=dict)
+    # Set when the backend could not be built exactly as transformers builds it (see tokenizer_compat).
+    compat_note: str | None = None
 
     @property
     def eos_token(self) -> str | None:
@@ -64,6 +67,19 @@ class TokenizerInfo:
         """What transformers passes to the template: the named special tokens as strings."""
         return dict(self.special)
 
+    def with_special(self, overrides: dict[str, str]) -> TokenizerInfo:
+        """Apply the config's ``special_tokens`` (and --pad-token/--eos-token) as the trainer does with
+        ``add_special_tokens``: a token missing from the vocabulary is added as a new special token."""
+        from tokenizers import AddedToken
+
+        special = dict(self.special)
+        for name, token in overrides.items():
+            if self.tokenizer.token_to_id(token) is None:
+                self.tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False)])
+            special[name] = token
+        info = TokenizerInfo(self.path, self.tokenizer, self.chat_template, special, self.config, self.compat_note)
+        return info
+
 
 def _token_text(value: Any) -> str | None:
     # tokenizer_config.json stores special tokens as strings or as AddedToken dicts {"content": ...}.
@@ -78,7 +94,8 @@ def _chat_template(path: Path, config: dict[str, Any]) -> str | None:
         return jinja_file.read_text(encoding="utf-8")
     json_file = path / "chat_template.json"
     if json_file.exists():
-        value = json.loads(json_file.read_text(encoding="utf-8")).get("chat_template")
+        data = _read_json(json_file)
+        value = data.get("chat_template") if isinstance(data, dict) else None
     else:
         value = config.get("chat_template")
     if isinstance(value, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
@@ -89,7 +106,7 @@ def _chat_template(path: Path, config: dict[str, Any]) -> str | None:
 
 def load_tokenizer(path: str | Path) -> TokenizerInfo:
     """Load ``path/tokenizer.json`` (a fast tokenizer) and its config. Errors name the file."""
-    from tokenizers import Tokenizer
+    from evalsuite.tokenizer_compat import backend_from_files
 
     p = Path(path)
     if not p.is_dir():
@@ -98,25 +115,29 @@ def load_tokenizer(path: str | Path) -> TokenizerInfo:
     if not tj.exists():
         raise EvalsuiteError(f"{p}: no tokenizer.json (evalsuite reads fast tokenizers; convert a slow one with "
                              "transformers' AutoTokenizer.from_pretrained(...).save_pretrained(...))")
+    config = _read_json(p / "tokenizer_config.json")
+    if not isinstance(config, dict):
+        raise EvalsuiteError(f"{p / 'tokenizer_config.json'}: expected a JSON object")
     try:
-        tok = Tokenizer.from_file(str(tj))
+        tok, note = backend_from_files(tj.read_text(encoding="utf-8"), config)
     except Exception as e:  # the Rust side raises plain Exception subclasses
         raise EvalsuiteError(f"{tj}: cannot be read as a tokenizer: {e}") from None
-    config: dict[str, Any] = {}
-    cfg_file = p / "tokenizer_config.json"
-    if cfg_file.exists():
-        try:
-            config = json.loads(cfg_file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise EvalsuiteError(f"{cfg_file}: invalid JSON: {e}") from None
     special = {name: _token_text(config.get(name)) for name in SPECIAL_NAMES}
-    smap = p / "special_tokens_map.json"
-    if smap.exists():
-        extra = json.loads(smap.read_text(encoding="utf-8"))
+    extra = _read_json(p / "special_tokens_map.json")
+    if isinstance(extra, dict):
         for name in SPECIAL_NAMES:
             special[name] = special[name] or _token_text(extra.get(name))
     return TokenizerInfo(path=p, tokenizer=tok, chat_template=_chat_template(p, config), special=special,
-                         config=config)
+                         config=config, compat_note=note)
+
+
+def _read_json(path: Path) -> Any:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvalsuiteError(f"{path}: invalid JSON: {e}") from None
 
 
 def from_transformers(hf_tokenizer: Any, chat_template: str | None, name: str) -> TokenizerInfo:

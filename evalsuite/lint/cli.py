@@ -1,0 +1,84 @@
+"""`evalsuite lint`: the command line of the template and label-mask lint.
+
+Exit status: 0 when no error-severity finding is left, 1 when one is, 2 for bad input or usage. This module imports
+only argparse at load time (the lint has a cold-start budget); the lint itself needs tokenizers and jinja2, never
+torch or transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from evalsuite.errors import EvalsuiteError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "lint", help="check chat template, labels and tokenizer before training (no GPU, no torch)",
+        description="Lint a fine-tuning set-up: template rendering, label masks, terminators, tokenizer. "
+                    "Give the training CONFIG, or --tokenizer and --data.")
+    p.add_argument("config", nargs="?", help="axolotl-style YAML config (the one `evalsuite train` reads)")
+    p.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory (tokenizer.json), without a config")
+    p.add_argument("--data", metavar="FILE", action="append", default=[],
+                   help="dataset file (.json/.jsonl: messages, conversations, instruction/output, "
+                        "prompt/completion or text); repeatable")
+    p.add_argument("--chat-template", metavar="FILE", help="jinja chat template to use instead of the tokenizer's")
+    p.add_argument("--generation-config", metavar="FILE", help="generation_config.json whose eos_token_id a server "
+                                                               "stops on")
+    p.add_argument("--base-model", metavar="DIR", help="local model dir (config.json vocab size, embeddings)")
+    p.add_argument("--max-length", type=int, metavar="N", help="sequence_len: truncate rows to N tokens")
+    p.add_argument("--train-on-inputs", action="store_true", help="train prompt tokens too")
+    p.add_argument("--packing", action="store_true", help="sample_packing on")
+    p.add_argument("--pad-token", metavar="TOK", help="override the tokenizer's pad token")
+    p.add_argument("--eos-token", metavar="TOK", help="override the tokenizer's eos token")
+    p.add_argument("--collator", choices=("trl", "mask-pad-id"),
+                   help="label collator to model: trl (labels padded with -100, evalsuite's backend; default) or "
+                        "mask-pad-id (labels -100 wherever input_ids == pad_token_id, as transformers' "
+                        "DataCollatorForLanguageModeling)")
+    p.add_argument("--ignore", metavar="RULE", action="append", default=[],
+                   help="downgrade a rule on purpose (repeatable); adds to the config's ignore: list")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--show", type=int, default=0, metavar="N", help="also print the first N samples as tokens")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    p.set_defaults(func=run)
+
+
+def _setup(args: argparse.Namespace) -> Any:
+    from evalsuite.lint.setup import from_config, from_options
+
+    if args.config and (args.tokenizer or args.data):
+        raise EvalsuiteError("lint: give a CONFIG or --tokenizer/--data, not both")
+    if args.config:
+        overrides = {k: getattr(args, k) for k in ("chat_template", "generation_config", "max_length", "pad_token",
+                                                   "eos_token", "base_model") if getattr(args, k) is not None}
+        if overrides or args.train_on_inputs or args.packing:
+            raise EvalsuiteError("lint: with a CONFIG, set these in the config file (they are options of the "
+                                 "--tokenizer/--data form): " + ", ".join(sorted(overrides)))
+        return from_config(args.config, collator=args.collator)
+    if not args.tokenizer or not args.data:
+        raise EvalsuiteError("lint: give a CONFIG, or both --tokenizer DIR and --data FILE")
+    if args.max_length is not None and args.max_length <= 0:
+        raise EvalsuiteError(f"lint: --max-length: expected a positive integer, got {args.max_length}")
+    return from_options(args.tokenizer, args.data, chat_template=args.chat_template,
+                        generation_config=args.generation_config, max_length=args.max_length,
+                        train_on_inputs=args.train_on_inputs, packing=args.packing, pad_token=args.pad_token,
+                        eos_token=args.eos_token, collator=args.collator, base_model=args.base_model)
+
+
+def run(args: argparse.Namespace) -> int:
+    from evalsuite.lint.report import format_json, format_text
+    from evalsuite.lint.runner import run_lint
+
+    if args.show < 0:
+        raise EvalsuiteError(f"lint: --show: expected a non-negative integer, got {args.show}")
+    setup = _setup(args)
+    setup.ignore |= set(args.ignore)
+    report = run_lint(setup, show=args.show)
+    if args.format == "json":
+        sys.stdout.write(format_json(report))
+    else:
+        colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+        sys.stdout.write(format_text(report, colour))
+    return report.exit_code

@@ -1,0 +1,122 @@
+"""Rules about the tokenizer, the model files and the training set-up rather than the template."""
+
+from __future__ import annotations
+
+from evalsuite.lint.findings import Finding
+from evalsuite.lint.rows import RowPass
+from evalsuite.lint.shapes import Context
+
+ROUNDTRIP_SAMPLE = 256
+
+
+def packing_contamination(ctx: Context, rp: RowPass) -> list[Finding]:
+    setup = ctx.setup
+    if not setup.packing or setup.collator == "trl":
+        return []
+    return [Finding("packing-contamination", "sample_packing concatenates samples but the mask-pad-id collator "
+                    "passes one causal attention mask and running position ids per packed row: every sample attends "
+                    "to the ones packed before it. TRL's BFD packing (evalsuite's backend) restarts position ids "
+                    "per sample, which transformers turns into block-diagonal attention", count=rp.rows, rows=[0])]
+
+
+def vocab_out_of_range(ctx: Context, rp: RowPass) -> list[Finding]:
+    setup = ctx.setup
+    size = setup.model_vocab_size
+    if size is None or setup.tk.vocab_size <= size:
+        return []
+    from evalsuite.encode import EncodeOptions, encode_batch
+
+    bad: list[int] = []
+    top = 0
+    samples = setup.samples
+    opts = EncodeOptions(setup.train_on_inputs, setup.max_length)
+    skip = {i for s in ctx.shapes.values() if s.error is not None for i in s.rows} | set(rp.hits.get("template-error",
+                                                                                                    []))
+    idx = [i for i in range(len(samples)) if i not in skip]
+    for c0 in range(0, len(idx), 4096):
+        chunk = idx[c0: c0 + 4096]
+        for i, e in zip(chunk, encode_batch([samples[i] for i in chunk], setup.tk, setup.template, opts)):
+            m = max(e.input_ids, default=0)
+            if m >= size:
+                bad.append(i)
+                top = max(top, m)
+    if not bad:
+        return []
+    return [Finding("vocab-out-of-range", f"{len(bad)} rows use token ids up to {top}, but the model's vocabulary "
+                    f"has {size} rows (config.json vocab_size): the embedding lookup fails, or the trainer resizes "
+                    "the embeddings and those rows start untrained", count=len(bad), rows=bad[:3])]
+
+
+def unicode_roundtrip(ctx: Context, rp: RowPass) -> list[Finding]:
+    tk = ctx.setup.tk
+    bad_chars = sorted(ch for ch in rp.chars if tk.decode(tk.encode("a" + ch + "a")) != "a" + ch + "a")
+    samples = ctx.setup.samples
+    targets: list[tuple[int, str]] = []
+    for i, s in enumerate(samples):
+        if s.messages is not None:
+            targets += [(i, m["content"]) for m in s.messages if m["role"] == "assistant" and m["content"]]
+        elif s.completion:
+            targets.append((i, s.completion))
+        if len(targets) >= ROUNDTRIP_SAMPLE:
+            break
+    rows = sorted({i for i, c in targets if tk.decode(tk.encode(c)) != c})
+    if bad_chars:
+        chars = set(bad_chars)
+        rows = sorted(set(rows) | {i for i, s in enumerate(samples)
+                                   if any(ch in chars for ch in _targets(s))})
+    if not rows:
+        return []
+    what = f"characters {''.join(bad_chars[:12])!r} do not survive encode+decode" if bad_chars else \
+        "assistant text changes under encode+decode (normalisation or whitespace)"
+    return [Finding("unicode-roundtrip", f"{what}: the model is trained on text it cannot reproduce",
+                    count=len(rows), rows=rows[:3])]
+
+
+def _targets(sample: object) -> str:
+    msgs = getattr(sample, "messages", None)
+    if msgs is not None:
+        return "".join(m["content"] for m in msgs if m["role"] == "assistant")
+    return getattr(sample, "completion", None) or ""
+
+
+def untrained_special_embeddings(ctx: Context, rp: RowPass) -> list[Finding]:
+    setup = ctx.setup
+    if setup.model_dir is None:
+        return []
+    from evalsuite.lint.weights import find_embedding, untrained_rows
+
+    found = find_embedding(setup.model_dir)
+    if found is None:
+        return []
+    tk = setup.tk
+    used: dict[int, str] = {}
+    literals = "\x00".join(s.literal_text() for s in ctx.shapes.values() if s.cut is not None)
+    for content, (tid, _special) in tk.added_tokens.items():
+        if content in literals:
+            used[tid] = content
+    for name in ("bos_token", "eos_token"):
+        bid = tk.token_id(tk.special.get(name))
+        if bid is not None and (name == "eos_token" or bid in used or ctx.text_rows):
+            used[bid] = tk.special[name] or ""
+    eot_id = tk.token_id(ctx.eot)
+    if ctx.eot is not None and eot_id is not None:
+        used[eot_id] = ctx.eot
+    bad = untrained_rows(found[0], found[1], sorted(used))
+    if not bad:
+        return []
+    names = ", ".join(f"{used[t]} (id {t}, norm {r:.0%} of median)" for t, r in sorted(bad.items()))
+    trains_embeddings = {"embed_tokens", "lm_head"} <= set(setup.modules_to_save)
+    sev = "info" if trains_embeddings else ""
+    hint = "lora_modules_to_save trains them" if trains_embeddings else \
+        "LoRA does not train embeddings: add embed_tokens and lm_head to lora_modules_to_save"
+    return [Finding("untrained-special-embeddings", f"the template uses tokens whose embedding rows in "
+                    f"{found[0].name} look untrained: {names}; {hint}", count=rp.rows, rows=[0], severity=sev)]
+
+
+def tokenizer_not_replayed(ctx: Context, rp: RowPass) -> list[Finding]:
+    note = ctx.setup.tk.compat_note
+    return [Finding("tokenizer-not-replayed", note, count=rp.rows, rows=[])] if note else []
+
+
+MODEL_RULES = (packing_contamination, vocab_out_of_range, unicode_roundtrip, untrained_special_embeddings,
+               tokenizer_not_replayed)

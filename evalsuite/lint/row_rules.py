@@ -1,0 +1,115 @@
+"""Rules decided row by row (from :class:`~evalsuite.lint.rows.RowPass`) and BOS/EOS placement rules."""
+
+from __future__ import annotations
+
+from evalsuite.lint.findings import Finding
+from evalsuite.lint.rows import RowPass
+from evalsuite.lint.shapes import Context
+
+MAX_EXAMPLES = 3
+
+
+def _f(rule: str, message: str, rows: list[int], severity: str = "") -> Finding:
+    return Finding(rule, message, count=len(rows), rows=rows[:MAX_EXAMPLES], severity=severity)
+
+
+def eos_findings(ctx: Context, rp: RowPass) -> list[Finding]:
+    setup, tk = ctx.setup, ctx.setup.tk
+    out = []
+    rows = rp.hits.get("eos-not-trained", [])
+    if rows:
+        pad, eos = tk.pad_token, tk.eos_token
+        if setup.collator == "mask-pad-id" and pad is not None and pad in {eos, ctx.eot}:
+            why = (f"pad_token == {pad!r}, the terminator, and the collator sets labels to -100 wherever "
+                   "input_ids == pad_token_id, so the terminator's label is masked: the model never learns to stop "
+                   "(use a distinct pad token, or a collator that pads labels with -100 such as TRL's)")
+        elif eos is None and ctx.text_rows:
+            why = "the tokenizer has no eos_token, so nothing is appended to completions: the model never stops"
+        else:
+            why = ("no stop token (eos or the template's end-of-turn token) is inside the trained span: the model "
+                   "never learns to end its answer")
+        out.append(_f("eos-not-trained", f"{len(rows)} of {rp.rows} rows: {why}", rows))
+    rows = rp.hits.get("eos-truncated", [])
+    if rows:
+        out.append(_f("eos-truncated", f"{len(rows)} rows are cut at sequence_len {setup.max_length} inside the "
+                      "answer: they train the answer's start but not its terminator", rows))
+    rows = rp.hits.get("no-trainable-tokens", [])
+    if rows:
+        sev = "error" if len(rows) == rp.rows else ""
+        cause = f" (sequence_len {setup.max_length} cuts before the answer)" if setup.max_length else ""
+        out.append(_f("no-trainable-tokens", f"{len(rows)} of {rp.rows} rows have no trained label{cause}; the "
+                      "trainer drops them", rows, sev))
+    rows = rp.hits.get("double-eos", [])
+    if rows:
+        out.append(_f("double-eos", f"{len(rows)} rows train the same terminator twice in a row (content ending "
+                      "with the EOS text, or a template and tokenizer both adding it)", rows))
+    return out
+
+
+def label_findings(ctx: Context, rp: RowPass) -> list[Finding]:
+    setup = ctx.setup
+    out = []
+    fractions = trainable_fraction_by_role(rp)
+    shown = ", ".join(f"{role} {frac:.0%}" for role, frac in sorted(fractions.items()))
+    rows = rp.hits.get("prompt-trained", [])
+    if setup.train_on_inputs:
+        out.append(Finding("prompt-trained", f"train_on_inputs is true: trained fraction by role: {shown}",
+                           count=rp.rows, severity="info", rows=[]))
+    elif rows:
+        out.append(_f("prompt-trained", f"{len(rows)} rows train prompt tokens although train_on_inputs is false "
+                      f"(trained fraction by role: {shown})", rows))
+    rows = rp.hits.get("train-infer-mismatch", [])
+    if rows:
+        out.append(_f("train-infer-mismatch", f"{len(rows)} rows: a token straddles the end of the inference prompt "
+                      "(the generation prompt and the answer merge into one token), so the tokens the model sees "
+                      "at inference are not a prefix of what it was trained on", rows))
+    rows = rp.hits.get("boundary-shift", [])
+    if rows:
+        out.append(_f("boundary-shift", f"{len(rows)} rows: tokenize(prompt) is not a prefix of "
+                      "tokenize(prompt + completion); the first completion tokens differ from inference", rows))
+    rows = rp.hits.get("special-text-in-content", [])
+    if rows:
+        common = ", ".join(repr(t) for t, _n in rp.special_found.most_common(4))
+        out.append(_f("special-text-in-content", f"{len(rows)} rows contain special-token text ({common}) in "
+                      "message content; it is encoded as the control token itself", rows))
+    rows = rp.hits.get("template-error", [])
+    if rows:
+        why = "; ".join(rp.refusals)
+        out.append(_f("template-error", f"{why} ({len(rows)} rows); the trainer stops on these rows", rows))
+    return out
+
+
+def trainable_fraction_by_role(rp: RowPass) -> dict[str, float]:
+    return {role: round(rp.role_trained[role] / n, 4) for role, n in rp.role_tokens.items() if n}
+
+
+def bos_findings(ctx: Context, rp: RowPass) -> list[Finding]:
+    tk = ctx.setup.tk
+    bos = tk.token_id(tk.bos_token)
+    if bos is None:
+        return []
+    adds_bos = tk.tokenizer.encode("a", add_special_tokens=True).ids[:1] == [bos]
+    double: list[int] = []
+    missing: list[int] = []
+    for s in ctx.shapes.values():
+        if s.cut is None:
+            continue
+        first = tk.tokenizer.encode(s.cut.text, add_special_tokens=False).ids[:2]
+        if first == [bos, bos]:
+            double += s.rows
+        elif adds_bos and first[:1] != [bos]:
+            missing += s.rows
+    for row, first in rp.text_ids.items():
+        if first == [bos, bos]:
+            double.append(row)
+    out = []
+    if double:
+        out.append(_f("double-bos", f"{len(double)} rows start with BOS twice ({tk.bos_token!r}): the template or "
+                      "prompt format writes it and the tokenizer adds it again", sorted(double)))
+    if missing:
+        out.append(_f("missing-bos", f"{len(missing)} rows do not start with {tk.bos_token!r}, which this tokenizer "
+                      "adds to plain text (the base model was trained with it)", sorted(missing)))
+    return out
+
+
+ROW_RULES = (eos_findings, label_findings, bos_findings)

@@ -1,0 +1,248 @@
+"""The per-row pass: every row is cut (spliced from its shape's layout when possible), tokenized in batches, and
+summarised as :class:`RowFacts` without materialising label lists.
+
+A row's facts come from its segment boundaries in token space (``Encoding.char_to_token``) and the positions of the
+stop and pad tokens. For spliced rows those positions come from the layout's literals; rows whose contents contain
+special-token text, rows rendered in full and text rows read the ids instead. Either way the facts equal what the
+trainer's labels say (``encode_batch``); a test checks the two agree. Label 0 never counts as trained: a causal LM
+never predicts the first token (TRL's packing also masks it per packed sample).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalsuite.chat_template import TemplateRaised, TemplateRefused
+from evalsuite.encode import RowCut, chat_token_bounds, cut_sample, text_tokens, tokenize_cuts
+from evalsuite.layout import shape_key
+from evalsuite.lint.shapes import Context
+
+CHUNK = 4096
+PROMPT_ROLES_OK = ("assistant", "completion")
+
+
+@dataclass
+class RowFacts:
+    trained: int = 0
+    has_trained_stop: bool = False
+    stop_cut_off: bool = False
+    straddles: bool = False
+    prompt_trained: bool = False
+    double_eos: bool = False
+    bos_pair: tuple[int, int] | None = None
+
+
+@dataclass
+class RowPass:
+    rows: int = 0
+    tokens: int = 0
+    truncated: int = 0
+    role_tokens: Counter[str] = field(default_factory=Counter)
+    role_trained: Counter[str] = field(default_factory=Counter)
+    hits: dict[str, list[int]] = field(default_factory=dict)
+    special_found: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)
+    chars: set[str] = field(default_factory=set)
+    text_ids: dict[int, list[int]] = field(default_factory=dict)  # first ids of text rows, for BOS checks
+
+    def hit(self, rule: str, row: int) -> None:
+        self.hits.setdefault(rule, []).append(row)
+
+
+def special_pattern(ctx: Context) -> re.Pattern[str] | None:
+    """Added-token strings that would be encoded as control tokens if they appear in content."""
+    strings = [s for s in ctx.setup.tk.added_tokens if len(s) >= 3 and not s.replace("_", "").isalnum()
+               and not s.isspace()]
+    if not strings:
+        return None
+    return re.compile("|".join(re.escape(s) for s in sorted(strings, key=len, reverse=True)))
+
+
+class RowChecker:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        setup = ctx.setup
+        self.tk = setup.tk
+        self.max_len = setup.max_length
+        self.pad_id = setup.pad_id if setup.collator == "mask-pad-id" else None
+        ids = [self.tk.token_id(s) for s in ((ctx.eot,) if ctx.eot else ())] + [self.tk.token_id(self.tk.eos_token)]
+        self.stop_ids = {i for i in ids if i is not None} | setup.stop_ids
+        self.mark_ids = self.stop_ids | ({self.pad_id} if self.pad_id is not None else set())
+        self.special = special_pattern(ctx)
+        self.anchors: dict[Any, list[tuple[int, int, int]]] = {}
+        self.out = RowPass()
+
+    # -- marks: positions of stop / pad tokens ------------------------------------------------------------------
+    def _layout_marks(self, key: Any) -> list[tuple[int, int, int]]:
+        """(literal index, offset, token id) of every stop/pad token string inside the layout's literals."""
+        cached = self.anchors.get(key)
+        if cached is None:
+            plan = self.ctx.shapes[key].plan
+            layout = plan.layout if plan is not None else None
+            cached = []
+            if layout is not None:
+                strings = {s: i for s, (i, _sp) in self.tk.added_tokens.items() if i in self.mark_ids}
+                for k, lit in enumerate(layout.literals):
+                    for s, tid in strings.items():
+                        start = lit.find(s)
+                        while start >= 0:
+                            cached.append((k, start, tid))
+                            start = lit.find(s, start + len(s))
+            self.anchors[key] = cached
+        return cached
+
+    def _marks(self, rc: RowCut, enc: Any, use_ids: bool) -> list[tuple[int, int]]:
+        if use_ids or rc.cut is None or rc.cut.literal_starts is None:
+            mark_ids = self.mark_ids
+            return [(t, x) for t, x in enumerate(enc.ids) if x in mark_ids]
+        starts = rc.cut.literal_starts
+        out = []
+        for k, off, tid in self._layout_marks(shape_key(rc.sample.messages or ())):
+            t = enc.char_to_token(starts[k] + off)
+            if t is not None:
+                out.append((t, tid))
+        return out
+
+    # -- facts ----------------------------------------------------------------------------------------------------
+    def facts(self, n: int, tb: Sequence[int], trained: Sequence[bool], roles: Sequence[str],
+              marks: list[tuple[int, int]]) -> RowFacts:
+        eff = min(n, self.max_len) if self.max_len is not None else n
+        f = RowFacts()
+        out = self.out
+        for j, is_trained in enumerate(trained):
+            a, b = tb[j], min(tb[j + 1], eff)
+            if b <= a:
+                continue
+            out.role_tokens[roles[j]] += b - a
+            if is_trained:
+                k = b - max(a, 1)
+                if k > 0:
+                    f.trained += k
+                    out.role_trained[roles[j]] += k
+                    if roles[j] not in PROMPT_ROLES_OK:
+                        f.prompt_trained = True
+        prev_stop = -2
+        prev_id = -1
+        for t, tid in marks:
+            seg = bisect_right(tb, t) - 1
+            if not (0 <= seg < len(trained) and trained[seg]) or t < 1:
+                continue
+            if t >= eff:
+                if tid in self.stop_ids:
+                    f.stop_cut_off = True
+                continue
+            if tid == self.pad_id:
+                f.trained -= 1
+                out.role_trained[roles[seg]] -= 1
+                continue
+            if tid in self.stop_ids:
+                f.has_trained_stop = True
+                if t == prev_stop + 1 and tid == prev_id:
+                    f.double_eos = True
+                prev_stop, prev_id = t, tid
+        return f
+
+    def record(self, row: int, f: RowFacts, n: int) -> None:
+        out = self.out
+        out.rows += 1
+        out.tokens += n
+        if self.max_len is not None and n > self.max_len:
+            out.truncated += 1
+        if f.trained <= 0:
+            out.hit("no-trainable-tokens", row)
+        elif not f.has_trained_stop:
+            out.hit("eos-truncated" if f.stop_cut_off else "eos-not-trained", row)
+        if f.prompt_trained and not self.ctx.setup.train_on_inputs:
+            out.hit("prompt-trained", row)
+        if f.straddles:
+            out.hit("train-infer-mismatch", row)
+        if f.double_eos:
+            out.hit("double-eos", row)
+
+    # -- rows -------------------------------------------------------------------------------------------------------
+    def chat_row(self, row: int, rc: RowCut, enc: Any) -> None:
+        msgs = rc.sample.messages or ()
+        found = False
+        for m in msgs:
+            c = m["content"]
+            if self.special is not None and c:
+                hits = self.special.findall(c)
+                if hits:
+                    found = True
+                    self.out.special_found.update(hits)
+            if m["role"] == "assistant" and not c.isascii():
+                self.out.chars.update(c)
+        if found:
+            self.out.hit("special-text-in-content", row)
+        n = len(enc)
+        tb = chat_token_bounds(enc, rc.bounds, len(rc.text))
+        f = self.facts(n, tb, rc.trained, rc.roles, self._marks(rc, enc, use_ids=found))
+        cut = rc.cut
+        if cut is not None:
+            for _i, pos in cut.gen_points:
+                if pos is not None and pos < len(rc.text):
+                    t = enc.char_to_token(pos)
+                    if t is not None and enc.token_to_chars(t)[0] < pos:
+                        f.straddles = True
+        self.record(row, f, n)
+
+    def text_row(self, row: int, rc: RowCut, enc: Any, prompt_ids: list[int]) -> None:
+        completion = rc.sample.completion or ""
+        if self.special is not None and completion:
+            hits = self.special.findall(completion)
+            if hits:
+                self.out.special_found.update(hits)
+                self.out.hit("special-text-in-content", row)
+        if not completion.isascii():
+            self.out.chars.update(completion)
+        ids, tb = text_tokens(self.tk, rc, enc)
+        marks = [(t, x) for t, x in enumerate(ids) if x in self.mark_ids]
+        f = self.facts(len(ids), tb, rc.trained, rc.roles, marks)
+        if ids[: len(prompt_ids)] != prompt_ids:
+            self.out.hit("boundary-shift", row)
+        self.out.text_ids[row] = ids[:2]
+        self.record(row, f, len(ids))
+
+    def run(self, rows: Sequence[int]) -> RowPass:
+        samples = self.ctx.setup.samples
+        skip = {i for s in self.ctx.shapes.values() if s.error is not None for i in s.rows}
+        todo = [i for i in rows if i not in skip]
+        for c0 in range(0, len(todo), CHUNK):
+            self._chunk(todo[c0: c0 + CHUNK], samples)
+        return self.out
+
+    def _chunk(self, idx: list[int], samples: Sequence[Any]) -> None:
+        from evalsuite.encode import EncodeOptions
+
+        setup = self.ctx.setup
+        opts = EncodeOptions(setup.train_on_inputs, setup.max_length)
+        cuts: list[tuple[int, RowCut]] = []
+        for i in idx:
+            try:
+                cuts.append((i, cut_sample(samples[i], self.tk, setup.template, opts, self.ctx.planner)))
+            except TemplateRefused as e:
+                self.out.hit("template-error", i)
+                self.out.refusals[str(e).split(": chat template raised: ", 1)[-1]] += 1
+            except TemplateRaised:
+                raise
+        encs = tokenize_cuts(self.tk, [rc for _i, rc in cuts])
+        text = [(i, rc) for i, rc in cuts if not rc.chat]
+        prompts: dict[int, list[int]] = {}
+        if text:
+            penc = self.tk.tokenizer.encode_batch([rc.sample.prompt or "" for _i, rc in text],
+                                                  add_special_tokens=True)
+            prompts = {i: list(e.ids) for (i, _rc), e in zip(text, penc)}
+        for (i, rc), enc in zip(cuts, encs):
+            if rc.chat:
+                self.chat_row(i, rc, enc)
+            else:
+                self.text_row(i, rc, enc, prompts[i])
+
+
+def run_rows(ctx: Context) -> RowPass:
+    return RowChecker(ctx).run(range(len(ctx.setup.samples)))

@@ -1,0 +1,140 @@
+"""Build the ``tokenizers`` backend the way transformers 5 builds it from the same files, without importing it.
+
+transformers 5 does not always use ``tokenizer.json`` as written: for tokenizer classes with their own constructor
+(``LlamaTokenizer``, ``GemmaTokenizer``, ``Qwen2Tokenizer`` ...) it keeps only the vocabulary, merges and
+post-processor from the file and rebuilds normalizer, pre-tokenizer, decoder and model options from the class, then
+adds the added tokens listed in ``tokenizer_config.json``. For Phi-3's files that changes the ids of any text after a
+special token (the file's legacy ``Prepend("▁")`` normalizer becomes a ``Metaspace(prepend_scheme="first")``
+pre-tokenizer). The trainer encodes with transformers' object, so the lint must see the same ids: this module
+replays that rebuild for the classes below (a test compares both on every tokenizer we have). For other classes
+with a custom constructor the file is used as is and :func:`backend_from_files` says so.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Classes transformers uses with tokenizer.json unchanged.
+AS_IS = {None, "PreTrainedTokenizerFast", "TokenizersBackend"}
+
+# Pre-tokenizer regex of Qwen2's tokenizer class (a published constant: GPT-4 style, single digits).
+QWEN2_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"""
+               r"""\s+(?!\S)|\s+""")
+
+_METASPACE_DECODERS = [
+    {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+    {"type": "ByteFallback"},
+    {"type": "Fuse"},
+]
+
+
+def _bpe(model: dict[str, Any], **options: Any) -> dict[str, Any]:
+    base = {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False}
+    return {**base, **options, "vocab": model.get("vocab", {}), "merges": model.get("merges", [])}
+
+
+def _llama(tj: dict[str, Any], config: dict[str, Any]) -> None:
+    add_prefix_space = config.get("add_prefix_space")
+    add_prefix_space = True if add_prefix_space is None else bool(add_prefix_space)
+    legacy = config.get("legacy", False)
+    scheme = ("first" if not legacy else "always") if add_prefix_space else "never"
+    tj["model"] = _bpe(tj["model"], fuse_unk=True, byte_fallback=True)
+    tj["normalizer"] = None
+    tj["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme, "split": False}
+    decoders = list(_METASPACE_DECODERS)
+    if add_prefix_space:
+        decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
+    tj["decoder"] = {"type": "Sequence", "decoders": decoders}
+
+
+def _gemma(tj: dict[str, Any], config: dict[str, Any]) -> None:
+    unk = _text(config.get("unk_token")) or "<unk>"
+    tj["model"] = _bpe(tj["model"], fuse_unk=True, byte_fallback=True, unk_token=unk)
+    tj["normalizer"] = {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
+    tj["pre_tokenizer"] = {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious",
+                           "invert": False}
+    tj["decoder"] = {"type": "Sequence", "decoders": list(_METASPACE_DECODERS)}
+
+
+def _qwen2(tj: dict[str, Any], config: dict[str, Any]) -> None:
+    add_prefix_space = bool(config.get("add_prefix_space") or False)
+    tj["model"] = _bpe(tj["model"], continuing_subword_prefix="", end_of_word_suffix="")
+    tj["normalizer"] = {"type": "NFC"}
+    tj["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": QWEN2_REGEX}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": add_prefix_space, "trim_offsets": True, "use_regex": False},
+    ]}
+    tj["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+
+
+REBUILT = {
+    "LlamaTokenizer": _llama, "LlamaTokenizerFast": _llama,
+    "GemmaTokenizer": _gemma, "GemmaTokenizerFast": _gemma,
+    "Qwen2Tokenizer": _qwen2, "Qwen2TokenizerFast": _qwen2,
+}
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _added_tokens(tj: dict[str, Any], config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Added tokens in id order: the config's ``added_tokens_decoder`` when present (what transformers reads),
+    else the file's own list; then named special tokens that are still missing."""
+    listed = config.get("added_tokens_decoder")
+    if isinstance(listed, dict) and listed:
+        tokens = [dict(v, id=int(k)) for k, v in listed.items() if isinstance(v, dict) and "content" in v]
+    else:
+        tokens = [dict(t) for t in tj.get("added_tokens", [])]
+    tokens.sort(key=lambda t: t["id"])
+    have = {t["content"] for t in tokens}
+    names = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"]
+    extra = [_text(config.get(n)) for n in names]
+    extra += [_text(t) for t in config.get("additional_special_tokens") or config.get("extra_special_tokens") or []
+              if not isinstance(config.get("extra_special_tokens"), dict)]
+    for content in extra:
+        if content and content not in have:
+            tokens.append({"content": content, "special": True, "normalized": False})
+            have.add(content)
+    return tokens
+
+
+def backend_from_files(tokenizer_json: str, config: dict[str, Any]) -> tuple[Any, str | None]:
+    """The ``tokenizers.Tokenizer`` transformers would use, and a note when we could not replay its rebuild."""
+    from tokenizers import AddedToken, Tokenizer
+
+    cls = config.get("tokenizer_class")
+    rebuild = REBUILT.get(cls) if isinstance(cls, str) else None
+    note = None
+    if rebuild is None:
+        tok = Tokenizer.from_str(tokenizer_json)
+        if cls not in AS_IS:
+            note = (f"tokenizer_class {cls} is rebuilt by transformers from tokenizer.json in ways evalsuite does not "
+                    "replay; the lint reads tokenizer.json as written")
+        _no_padding(tok)
+        return tok, note
+    tj = json.loads(tokenizer_json)
+    if tj.get("model", {}).get("type") != "BPE":
+        return Tokenizer.from_str(tokenizer_json), f"tokenizer_class {cls} with a non-BPE tokenizer.json: read as is"
+    rebuild(tj, config)
+    added = _added_tokens(tj, config)
+    tj["added_tokens"] = []
+    tok = Tokenizer.from_str(json.dumps(tj))
+    for t in added:
+        token = AddedToken(t["content"], single_word=bool(t.get("single_word", False)),
+                           lstrip=bool(t.get("lstrip", False)), rstrip=bool(t.get("rstrip", False)),
+                           normalized=bool(t.get("normalized", not t.get("special", False))),
+                           special=bool(t.get("special", False)))
+        tok.add_tokens([token])
+    _no_padding(tok)
+    return tok, note
+
+
+def _no_padding(tok: Any) -> None:
+    # transformers calls the backend with truncation and padding switched off unless asked; so do we.
+    tok.no_truncation()
+    tok.no_padding()

@@ -1,0 +1,139 @@
+"""Helpers for the lint tests: locate the shared third-party fixtures and build tokenizers from them.
+
+- :func:`build_llama3` makes a Llama-3 fast tokenizer from the GPT-2-format vocabulary in the fixtures plus Meta's
+  published special-token layout (ids 128000-128255) and the Llama-3 pre-tokenizer regex.
+- :func:`build_gemma_standin` makes a tiny tokenizer with Gemma's control tokens at Gemma's ids and the gemma-it
+  tokenizer_config (template, specials): the fixtures have no Gemma vocabulary (the real tokenizer.json is 17 MB and
+  was not obtainable), and the Gemma rules only need the control tokens to be single tokens.
+- :func:`tiny_dir` is the project's own tiny tokenizer (committed, or built by its builder).
+Builds are cached per test session by the callers (pytest ``tmp_path_factory``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT_DATA = Path(__file__).resolve().parent / "lint_data"
+
+# Meta's Llama 3 tokenizer: 256 special tokens after the 128,000 BPE ranks.
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                   "<|reserved_special_token_1|>", "<|reserved_special_token_2|>", "<|reserved_special_token_3|>",
+                   "<|start_header_id|>", "<|end_header_id|>", "<|reserved_special_token_4|>", "<|eot_id|>"] + \
+                  [f"<|reserved_special_token_{i}|>" for i in range(5, 251)]
+LLAMA3_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+                r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+
+def fixtures_dir() -> Path:
+    p = Path(os.environ.get("EVALSUITE_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+    if not p.is_dir():
+        pytest.skip(f"third-party fixtures not found at {p} (set EVALSUITE_FIXTURES)")
+    return p
+
+
+def fixture(rel: str) -> Path:
+    p = fixtures_dir() / rel
+    if not p.exists():
+        pytest.skip(f"fixture {rel} missing")
+    return p
+
+
+def template(name: str) -> str:
+    return fixture(f"templates/{name}").read_text(encoding="utf-8")
+
+
+def build_llama3(out: Path, eos: str = "<|eot_id|>", chat_template: str | None = None) -> Path:
+    """A Llama-3 tokenizer dir (tokenizer.json + tokenizer_config.json) from the GPT-2-format fixture files."""
+    src = fixture("tokenizers/llama3.2-ollama-gpt2format")
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "tokenizer.json").exists():
+        vocab = json.loads((src / "encoder.json").read_text(encoding="utf-8"))
+        merges = [line for line in (src / "vocab.bpe").read_text(encoding="utf-8").splitlines()
+                  if line and not line.startswith("#version")]
+        added = [{"id": 128000 + i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                  "normalized": False, "special": True} for i, t in enumerate(LLAMA3_SPECIALS)]
+        tj: dict[str, Any] = {
+            "version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": LLAMA3_REGEX}, "behavior": "Isolated", "invert": False},
+                {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+            "post_processor": {"type": "Sequence", "processors": [
+                {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+                {"type": "TemplateProcessing",
+                 "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                            {"Sequence": {"id": "A", "type_id": 0}}],
+                 "pair": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                          {"Sequence": {"id": "A", "type_id": 0}},
+                          {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 1}},
+                          {"Sequence": {"id": "B", "type_id": 1}}],
+                 "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [128000],
+                                                          "tokens": ["<|begin_of_text|>"]}}}]},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": True,
+                      "vocab": vocab, "merges": merges},
+        }
+        (out / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>", "eos_token": eos,
+              "model_max_length": 8192, "clean_up_tokenization_spaces": True}
+    if chat_template is not None:
+        config["chat_template"] = chat_template
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    return out
+
+
+def build_gemma_standin(out: Path) -> Path:
+    """Gemma's control tokens at Gemma's ids (pad 0, eos 1, bos 2, unk 3, <start_of_turn> 106, <end_of_turn> 107)
+    over a small character vocabulary, with the real gemma-it tokenizer_config.json."""
+    cfg_src = fixture("tokenizers/gemma-it/tokenizer_config.json")
+    out.mkdir(parents=True, exist_ok=True)
+    chars = [chr(c) for c in range(33, 127)] + ["\u2581", "\n"]
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3}
+    for i in range(4, 106):
+        vocab[f"<unused{i}>"] = i
+    vocab["<start_of_turn>"], vocab["<end_of_turn>"] = 106, 107
+    for ch in chars:
+        vocab.setdefault(ch, len(vocab))
+    tj = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+          "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+          "pre_tokenizer": None, "post_processor": None, "decoder": None,
+          "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                    "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": False, "ignore_merges": False,
+                    "vocab": vocab, "merges": []}}
+    (out / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+    shutil.copyfile(cfg_src, out / "tokenizer_config.json")
+    return out
+
+
+def tiny_dir(tmp: Path) -> Path:
+    """The project's tiny ChatML tokenizer: the committed copy when present, else a fresh build."""
+    try:
+        from evalsuite.fixtures.tiny_model import tiny_tokenizer_dir
+
+        committed = tiny_tokenizer_dir()
+        if (committed / "tokenizer.json").is_file():
+            return committed
+    except ImportError:
+        pass
+    from evalsuite.fixtures.tokenizer_builder import build_tokenizer
+
+    out = tmp / "tiny-tokenizer"
+    if not (out / "tokenizer.json").exists():
+        build_tokenizer(out)
+    return out
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def chat(*pairs: tuple[str, str]) -> dict[str, Any]:
+    return {"messages": [{"role": r, "content": c} for r, c in pairs]}
