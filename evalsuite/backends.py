@@ -27,6 +27,7 @@ ENTRY_POINT_GROUP = "evalsuite.backends"
 class TrainOptions:
     resume: bool = False
     overwrite: bool = False
+    num_processes: int = 1  # > 1: data-parallel (accelerate for trl; the backend's own launcher otherwise)
 
 
 @runtime_checkable

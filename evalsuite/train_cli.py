@@ -19,6 +19,9 @@ def register(sub: Any) -> None:
     mode.add_argument("--resume", action="store_true", help="continue from the newest checkpoint-* in the run dir")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
     p.add_argument("--max-steps", type=int, help="override max_steps (quick smoke runs)")
+    p.add_argument("--num-processes", type=_positive_int, default=1, metavar="N",
+                   help="data-parallel processes: re-launches under `accelerate launch` (one per GPU; gloo on "
+                        "CPU); the config's deepspeed/fsdp settings apply")
     p.set_defaults(func=run_train)
 
     b = sub.add_parser("backends", help="list trainer backends and whether each is installed")
@@ -34,9 +37,25 @@ def run_train(args: argparse.Namespace) -> int:
         config.values["max_steps"] = args.max_steps
     out_dir = args.output_dir or Path(config.output_dir)
     backend = get_backend(args.backend or config.values.get("backend") or "trl")
-    run_dir = backend.train(config, out_dir, TrainOptions(resume=args.resume, overwrite=args.overwrite))
-    print(f"run dir: {run_dir}")
+    from evalsuite.trainers import launch
+
+    options = TrainOptions(resume=args.resume, overwrite=args.overwrite, num_processes=args.num_processes)
+    if launch.needs_relaunch(backend.name, args.num_processes):
+        return launch.relaunch(backend, args.config, out_dir, options, args.max_steps)
+    run_dir = backend.train(config, out_dir, options)
+    if launch.is_main_process():
+        print(f"run dir: {run_dir}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def run_backends(args: argparse.Namespace) -> int:

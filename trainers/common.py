@@ -4,8 +4,10 @@ run dir (adapter is saved by the backend; tokenizer, template, generation config
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalsuite.chat_template import resolve_template
 from evalsuite.config import Config, resolve_path
@@ -14,8 +16,13 @@ from evalsuite.encode import Encoded, EncodeOptions, encode_sample, end_of_turn_
 from evalsuite.errors import EvalsuiteError
 from evalsuite.hashing import sha256_file, sha256_files, sha256_json, sha256_text
 from evalsuite.manifest import MANIFEST_NAME, git_state, new_manifest, package_versions, write_json_atomic
-from evalsuite.rundir import GENERATION_CONFIG, TEMPLATE_FILE
+from evalsuite.rundir import GENERATION_CONFIG, TEMPLATE_FILE, is_run_dir_like, latest_checkpoint
 from evalsuite.tokenizer_files import TokenizerInfo, from_transformers
+
+if TYPE_CHECKING:
+    from evalsuite.backends import TrainOptions
+
+log = logging.getLogger("evalsuite.train")
 
 
 def model_ref(config: Config, value: str) -> str:
@@ -160,9 +167,35 @@ def write_run_dir(out_dir: Path, config: Config, hf_tok: Any, tk: TokenizerInfo,
 
 
 def _world_size() -> int:
-    import os
+    from evalsuite.trainers.launch import world_size
 
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return world_size()
+
+
+def prepare_out_dir(out_dir: Path, options: TrainOptions) -> Path | None:
+    """Refuse to clobber: a non-empty out dir needs --resume (continue) or --overwrite (start again).
+
+    Returns the checkpoint to resume from. Under `accelerate launch` every rank looks the checkpoint up (read-only)
+    but only rank 0 clears or creates the folder: two ranks deleting one folder would race."""
+    from evalsuite.trainers.launch import is_main_process
+
+    if options.resume:
+        ckpt = latest_checkpoint(out_dir) if out_dir.exists() else None
+        if ckpt is None:
+            raise EvalsuiteError(f"{out_dir}: --resume given but there is no checkpoint-* to resume from")
+        log.info("resuming from %s", ckpt)
+        return ckpt
+    if not is_main_process():
+        return None
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not options.overwrite:
+            raise EvalsuiteError(f"{out_dir}: output dir is not empty; pass --resume to continue from its newest "
+                                 "checkpoint or --overwrite to start again")
+        if not is_run_dir_like(out_dir):
+            raise EvalsuiteError(f"{out_dir}: refusing to --overwrite a folder that is not an evalsuite run dir")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return None
 
 
 SUMMARY_KEYS = ("adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_linear", "lora_target_modules",

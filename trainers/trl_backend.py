@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import resource
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from evalsuite.trainers import common
 from evalsuite.backends import TrainOptions
 from evalsuite.config import Config, resolve_path
 from evalsuite.errors import EvalsuiteError
-from evalsuite.rundir import is_run_dir_like, latest_checkpoint
 
 log = logging.getLogger("evalsuite.train")
 
@@ -41,7 +39,7 @@ class TRLBackend:
         ok, how = self.available()
         if not ok:
             raise EvalsuiteError(f"the trl backend is not installed: {how}")
-        resume_from = _prepare_out_dir(out_dir, options)
+        resume_from = common.prepare_out_dir(out_dir, options)
         started = time.time()
         hf_tok, template, tk = common.load_tokenizer(config)
         encoded, data_files = common.encode_datasets(config, tk, template)
@@ -51,7 +49,13 @@ class TRLBackend:
         log.info("training %s rows, %s tokens on %s", len(encoded), sum(len(e.input_ids) for e in encoded),
                  common.device_summary()["type"])
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        trainer.model.save_pretrained(out_dir)
+        # save_model on every rank: under FSDP / DeepSpeed ZeRO-3 gathering the adapter is a collective; the
+        # Trainer then writes from rank 0 only. Everything after this is rank 0's alone.
+        trainer.save_model(str(out_dir))
+        if not trainer.is_world_process_zero():
+            return out_dir
+        (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest records the settings
+        log.info("writing the run dir (rank %d of %d)", trainer.args.process_index, trainer.args.world_size)
         train_metrics = {
             "global_step": int(trainer.state.global_step),
             "loss_curve": common.loss_curve(trainer.state.log_history),
@@ -64,6 +68,8 @@ class TRLBackend:
             "resumed_from": resume_from.name if resume_from else None,
             "rows": len(encoded),
             "tokens": sum(len(e.input_ids) for e in encoded),
+            "effective_batch_size": config.micro_batch_size * config.gradient_accumulation_steps
+            * int(trainer.args.world_size),
         }
         common.write_run_dir(out_dir, config, hf_tok, tk, template, data_files, backend=self.name,
                              backend_version=_trl_version(), train=train_metrics)
@@ -74,25 +80,6 @@ def _trl_version() -> str:
     import trl
 
     return str(trl.__version__)
-
-
-def _prepare_out_dir(out_dir: Path, options: TrainOptions) -> Path | None:
-    """Refuse to clobber: a non-empty out dir needs --resume (continue) or --overwrite (start again)."""
-    if options.resume:
-        ckpt = latest_checkpoint(out_dir) if out_dir.exists() else None
-        if ckpt is None:
-            raise EvalsuiteError(f"{out_dir}: --resume given but there is no checkpoint-* to resume from")
-        log.info("resuming from %s", ckpt)
-        return ckpt
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not options.overwrite:
-            raise EvalsuiteError(f"{out_dir}: output dir is not empty; pass --resume to continue from its newest "
-                                 "checkpoint or --overwrite to start again")
-        if not is_run_dir_like(out_dir):
-            raise EvalsuiteError(f"{out_dir}: refusing to --overwrite a folder that is not an evalsuite run dir")
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return None
 
 
 def _load_model(config: Config, hf_tok: Any) -> Any:
@@ -171,6 +158,36 @@ def _build_trainer(config: Config, out_dir: Path, model: Any, hf_tok: Any, datas
         use_cpu=common.device_summary()["type"] == "cpu",
         report_to="none",
         dataset_num_proc=None,
+        **scale_out_args(config),
     )
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=hf_tok,
                       peft_config=_lora_config(config))
+
+
+def scale_out_args(config: Config) -> dict[str, Any]:
+    """The config's ``deepspeed`` / ``fsdp`` / ``fsdp_config`` as TrainingArguments options (axolotl's spelling is
+    also the Trainer's: a DeepSpeed JSON path; an FSDP option list such as ``[full_shard, auto_wrap]``; a dict whose
+    ``fsdp_`` prefixes the Trainer strips). They take effect under `evalsuite train --num-processes N`."""
+    out: dict[str, Any] = {}
+    if config.deepspeed:
+        path = resolve_path(config, config.deepspeed)
+        if not path.is_file():
+            raise EvalsuiteError(f"{config.where('deepspeed')}: deepspeed: no such DeepSpeed config file: {path}")
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError:
+            raise EvalsuiteError(f"{config.where('deepspeed')}: deepspeed: the deepspeed package is not installed "
+                                 "(pip install deepspeed; it needs a CUDA toolchain)") from None
+        out["deepspeed"] = str(path)
+    if config.fsdp:
+        out["fsdp"] = config.fsdp
+        if config.fsdp_config:
+            if not isinstance(config.fsdp_config, dict):
+                raise EvalsuiteError(f"{config.where('fsdp_config')}: fsdp_config: expected a mapping of FSDP "
+                                     f"settings, got {config.fsdp_config!r}")
+            out["fsdp_config"] = dict(config.fsdp_config)
+    if out and common.device_summary()["type"] != "cuda":
+        # Seen here: on CPU the HF Trainer silently falls back to plain DDP (gloo) for FSDP.
+        log.warning("%s: %s set, but this is a CPU run: the Trainer runs plain DDP; FSDP and DeepSpeed need CUDA",
+                    config.path, " and ".join(k for k in ("deepspeed", "fsdp") if k in out))
+    return out
