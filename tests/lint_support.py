@@ -137,3 +137,52 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
 
 def chat(*pairs: tuple[str, str]) -> dict[str, Any]:
     return {"messages": [{"role": r, "content": c} for r, c in pairs]}
+
+
+# -- pytest fixtures (import them into a test module to use them) ------------------------------------------------
+
+@pytest.fixture(scope="session")
+def llama3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_llama3(tmp_path_factory.mktemp("llama3"))
+
+
+@pytest.fixture(scope="session")
+def gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_gemma_standin(tmp_path_factory.mktemp("gemma"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tok(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_dir(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def phi3_dir() -> Path:
+    return fixture("tokenizers/phi3-mini-4k-instruct")
+
+
+def template_file(name: str) -> str:
+    """A template path: ours (tests/lint_data) or a real one from the fixtures."""
+    ours = LINT_DATA / name
+    return str(ours if ours.is_file() else fixture(f"templates/{name}"))
+
+
+def run(tok: Path, rows: list[Any], tmp: Path, template: str | None = None, **options: Any) -> Any:
+    """Lint ``rows`` with the tokenizer in ``tok`` (the --tokenizer/--data form); returns the LintReport."""
+    from evalsuite.lint.runner import run_lint
+    from evalsuite.lint.setup import from_options
+
+    data = write_jsonl(tmp / f"data{len(list(tmp.glob('data*.jsonl')))}.jsonl", rows)
+    ignore = options.pop("ignore", set())
+    setup = from_options(str(tok), [str(data)], chat_template=template_file(template) if template else None,
+                         **options)
+    setup.ignore |= set(ignore)
+    return run_lint(setup)
+
+
+def rules(report: Any) -> dict[str, Any]:
+    return {f.rule: f for f in report.findings}
+
+
+def echo_rows(words: tuple[str, ...] = ("hello", "good morning", "cat on a mat")) -> list[dict[str, Any]]:
+    return [chat(("user", w), ("assistant", w.upper())) for w in words]
