@@ -7,9 +7,11 @@ header, such as ``<|im_start|>`` or ``<|start_header_id|>``: the model ran into 
 ``HELLO<|im_start|>assistant``), ``stop-string`` (a configured text stop), or ``max-tokens`` (no stop within the
 new-token or wall-time budget: a runaway, recorded as a result rather than an error).
 
-:class:`HFEngine` (transformers + peft) loads the base once, attaches N LoRA adapters (peft multi-adapter,
-``set_adapter`` per batch, ``disable_adapter`` for the base column) and decodes greedily in batches: prompts sorted
-by length, left padding with an attention mask, KV cache, a seeded generator, a wall-time cap per batch.
+:class:`HFEngine` (transformers + peft) loads the base once, attaches N LoRA adapters (peft multi-adapter) and
+decodes greedily in batches that mix columns: each row names its adapter (``__base__`` for the plain base), so one
+pass serves every adapter and the base, which is what makes N adapters in one session cheaper than N sessions.
+Prompts are sorted by length, left-padded with an attention mask, decoded with the KV cache under a seeded
+generator and a wall-time cap per batch.
 """
 
 from __future__ import annotations
@@ -171,53 +173,55 @@ class HFEngine:
 
     def generate(self, requests: Sequence[Request], adapter: str | None,
                  settings: GenerationSettings) -> list[Generation]:
-        """Generations in the order of ``requests``; batched by similar prompt length."""
-        codec = self.codecs.get(adapter) or self.codecs[None]
-        encoded = [codec.prompt_ids(r.messages) for r in requests]
-        order = sorted(range(len(requests)), key=lambda i: (requests[i].max_new_tokens, len(encoded[i])))
-        out: list[Generation | None] = [None] * len(requests)
-        for batch in _batches(order, requests, settings.batch_size):
-            gens = self._batch([encoded[i] for i in batch], requests[batch[0]].max_new_tokens, adapter, codec,
-                               settings)
+        """Generations for one column, in the order of ``requests``."""
+        return self.generate_mixed([(adapter, r) for r in requests], settings)
+
+    def generate_mixed(self, jobs: Sequence[tuple[str | None, Request]],
+                       settings: GenerationSettings) -> list[Generation]:
+        """Generations for (column, request) pairs, in order. Rows of different columns share batches (peft's
+        mixed-adapter batches: each row runs through its own adapter, ``__base__`` through none), sorted by prompt
+        length; a batch never mixes different ``max_new_tokens`` or stop-token sets."""
+        for adapter, _ in jobs:
+            if adapter is not None and adapter not in self.adapters:
+                raise EvalsuiteError(f"no adapter named {adapter!r} is loaded")
+        codecs = [self.codecs.get(a) or self.codecs[None] for a, _ in jobs]
+        encoded = [c.prompt_ids(r.messages) for c, (_, r) in zip(codecs, jobs, strict=True)]
+        groups = [(r.max_new_tokens, tuple(c.generation_stop_ids)) for c, (_, r) in zip(codecs, jobs, strict=True)]
+        order = sorted(range(len(jobs)), key=lambda i: (groups[i], len(encoded[i])))
+        out: list[Generation | None] = [None] * len(jobs)
+        for batch in _batches(order, groups, settings.batch_size):
+            gens = self._batch([encoded[i] for i in batch], [jobs[i][0] for i in batch], [codecs[i] for i in batch],
+                               jobs[batch[0]][1].max_new_tokens, settings)
             for i, g in zip(batch, gens, strict=True):
                 out[i] = g
         return [g for g in out if g is not None]
 
-    def _batch(self, prompts: list[list[int]], max_new: int, adapter: str | None, codec: PromptCodec,
+    def _batch(self, prompts: list[list[int]], adapters: list[str | None], codecs: list[PromptCodec], max_new: int,
                settings: GenerationSettings) -> list[Generation]:
         torch = self.torch
         width = max(len(p) for p in prompts)
-        pad = codec.tk.token_id(codec.tk.pad_token)
-        pad = pad if pad is not None else codec.stop_ids[0]
+        pad = codecs[0].tk.token_id(codecs[0].tk.pad_token)
+        pad = pad if pad is not None else codecs[0].stop_ids[0]
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        config = self.GenerationConfig(max_new_tokens=max_new, do_sample=False, num_beams=1, use_cache=True,
+                                       eos_token_id=codecs[0].generation_stop_ids, pad_token_id=pad,
+                                       bos_token_id=None, max_time=settings.max_batch_seconds)
+        extra = {"adapter_names": [a or "__base__" for a in adapters]} if self.adapters else {}
         torch.manual_seed(settings.seed)
         t0 = time.perf_counter()
-        config = self.GenerationConfig(max_new_tokens=max_new, do_sample=False, num_beams=1, use_cache=True,
-                                       eos_token_id=codec.generation_stop_ids, pad_token_id=pad, bos_token_id=None,
-                                       max_time=settings.max_batch_seconds)
-        with torch.inference_mode(), self._adapter(adapter), quiet_libraries():
-            gen = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        with torch.inference_mode(), quiet_libraries():
+            gen = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config, **extra)
         elapsed = time.perf_counter() - t0
         capped = gen.shape[1] - width < max_new and settings.max_batch_seconds is not None \
             and elapsed >= settings.max_batch_seconds
         results = []
-        for row in gen[:, width:].tolist():
+        for row, codec in zip(gen[:, width:].tolist(), codecs, strict=True):
             kept, reason, produced = codec.finish(row, settings.stop_strings)
             text, raw = codec.decode(kept)
             results.append(Generation(text, reason, produced, elapsed / len(prompts), raw,
                                       time_capped=capped and reason == "max-tokens"))
         return results
-
-    def _adapter(self, adapter: str | None) -> Any:
-        if not self.adapters:
-            if adapter is not None:
-                raise EvalsuiteError(f"no adapter named {adapter!r} is loaded")
-            return contextlib.nullcontext()
-        if adapter is None:
-            return self.model.disable_adapter()
-        self.model.set_adapter(adapter)
-        return contextlib.nullcontext()
 
 
 @contextlib.contextmanager
@@ -248,11 +252,11 @@ def quiet_libraries() -> Iterator[None]:
         bnb.setLevel(bnb_level)
 
 
-def _batches(order: list[int], requests: Sequence[Request], size: int) -> Iterator[list[int]]:
-    """Consecutive runs of ``order`` of at most ``size``, never mixing different ``max_new_tokens``."""
+def _batches(order: list[int], groups: Sequence[Any], size: int) -> Iterator[list[int]]:
+    """Consecutive runs of ``order`` of at most ``size`` whose ``groups`` agree."""
     batch: list[int] = []
     for i in order:
-        if batch and (len(batch) >= size or requests[i].max_new_tokens != requests[batch[0]].max_new_tokens):
+        if batch and (len(batch) >= size or groups[i] != groups[batch[0]]):
             yield batch
             batch = []
         batch.append(i)

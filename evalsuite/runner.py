@@ -114,32 +114,34 @@ def execute(plan: ProbePlan, selected: Selection | None = None) -> ProbeRun:
     work = [(b, t, c) for b in plan.batteries for t in plan.targets for c in b.cases
             if selected is None or (b.name, c.id, t.name) in selected]
     gens: dict[tuple[str, str, str], Generation] = {}
-    cached = generated = 0
-    engine = None
+    misses: list[tuple[Target, Battery, Case, str]] = []
+    columns: dict[str, tuple[str, dict[str, Generation]]] = {}
     for target in plan.targets:
         mine = [(b, c) for b, t, c in work if t is target]
         if not mine:
             continue
         key = column_key(target.fingerprint(device, options.seed, base_fingerprint))
         entries = cache.load(key)
-        misses = []
+        columns[target.name] = (key, entries)
         for b, c in mine:
             pkey = prompt_key(target.codec.prompt_text(c.messages), _max_new(b, options), settings.stop_strings)
             if pkey in entries:
                 gens[(b.name, c.id, target.name)] = entries[pkey]
             else:
-                misses.append((b, c, pkey))
-        cached += len(mine) - len(misses)
-        if misses:
-            engine = engine or _engine(plan, device)
-            log.info("generating %d prompt(s) for %s (%d cached)", len(misses), target.name, len(mine) - len(misses))
-            requests = [Request(c.messages, _max_new(b, options)) for b, c, _ in misses]
-            outs = engine.generate(requests, target.adapter_name, settings)
-            for (b, c, pkey), g in zip(misses, outs, strict=True):
-                gens[(b.name, c.id, target.name)] = g
-                entries[pkey] = g
-            cache.save(key, {pkey: entries[pkey] for _, _, pkey in misses})
-            generated += len(misses)
+                misses.append((target, b, c, pkey))
+    cached = len(gens)
+    if misses:
+        log.info("generating %d prompt(s) in one pass over %d column(s) (%d cached)", len(misses),
+                 len({t.name for t, *_ in misses}), cached)
+        jobs = [(t.adapter_name, Request(c.messages, _max_new(b, options))) for t, b, c, _ in misses]
+        outs = _engine(plan, device, {t.name for t, *_ in misses}).generate_mixed(jobs, settings)
+        fresh: dict[str, dict[str, Generation]] = {}
+        for (t, b, c, pkey), g in zip(misses, outs, strict=True):
+            gens[(b.name, c.id, t.name)] = g
+            fresh.setdefault(t.name, {})[pkey] = g
+        for name, entries in fresh.items():
+            cache.save(columns[name][0], entries)
+    generated = len(misses)
     samples = [_sample(b, t, c, gens[(b.name, c.id, t.name)]) for b, t, c in work]
     extra = {b.name: b.metrics for b in plan.batteries if b.metrics}
     results = Results(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), evalsuite_version=__version__,
@@ -155,10 +157,12 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _engine(plan: ProbePlan, device: str) -> Any:
+def _engine(plan: ProbePlan, device: str, columns: set[str]) -> Any:
+    """The base once, with the adapters of the columns that have something to generate."""
     from evalsuite.generate import HFEngine
 
-    adapters = {t.adapter_name: t.path for t in plan.targets if t.adapter_name is not None and t.path is not None}
+    adapters = {t.adapter_name: t.path for t in plan.targets
+                if t.name in columns and t.adapter_name is not None and t.path is not None}
     codecs: dict[str | None, PromptCodec] = {t.adapter_name: t.codec for t in plan.targets}
     return HFEngine(plan.targets[0].base_model, codecs, adapters, device=device,
                     allow_pickle=plan.options.allow_pickle, trust_remote_code=plan.options.trust_remote_code)
