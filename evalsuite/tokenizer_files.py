@@ -73,12 +73,15 @@ class TokenizerInfo:
         from tokenizers import AddedToken
 
         special = dict(self.special)
-        for name, token in overrides.items():
-            if self.tokenizer.token_to_id(token) is None:
-                self.tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False)])
-            special[name] = token
-        info = TokenizerInfo(self.path, self.tokenizer, self.chat_template, special, self.config, self.compat_note)
-        return info
+        tokenizer = self.tokenizer
+        missing = [t for t in overrides.values() if tokenizer.token_to_id(t) is None]
+        if missing:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_str(tokenizer.to_str())  # never mutate a (possibly cached) shared backend
+            tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
+        special.update(overrides)
+        return TokenizerInfo(self.path, tokenizer, self.chat_template, special, self.config, self.compat_note)
 
 
 def _token_text(value: Any) -> str | None:
@@ -104,8 +107,27 @@ def _chat_template(path: Path, config: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+_CACHE: dict[tuple[Any, ...], TokenizerInfo] = {}
+
+
 def load_tokenizer(path: str | Path) -> TokenizerInfo:
-    """Load ``path/tokenizer.json`` (a fast tokenizer) and its config. Errors name the file."""
+    """Load ``path/tokenizer.json`` (a fast tokenizer) and its config. Errors name the file.
+
+    Loads are cached per directory and file modification times (a Llama-3 tokenizer.json takes a second to parse);
+    the returned object's ``special`` dict is a fresh copy, and the backend is never mutated after loading."""
+    p = Path(path)
+    stamp = tuple((f.name, f.stat().st_mtime_ns) for f in sorted(p.glob("*.json")) + sorted(p.glob("*.jinja"))) \
+        if p.is_dir() else ()
+    key = (str(p.resolve()), stamp)
+    hit = _CACHE.get(key)
+    if hit is None:
+        hit = _CACHE[key] = _load_tokenizer(p)
+        while len(_CACHE) > 8:
+            _CACHE.pop(next(iter(_CACHE)))
+    return TokenizerInfo(hit.path, hit.tokenizer, hit.chat_template, dict(hit.special), hit.config, hit.compat_note)
+
+
+def _load_tokenizer(path: Path) -> TokenizerInfo:
     from evalsuite.tokenizer_compat import backend_from_files
 
     p = Path(path)

@@ -141,23 +141,23 @@ def chat(*pairs: tuple[str, str]) -> dict[str, Any]:
 
 # -- pytest fixtures (import them into a test module to use them) ------------------------------------------------
 
-@pytest.fixture(scope="session")
-def llama3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="session", name="llama3_dir")
+def fixture_llama3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_llama3(tmp_path_factory.mktemp("llama3"))
 
 
-@pytest.fixture(scope="session")
-def gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="session", name="gemma_dir")
+def fixture_gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_gemma_standin(tmp_path_factory.mktemp("gemma"))
 
 
-@pytest.fixture(scope="session")
-def tiny_tok(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="session", name="tiny_tok")
+def fixture_tiny_tok(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_dir(tmp_path_factory.mktemp("tiny"))
 
 
-@pytest.fixture(scope="session")
-def phi3_dir() -> Path:
+@pytest.fixture(scope="session", name="phi3_dir")
+def fixture_phi3_dir() -> Path:
     return fixture("tokenizers/phi3-mini-4k-instruct")
 
 

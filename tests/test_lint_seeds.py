@@ -10,9 +10,9 @@ from typing import Any
 from lint_support import (  # noqa: F401  (fixtures)
     echo_rows,
     fixture,
-    gemma_dir,
-    llama3_dir,
-    phi3_dir,
+    fixture_gemma_dir,
+    fixture_llama3_dir,
+    fixture_phi3_dir,
     rules,
     run,
     template_file,
@@ -22,7 +22,7 @@ from evalsuite.lint.runner import run_lint
 from evalsuite.lint.setup import from_config
 
 
-def test_april_2024_llama3_template_is_flagged(llama3_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_april_2024_llama3_template_is_flagged(llama3_dir: Path, tmp_path: Path) -> None:
     report = run(llama3_dir, echo_rows(), tmp_path, template="Meta-Llama-3-8B-Instruct__original-2024-04.jinja")
     found = rules(report)
     assert {"open-turn-at-end", "missing-generation-prompt"} <= set(found)
@@ -35,7 +35,7 @@ def test_april_2024_llama3_template_is_flagged(llama3_dir: Path, tmp_path: Path)
     assert trained[-4:] == [128009, 128006, 78191, 128007]
 
 
-def test_fixed_llama3_template_is_clean(llama3_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_fixed_llama3_template_is_clean(llama3_dir: Path, tmp_path: Path) -> None:
     report = run(llama3_dir, echo_rows(), tmp_path, template="Meta-Llama-3-8B-Instruct.jinja")
     assert report.findings == [], [(f.rule, f.message) for f in report.findings]
     assert report.exit_code == 0
@@ -72,7 +72,7 @@ def phi3_squad_config(tmp: Path, tok: Path, **extra: Any) -> Path:
 
 
 def test_phi3_pad_equals_eos_with_pad_masking_collator_never_trains_eos(phi3_dir: Path, tmp_path: Path
-                                                                       ) -> None:  # noqa: F811
+                                                                       ) -> None:
     report = run_lint(from_config(phi3_squad_config(tmp_path, phi3_dir, lint_collator="mask-pad-id")))
     found = rules(report)
     assert "eos-not-trained" in found and found["eos-not-trained"].count == 12
@@ -86,7 +86,7 @@ def test_phi3_pad_equals_eos_with_pad_masking_collator_never_trains_eos(phi3_dir
 
 
 def test_gemma_template_with_system_messages_is_a_template_error(gemma_dir: Path, tmp_path: Path
-                                                                ) -> None:  # noqa: F811
+                                                                ) -> None:
     rows = [{"messages": [{"role": "system", "content": "Answer in capitals."}, {"role": "user", "content": "hi"},
                           {"role": "assistant", "content": "HI"}]},
             *echo_rows(("one", "two"))]
@@ -107,7 +107,7 @@ def test_gemma_template_with_system_messages_is_a_template_error(gemma_dir: Path
 
 
 def test_qa_config_training_on_inputs_reports_per_role_fractions(phi3_dir: Path, tmp_path: Path
-                                                                 ) -> None:  # noqa: F811
+                                                                 ) -> None:
     report = run_lint(from_config(phi3_squad_config(tmp_path, phi3_dir, train_on_inputs=True)))
     finding = rules(report)["prompt-trained"]
     assert finding.severity == "info" and "prompt" in finding.message and "completion" in finding.message
