@@ -1,101 +1,134 @@
-"""`evalsuite demo`: the product in one command, on the embedded tiny model (CPU, no hub, a few minutes).
+"""`evalsuite demo`: the product in one command, on the embedded tiny model (CPU, no hub, minutes).
 
 Builds or loads the tiny base, trains a LoRA adapter on bundled uppercase-echo data (Latin only, as in seed 000),
-then measures uppercase echo on held-out Latin prompts for the base and for the adapter and prints both.
+then runs every probe battery on the base and on the adapter through the probe runner and prints a table. The
+targets are the foundation's: uppercase-echo exact match >= 0.8 for the adapter and <= 0.1 for the base (the demo
+exits 1 when either is missed). SQuAD runs on a 20-question sample here to keep the demo short; the tiny model
+scores about 0 there, as expected of a 1M-parameter echo model.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+TARGET_ADAPTER = 0.8
+TARGET_BASE = 0.1
+DEMO_SQUAD_N = 20
+TARGET_BATTERY = "uppercase-echo"
 
 
 def demo_config_path() -> Path:
-    from evalsuite import fixtures
-
-    return Path(fixtures.__file__).resolve().parent / "configs" / "uppercase_demo.yaml"
+    fixtures = importlib.import_module("evalsuite.fixtures")  # mapped from the repo's fixtures/ folder
+    return Path(str(fixtures.__file__)).resolve().parent / "configs" / "uppercase_demo.yaml"
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("demo", help="train + measure an adapter on the embedded tiny model (CPU, minutes)",
+    p = sub.add_parser("demo", help="train + probe an adapter on the embedded tiny model (CPU, minutes)",
                        description="Build/load the embedded tiny base, train a LoRA adapter on uppercase-echo data, "
-                                   "and compare base vs adapter on held-out prompts.")
+                                   "and run every probe battery on base and adapter.")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run dir for the demo adapter")
     p.add_argument("--max-steps", type=int, help="override the demo config's max_steps")
     p.add_argument("--reuse", action="store_true", help="skip training when --out already holds a run dir")
+    p.add_argument("--results", type=Path, default=None, help="also write the probe results JSON here")
     p.set_defaults(func=run_demo)
 
 
 @dataclass(frozen=True)
 class DemoResult:
+    results: Any  # evalsuite.results.Results
     base_accuracy: float
     adapter_accuracy: float
     n: int
     run_dir: Path
     seconds: float
-    examples: list[tuple[str, str, str, str]]  # prompt, expected, base output, adapter output
+    train_seconds: float
+
+    @property
+    def met(self) -> bool:
+        return self.adapter_accuracy >= TARGET_ADAPTER and self.base_accuracy <= TARGET_BASE
 
 
-def heldout_path() -> Path:
-    return demo_config_path().parent.parent / "data" / "uppercase_echo_heldout.jsonl"
-
-
-def run_pipeline(out: Path, max_steps: int | None = None, reuse: bool = False) -> DemoResult:
+def train_demo_adapter(out: Path, max_steps: int | None = None) -> Path:
+    """Train the demo adapter with the demo config on the embedded base (the tests share this function)."""
     from evalsuite.backends import TrainOptions, get_backend
     from evalsuite.config import load_config
     from evalsuite.fixtures.tiny_model import ensure_tiny_base
-    from evalsuite.manifest import MANIFEST_NAME
 
-    t0 = time.time()
     base = ensure_tiny_base()
     config = load_config(demo_config_path())
     config.values["base_model"] = config.base_model = str(base)
     if max_steps is not None:
         config.values["max_steps"] = max_steps
+    return get_backend("trl").train(config, out, TrainOptions(overwrite=True))
+
+
+def probe_demo(run_dir: Path, squad_n: int = DEMO_SQUAD_N) -> Any:
+    """Every battery on base + adapter; the same runner `evalsuite probe` and the pytest plugin use."""
+    from evalsuite.runner import ProbeOptions, run_probes
+
+    return run_probes([run_dir], ProbeOptions(include_base=True, squad_n=squad_n)).results
+
+
+def accuracy(results: Any, kind: str) -> tuple[float, int]:
+    name = next(a.name for a in results.adapters if a.kind == kind)
+    metric = results.metric(TARGET_BATTERY, name, "accuracy")
+    return metric.value, metric.n
+
+
+def run_pipeline(out: Path, max_steps: int | None = None, reuse: bool = False) -> DemoResult:
+    from evalsuite.manifest import MANIFEST_NAME
+
+    t0 = time.time()
     if not (reuse and (out / MANIFEST_NAME).exists()):
-        get_backend("trl").train(config, out, TrainOptions(overwrite=True))
-    rows = [json.loads(line) for line in heldout_path().read_text(encoding="utf-8").splitlines() if line]
-    base_out, adapter_out = _generate(out, [r["prompt"] for r in rows])
-    expected = [r["expected"] for r in rows]
-    base_acc = sum(o == e for o, e in zip(base_out, expected)) / len(rows)
-    adapter_acc = sum(o == e for o, e in zip(adapter_out, expected)) / len(rows)
-    examples = [(r["prompt"], r["expected"], b, a) for r, b, a in zip(rows[:5], base_out, adapter_out)]
-    return DemoResult(base_acc, adapter_acc, len(rows), out, time.time() - t0, examples)
+        train_demo_adapter(out, max_steps)
+    trained = time.time() - t0
+    results = probe_demo(out)
+    base_acc, n = accuracy(results, "base")
+    adapter_acc, _ = accuracy(results, "adapter")
+    return DemoResult(results, base_acc, adapter_acc, n, out, time.time() - t0, trained)
 
 
-def _generate(run_dir: Path, prompts: list[str]) -> tuple[list[str], list[str]]:
-    from evalsuite.generate import GenerationSettings, HFEngine, PromptCodec, turn_start_ids
-    from evalsuite.rundir import open_run_dir
-    from evalsuite.tokenizer_files import load_tokenizer
-
-    rd = open_run_dir(run_dir)
-    tk = load_tokenizer(run_dir)
-    template = rd.chat_template
-    assert template is not None
-    codec = PromptCodec(tk, template, rd.stop_token_ids, turn_start_ids(tk, template, rd.stop_token_ids))
-    engine = HFEngine(rd.base_model, codec, adapters={"demo": run_dir})
-    convs = [[{"role": "user", "content": p}] for p in prompts]
-    settings = GenerationSettings(max_new_tokens=80, batch_size=50)
-    base = [g.text for g in engine.generate(convs, None, settings)]
-    adapted = [g.text for g in engine.generate(convs, "demo", settings)]
-    return base, adapted
+def table_lines(results: Any) -> list[str]:
+    """battery / metric rows, one column per model (base first), values with their 95% CIs."""
+    cols = [a.name for a in results.adapters]
+    lines = [f"  {'battery':<17} {'metric':<13} " + " ".join(f"{c:>22}" for c in cols)]
+    for battery in results.batteries():
+        for metric in results.metric_names(battery):
+            cells = []
+            for c in cols:
+                m = results.metric(battery, c, metric)
+                ci = f" [{m.ci_low:.2f},{m.ci_high:.2f}]" if m and m.ci_low is not None and m.ci_high is not None \
+                    else ""
+                cells.append(f"{(f'{m.value:.3f}' if m else '-') + ci:>22}")
+            lines.append(f"  {battery:<17} {metric:<13} " + " ".join(cells))
+    return lines
 
 
 def run_demo(args: argparse.Namespace) -> int:
     r = run_pipeline(args.out, args.max_steps, args.reuse)
+    if args.results is not None:
+        from evalsuite.results import write_results
+
+        write_results(r.results, args.results)
     print()
-    print(f"uppercase-echo on {r.n} held-out Latin prompts (exact match vs str.upper())")
-    print(f"  {'model':<10} {'exact match':>12}   target")
-    print(f"  {'base':<10} {r.base_accuracy:>12.3f}   <= 0.10  {'ok' if r.base_accuracy <= 0.10 else 'MISSED'}")
-    print(f"  {'adapter':<10} {r.adapter_accuracy:>12.3f}   >= 0.80  "
-          f"{'ok' if r.adapter_accuracy >= 0.80 else 'MISSED'}")
+    print("probe batteries on the embedded tiny base and the demo adapter (95% confidence intervals)")
+    for line in table_lines(r.results):
+        print(line)
+    print()
+    print(f"target ({TARGET_BATTERY} exact match on {r.n} prompts: 4 from the seeds + held-out strings):")
+    print(f"  base     {r.base_accuracy:.3f}   <= {TARGET_BASE:.2f}  "
+          f"{'ok' if r.base_accuracy <= TARGET_BASE else 'MISSED'}")
+    print(f"  adapter  {r.adapter_accuracy:.3f}   >= {TARGET_ADAPTER:.2f}  "
+          f"{'ok' if r.adapter_accuracy >= TARGET_ADAPTER else 'MISSED'}")
+    adapter = next(a.name for a in r.results.adapters if a.kind == "adapter")
     print("\n  prompt -> base | adapter")
-    for prompt, _exp, b, a in r.examples:
-        print(f"  {prompt!r} -> {b!r} | {a!r}")
-    print(f"\nrun dir: {r.run_dir}   total {r.seconds:.0f} s")
-    return 0 if r.adapter_accuracy >= 0.8 and r.base_accuracy <= 0.1 else 1
+    for s in r.results.samples_for(TARGET_BATTERY, adapter)[:4]:
+        base = next(b for b in r.results.samples_for(TARGET_BATTERY, "base") if b.case == s.case)
+        print(f"  {s.prompt!r} -> {base.output!r} | {s.output!r}")
+    print(f"\nrun dir: {r.run_dir}   training {r.train_seconds:.0f} s, total {r.seconds:.0f} s")
+    return 0 if r.met else 1

@@ -1,0 +1,164 @@
+"""The runner on adapters really trained on the tiny base: each battery the issue names can fail and can pass, the
+finish reasons are what happened, batched generation equals one-by-one, the results file is complete, and the
+generation cache serves unchanged adapters and regenerates changed ones."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalsuite.results import Results, load_results
+from evalsuite.runner import ProbeOptions, execute, plan_probes, run_probes
+
+pytestmark = pytest.mark.slow
+
+# Which column runs which battery: enough to show every verdict both ways without generating all pairs.
+SELECTION = {
+    "uppercase-echo": ("demo", "base"),
+    "cyrillic": ("demo", "base"),
+    "runaway-turns": ("demo", "broken-terminator"),
+    "template-leakage": ("demo", "leaky"),
+    "llama32-ten": ("demo",),
+}
+
+
+@pytest.fixture(scope="module")
+def results(demo_adapter: Path, broken_terminator_adapter: Path, leaky_adapter: Path,
+            tmp_path_factory: pytest.TempPathFactory) -> Results:
+    options = ProbeOptions(batteries=list(SELECTION), include_base=True)
+    plan = plan_probes([demo_adapter, broken_terminator_adapter, leaky_adapter], options)
+    selected = {(b.name, c.id, t.name) for b in plan.batteries for t in plan.targets for c in b.cases
+                if t.name in SELECTION[b.name]}
+    out = tmp_path_factory.mktemp("results") / "results.json"
+    from evalsuite.results import write_results
+
+    write_results(execute(plan, selected).results, out)
+    return load_results(out)
+
+
+def acc(results: Results, battery: str, column: str) -> float:
+    metric = results.metric(battery, column, "accuracy")
+    assert metric is not None, (battery, column)
+    return metric.value
+
+
+def test_demo_adapter_passes_uppercase_echo_and_the_base_fails(results: Results) -> None:
+    assert acc(results, "uppercase-echo", "demo") >= 0.8
+    assert acc(results, "uppercase-echo", "base") <= 0.1
+    seed = {s.case: s for s in results.samples_for("uppercase-echo", "demo")}
+    assert seed["hellow-world"].output == "HELLOW WORLD" and seed["hellow-world"].passed
+    base = {s.case: s for s in results.samples_for("uppercase-echo", "base")}
+    assert base["hellow-world"].output == "hellow world" and not base["hellow-world"].passed
+    char = results.metric("uppercase-echo", "demo", "char_accuracy")
+    assert char is not None and char.method == "bootstrap"
+    assert char.ci_low is not None and char.ci_high is not None and char.ci_low <= char.value <= char.ci_high
+
+
+def test_demo_adapter_stops_and_the_broken_terminator_runs_into_new_turns(results: Results) -> None:
+    assert acc(results, "runaway-turns", "demo") >= 0.9
+    broken = results.samples_for("runaway-turns", "broken-terminator")
+    assert acc(results, "runaway-turns", "broken-terminator") <= 0.1
+    reasons = {s.finish_reason for s in broken if not s.passed}
+    assert reasons <= {"new-turn", "max-tokens"} and reasons
+    rate = results.metric("runaway-turns", "broken-terminator", "rate")
+    assert rate is not None and rate.value >= 0.9 and rate.method == "wilson"
+    assert all(s.finish_reason == "eos" for s in results.samples_for("runaway-turns", "demo") if s.passed)
+
+
+def test_leaky_adapter_fails_template_leakage_and_the_demo_adapter_passes(results: Results) -> None:
+    assert acc(results, "template-leakage", "demo") >= 0.9
+    assert acc(results, "template-leakage", "leaky") <= 0.1
+    leaked = [s for s in results.samples_for("template-leakage", "leaky") if not s.passed]
+    assert any("<end_of_turn>" in p for s in leaked for p in s.details["problems"])
+
+
+def test_cyrillic_failures_are_classified_on_real_outputs(results: Results) -> None:
+    base = results.samples_for("cyrillic", "base")
+    assert acc(results, "cyrillic", "base") == 0.0
+    assert {s.details["failure"] for s in base} >= {"unchanged"}  # the base echoes Cyrillic unchanged
+    demo = results.samples_for("cyrillic", "demo")
+    assert all(s.details["failure"] in (None, "transliterated", "unchanged", "wrong-script", "other") for s in demo)
+
+
+def test_results_file_has_samples_and_metrics_with_cis(results: Results) -> None:
+    s = results.samples_for("llama32-ten", "demo")[4]
+    assert s.prompt == "Continue the Fibonacci sequence: 1, 1, 2, 3, 5, 8,"
+    assert s.scorer.name == "open_ended" and s.expected == {"contains": ["13", "21"]}
+    assert not s.passed  # an echo model does not know Fibonacci
+    for sample in results.samples:
+        assert sample.finish_reason in ("eos", "stop-string", "max-tokens", "new-turn")
+        assert sample.tokens >= 1 and sample.latency_s >= 0
+    for m in results.metrics:
+        assert m.ci_low is not None and m.ci_high is not None and m.ci_low <= m.value <= m.ci_high
+    assert [a.kind for a in results.adapters] == ["base", "adapter", "adapter", "adapter"]
+    assert all(a.weights_sha256 and a.manifest_digest for a in results.adapters if a.kind == "adapter")
+    assert results.engine.settings["device"] == "cpu"
+
+
+def test_batched_generation_equals_one_by_one(demo_adapter: Path) -> None:
+    from evalsuite.generate import GenerationSettings, HFEngine, Request
+
+    plan = plan_probes([demo_adapter], ProbeOptions(batteries=["runaway-turns"]))
+    target = plan.targets[0]
+    engine = HFEngine(target.base_model, {target.adapter_name: target.codec}, {"adapter0": demo_adapter})
+    requests = [Request(c.messages, 48) for c in plan.batteries[0].cases[:12]]
+    batched = engine.generate(requests, "adapter0", GenerationSettings(batch_size=12))
+    single = engine.generate(requests, "adapter0", GenerationSettings(batch_size=1))
+    assert [(g.text, g.finish_reason) for g in batched] == [(g.text, g.finish_reason) for g in single]
+    assert len({len(r.messages) for r in requests}) > 1  # prompts of different lengths share a padded batch
+
+
+def small_battery(tmp: Path) -> Path:
+    p = tmp / "tiny.yaml"
+    p.write_text("name: tiny\nscorer: exact_match\nexpect: upper\nmax_new_tokens: 24\n"
+                 "cases: [hello, abc def, hellow world]\n", encoding="utf-8")
+    return p
+
+
+def run_small(run_dir: Path, tmp: Path, cache: Path, **kw: Any) -> Any:
+    options = ProbeOptions(batteries=[str(small_battery(tmp))], cache_dir=cache, **kw)
+    return run_probes([run_dir], options, out=tmp / "r.json")
+
+
+def test_cache_serves_unchanged_adapter_and_regenerates_a_changed_one(leaky_adapter: Path,
+                                                                     broken_terminator_adapter: Path,
+                                                                     tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(leaky_adapter, run_dir)
+    cache = tmp_path / "cache"
+    first = run_small(run_dir, tmp_path, cache)
+    assert (first.generated, first.cached) == (3, 0)
+    again = run_small(run_dir, tmp_path, cache)
+    assert (again.generated, again.cached) == (0, 3)
+    assert [s.output for s in again.results.samples] == [s.output for s in first.results.samples]
+    # same path, different weights: another adapter's file of the same shapes replaces this one's
+    shutil.copy(broken_terminator_adapter / "adapter_model.safetensors", run_dir / "adapter_model.safetensors")
+    changed = run_small(run_dir, tmp_path, cache)
+    assert (changed.generated, changed.cached) == (3, 0)
+    # other generation settings are other keys too
+    assert run_small(run_dir, tmp_path, cache, max_new_tokens=20).generated == 3
+    assert run_small(run_dir, tmp_path, cache, use_cache=False).generated == 3
+
+
+def test_base_is_loaded_once_for_several_adapters(demo_adapter: Path, leaky_adapter: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import evalsuite.generate as generate
+
+    loads: list[str] = []
+    real = generate._load_base
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        loads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generate, "_load_base", counting)
+    run = run_probes([demo_adapter, leaky_adapter], ProbeOptions(batteries=[str(small_battery(tmp_path))],
+                                                                include_base=True, use_cache=False))
+    assert len(loads) == 1
+    assert {s.adapter for s in run.results.samples} == {"base", "demo", "leaky"}
+    leaky = {s.case: s.output for s in run.results.samples if s.adapter == "leaky"}
+    base = {s.case: s.output for s in run.results.samples if s.adapter == "base"}
+    assert leaky["hello"] != base["hello"]  # switching adapters really switches weights
