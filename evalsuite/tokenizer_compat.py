@@ -69,11 +69,29 @@ def _qwen2(tj: dict[str, Any], config: dict[str, Any]) -> None:
     tj["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
 
 
+# Constructor defaults of those classes: transformers uses them when tokenizer_config.json does not name the token
+# (and adds the token to the vocabulary when it is missing).
+CLASS_DEFAULTS: dict[str, dict[str, str]] = {
+    "llama": {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"},
+    "gemma": {"unk_token": "<unk>", "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>",
+              "mask_token": "<mask>"},
+    "qwen2": {"unk_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
+}
+
 REBUILT = {
     "LlamaTokenizer": _llama, "LlamaTokenizerFast": _llama,
     "GemmaTokenizer": _gemma, "GemmaTokenizerFast": _gemma,
     "Qwen2Tokenizer": _qwen2, "Qwen2TokenizerFast": _qwen2,
 }
+
+
+def class_defaults(config: dict[str, Any]) -> dict[str, str]:
+    """Special tokens the tokenizer class supplies because the config does not name them."""
+    cls = config.get("tokenizer_class")
+    family = {"LlamaTokenizer": "llama", "LlamaTokenizerFast": "llama", "GemmaTokenizer": "gemma",
+              "GemmaTokenizerFast": "gemma", "Qwen2Tokenizer": "qwen2", "Qwen2TokenizerFast": "qwen2"}.get(cls or "")
+    defaults = CLASS_DEFAULTS.get(family or "", {})
+    return {k: v for k, v in defaults.items() if k not in config}
 
 
 def _text(value: Any) -> str | None:
@@ -93,7 +111,8 @@ def _added_tokens(tj: dict[str, Any], config: dict[str, Any]) -> list[dict[str, 
     tokens.sort(key=lambda t: t["id"])
     have = {t["content"] for t in tokens}
     names = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"]
-    extra = [_text(config.get(n)) for n in names]
+    defaults = class_defaults(config)
+    extra = [_text(config.get(n)) or defaults.get(n) for n in names]
     extra += [_text(t) for t in config.get("additional_special_tokens") or config.get("extra_special_tokens") or []
               if not isinstance(config.get("extra_special_tokens"), dict)]
     for content in extra:

@@ -128,7 +128,7 @@ def load_tokenizer(path: str | Path) -> TokenizerInfo:
 
 
 def _load_tokenizer(path: Path) -> TokenizerInfo:
-    from evalsuite.tokenizer_compat import backend_from_files
+    from evalsuite.tokenizer_compat import backend_from_files, class_defaults
 
     p = Path(path)
     if not p.is_dir():
@@ -144,7 +144,8 @@ def _load_tokenizer(path: Path) -> TokenizerInfo:
         tok, note = backend_from_files(tj.read_text(encoding="utf-8"), config)
     except Exception as e:  # the Rust side raises plain Exception subclasses
         raise EvalsuiteError(f"{tj}: cannot be read as a tokenizer: {e}") from None
-    special = {name: _token_text(config.get(name)) for name in SPECIAL_NAMES}
+    defaults = class_defaults(config)
+    special = {name: _token_text(config.get(name)) or defaults.get(name) for name in SPECIAL_NAMES}
     extra = _read_json(p / "special_tokens_map.json")
     if isinstance(extra, dict):
         for name in SPECIAL_NAMES:

@@ -150,9 +150,10 @@ class RowChecker:
     def record(self, row: int, f: RowFacts, n: int) -> None:
         out = self.out
         out.rows += 1
-        out.tokens += n
         if self.max_len is not None and n > self.max_len:
             out.truncated += 1
+            n = self.max_len
+        out.tokens += n  # what the trainer sees, after truncation
         if f.trained <= 0:
             out.hit("no-trainable-tokens", row)
         elif not f.has_trained_stop:
