@@ -102,6 +102,8 @@ def _exemplar(ctx: Context, facts: ShapeFacts) -> None:
     assert ctx.planner is not None
     plan = facts.plan = ctx.planner.shape(facts.key)
     if plan.error is not None:
+        if not isinstance(plan.error, TemplateRefused):  # a broken template is bad input, not a finding
+            raise type(plan.error)(f"{ctx.setup.samples[facts.rows[0]].where}: {plan.error}") from None
         facts.error = plan.error
         return
     if plan.cut is not None and plan.why_slow is None:
