@@ -130,10 +130,13 @@ def role_headers(tk: TokenizerInfo, template: str) -> tuple[set[int], tuple[str,
     """
     a, b = "\u2063a\u2063", "\u2063b\u2063"
     chat = [{"role": "user", "content": a}, {"role": "assistant", "content": b}, {"role": "user", "content": a}]
-    try:
-        text = render(template, chat, add_generation_prompt=True, special_tokens=tk.template_variables()).text
-    except EvalsuiteError:
-        return set(), ()
+    text = ""
+    for messages in ([{"role": "system", "content": b}, *chat], chat):  # some templates refuse a system turn
+        try:
+            text = render(template, messages, add_generation_prompt=True, special_tokens=tk.template_variables()).text
+            break
+        except EvalsuiteError:
+            continue
     specials = {c: i for c, (i, special) in tk.added_tokens.items() if special}
     starts: set[int] = set()
     headers: list[str] = []
