@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from evalsuite.fixtures.tokenizer_builder import build_tokenizer
 
 from evalsuite.encode import end_of_turn_token
-from evalsuite.fixtures.tokenizer_builder import build_tokenizer
 from evalsuite.generate import PromptCodec, role_headers
 from evalsuite.tokenizer_files import TokenizerInfo, load_tokenizer
 
