@@ -59,7 +59,9 @@ def unicode_roundtrip(ctx: Context, rp: RowPass) -> list[Finding]:
             targets.append((i, s.completion))
         if len(targets) >= ROUNDTRIP_SAMPLE:
             break
-    rows = sorted({i for i, c in targets if tk.decode(tk.encode(c)) != c})
+    encs = tk.tokenizer.encode_batch([c for _i, c in targets], add_special_tokens=False)
+    decoded = tk.tokenizer.decode_batch([e.ids for e in encs], skip_special_tokens=False)
+    rows = sorted({i for (i, c), d in zip(targets, decoded) if d != c})
     if bad_chars:
         chars = set(bad_chars)
         rows = sorted(set(rows) | {i for i, s in enumerate(samples)
