@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 BUILTIN: dict[str, str] = {
     "trl": "evalsuite.trainers.trl_backend:TRLBackend",
+    "axolotl": "evalsuite.trainers.axolotl_backend:AxolotlBackend",
+    "torchtune": "evalsuite.trainers.torchtune_backend:TorchtuneBackend",
 }
 ENTRY_POINT_GROUP = "evalsuite.backends"
 

@@ -138,3 +138,10 @@ def relaunch(backend: TrainerBackend, config_path: Path, out_dir: Path, options:
               "see the rank output above", file=sys.stderr)
         return 1
     return 0  # rank 0 has printed the run dir
+
+
+def run_logged(command: list[str], log_file: Path, env: dict[str, str] | None = None) -> int:
+    """Run an external trainer with its output in ``log_file``. A file, not a pipe: helper processes the trainer
+    leaves behind (dataset workers, resource trackers) keep a pipe open and would stall the wait for minutes."""
+    with log_file.open("w", encoding="utf-8") as out:
+        return subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, check=False).returncode
