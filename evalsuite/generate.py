@@ -184,6 +184,13 @@ class HFEngine:
         """Generations for (column, request) pairs, in order. Rows of different columns share batches (peft's
         mixed-adapter batches: each row runs through its own adapter, ``__base__`` through none), sorted by prompt
         length; a batch never mixes different ``max_new_tokens`` or stop-token sets."""
+        out = self.generate_shard(jobs, settings, 0, 1)
+        return [out[i] for i in range(len(jobs))]
+
+    def generate_shard(self, jobs: Sequence[tuple[str | None, Request]], settings: GenerationSettings, rank: int,
+                       world: int) -> dict[int, Generation]:
+        """The batches ``k`` with ``k % world == rank`` of the plan ``generate_mixed`` runs, by job index: the unit
+        data-parallel probing shards (``evalsuite.parallel``), so a batch is the same in whichever process runs it."""
         for adapter, _ in jobs:
             if adapter is not None and adapter not in self.adapters:
                 raise EvalsuiteError(f"no adapter named {adapter!r} is loaded")
@@ -191,13 +198,14 @@ class HFEngine:
         encoded = [c.prompt_ids(r.messages) for c, (_, r) in zip(codecs, jobs, strict=True)]
         groups = [(r.max_new_tokens, tuple(c.generation_stop_ids)) for c, (_, r) in zip(codecs, jobs, strict=True)]
         order = sorted(range(len(jobs)), key=lambda i: (groups[i], len(encoded[i])))
-        out: list[Generation | None] = [None] * len(jobs)
-        for batch in _batches(order, groups, settings.batch_size):
+        out: dict[int, Generation] = {}
+        for k, batch in enumerate(_batches(order, groups, settings.batch_size)):
+            if k % world != rank:
+                continue
             gens = self._batch([encoded[i] for i in batch], [jobs[i][0] for i in batch], [codecs[i] for i in batch],
                                jobs[batch[0]][1].max_new_tokens, settings)
-            for i, g in zip(batch, gens, strict=True):
-                out[i] = g
-        return [g for g in out if g is not None]
+            out.update(zip(batch, gens, strict=True))
+        return out
 
     def _batch(self, prompts: list[list[int]], adapters: list[str | None], codecs: list[PromptCodec], max_new: int,
                settings: GenerationSettings) -> list[Generation]:

@@ -38,6 +38,13 @@ def _add_probe(sub: Any) -> None:
     p.add_argument("--no-cache", action="store_true", help="regenerate even when cached generations exist")
     p.add_argument("--squad-dataset", help="SQuAD v1.1 dev JSON path or hub id (default: $EVALSUITE_FIXTURES/...)")
     p.add_argument("--squad-n", type=int, help="questions sampled from the SQuAD dev set (0: all)")
+    p.add_argument("--engine", choices=("hf", "vllm"), default="hf",
+                   help="generation engine: hf (transformers + peft) or vllm (multi-LoRA; pip install "
+                        "'evalsuite[vllm]', needs a GPU)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, metavar="N", help="vllm: GPUs per model")
+    p.add_argument("--num-processes", type=int, default=1, metavar="N",
+                   help="data-parallel probing: re-launches under `accelerate launch`, shards the batches over N "
+                        "processes (one per GPU; gloo on CPU) and writes one results file")
     p.set_defaults(func=run_probe_cli)
 
 
@@ -51,21 +58,39 @@ def _add_score(sub: Any) -> None:
 
 
 def run_probe_cli(args: argparse.Namespace) -> int:
-    from evalsuite.runner import ProbeOptions, run_probes
+    from evalsuite.trainers import launch
+
+    if args.num_processes < 1:
+        raise EvalsuiteError(f"--num-processes: expected a positive integer, got {args.num_processes}")
+    from evalsuite.runner import ProbeOptions, plan_probes, run_probes
 
     options = ProbeOptions(
         batteries=args.battery, include_base=args.base, base_model=args.base_model, allow_pickle=args.allow_pickle,
         trust_remote_code=args.trust_remote_code, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
         max_batch_seconds=args.max_batch_seconds or None, seed=args.seed, device=args.device,
         use_cache=not args.no_cache, squad_dataset=args.squad_dataset, squad_n=args.squad_n,
-        explicit_batteries=bool(args.battery))
+        explicit_batteries=bool(args.battery), engine=args.engine, tensor_parallel_size=args.tensor_parallel_size)
+    if args.num_processes > 1 and not launch.inside_launch():
+        plan_probes(args.run_dirs, options)  # bad input is one clear error here, before any process starts
+        code = launch.relaunch_cli(getattr(args, "_argv", sys.argv[1:]), args.num_processes)
+        if code != 0:
+            return code
+        from evalsuite.results import load_results
+
+        return _report(load_results(args.out), args.out)
     run = run_probes(args.run_dirs, options, out=args.out)
+    if launch.inside_launch():
+        return 0  # a rank of a data-parallel run: the launching process reads the results and gives the verdict
+    return _report(run.results, args.out)
+
+
+def _report(results: Any, out: Path) -> int:
     from evalsuite.runner import summary_lines
 
-    for line in summary_lines(run.results):
+    for line in summary_lines(results):
         print(line)
-    print(f"results: {args.out}")
-    return 0 if all(s.passed for s in run.results.samples) else 1
+    print(f"results: {out}")
+    return 0 if all(s.passed for s in results.samples) else 1
 
 
 def _read_json(path: Path, what: str) -> Any:

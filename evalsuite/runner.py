@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evalsuite import __version__
+from evalsuite import __version__, parallel
 from evalsuite.batteries import Battery, BatteryUnavailable, Case, load_battery, resolve_batteries
 from evalsuite.errors import EvalsuiteError
 from evalsuite.gencache import GenerationCache, base_fingerprint, column_key, prompt_key
@@ -52,6 +52,8 @@ class ProbeOptions:
     squad_dataset: str | None = None
     squad_n: int | None = None
     stop_strings: tuple[str, ...] = ()
+    engine: str = "hf"  # hf (transformers + peft) or vllm
+    tensor_parallel_size: int = 1  # vllm only
 
 
 @dataclass
@@ -73,6 +75,10 @@ class ProbeRun:
 def plan_probes(run_dirs: Iterable[str | Path], options: ProbeOptions) -> ProbePlan:
     if options.batch_size < 1:
         raise EvalsuiteError(f"--batch-size: expected a positive integer, got {options.batch_size}")
+    if options.engine not in ("hf", "vllm"):
+        raise EvalsuiteError(f"--engine: expected hf or vllm, got {options.engine!r}")
+    if options.tensor_parallel_size < 1:
+        raise EvalsuiteError(f"--tensor-parallel-size: expected a positive integer, got {options.tensor_parallel_size}")
     if options.max_new_tokens is not None and options.max_new_tokens < 1:
         raise EvalsuiteError(f"--max-new-tokens: expected a positive integer, got {options.max_new_tokens}")
     targets = build_targets([Path(d) for d in run_dirs], options.include_base, options.base_model,
@@ -134,13 +140,14 @@ def execute(plan: ProbePlan, selected: Selection | None = None) -> ProbeRun:
         log.info("generating %d prompt(s) in one pass over %d column(s) (%d cached)", len(misses),
                  len({t.name for t, *_ in misses}), cached)
         jobs = [(t.adapter_name, Request(c.messages, _max_new(b, options))) for t, b, c, _ in misses]
-        outs = _engine(plan, device, {t.name for t, *_ in misses}).generate_mixed(jobs, settings)
+        outs = parallel.generate(_engine(plan, device, {t.name for t, *_ in misses}), jobs, settings)
         fresh: dict[str, dict[str, Generation]] = {}
         for (t, b, c, pkey), g in zip(misses, outs, strict=True):
             gens[(b.name, c.id, t.name)] = g
             fresh.setdefault(t.name, {})[pkey] = g
         for name, entries in fresh.items():
-            cache.save(columns[name][0], entries)
+            if parallel.is_main():  # every process holds all generations; one writes
+                cache.save(columns[name][0], entries)
     generated = len(misses)
     samples = [_sample(b, t, c, gens[(b.name, c.id, t.name)]) for b, t, c in work]
     extra = {b.name: b.metrics for b in plan.batteries if b.metrics}
@@ -152,9 +159,7 @@ def execute(plan: ProbePlan, selected: Selection | None = None) -> ProbeRun:
 
 
 def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return parallel.default_device()  # cuda:LOCAL_RANK under `--num-processes`
 
 
 def _engine(plan: ProbePlan, device: str, columns: set[str]) -> Any:
@@ -164,6 +169,12 @@ def _engine(plan: ProbePlan, device: str, columns: set[str]) -> Any:
     adapters = {t.adapter_name: t.path for t in plan.targets
                 if t.name in columns and t.adapter_name is not None and t.path is not None}
     codecs: dict[str | None, PromptCodec] = {t.adapter_name: t.codec for t in plan.targets}
+    if plan.options.engine == "vllm":
+        from evalsuite.vllm_engine import VLLMEngine
+
+        return VLLMEngine(plan.targets[0].base_model, codecs, adapters,
+                          tensor_parallel_size=plan.options.tensor_parallel_size, seed=plan.options.seed,
+                          trust_remote_code=plan.options.trust_remote_code)
     return HFEngine(plan.targets[0].base_model, codecs, adapters, device=device,
                     allow_pickle=plan.options.allow_pickle, trust_remote_code=plan.options.trust_remote_code)
 
@@ -188,19 +199,22 @@ def _engine_info(plan: ProbePlan, settings: GenerationSettings, device: str, gen
                  cached: int) -> EngineInfo:
     from evalsuite.manifest import package_versions
 
-    return EngineInfo(name="hf", seed=settings.seed,
+    return EngineInfo(name=plan.options.engine, seed=settings.seed,
                       max_new_tokens=max([_max_new(b, plan.options) for b in plan.batteries] or [1]),
                       settings={"batch_size": settings.batch_size, "max_batch_seconds": settings.max_batch_seconds,
                                 "stop_strings": list(settings.stop_strings), "device": device,
                                 "max_new_tokens_per_battery": {b.name: _max_new(b, plan.options)
                                                                for b in plan.batteries},
                                 "generated": generated, "cached": cached, "skipped_batteries": plan.skipped,
+                                "processes": parallel.world()[1],
+                                **({"tensor_parallel_size": plan.options.tensor_parallel_size}
+                                   if plan.options.engine == "vllm" else {}),
                                 "versions": package_versions()})
 
 
 def run_probes(run_dirs: Iterable[str | Path], options: ProbeOptions, out: Path | None = None) -> ProbeRun:
     run = execute(plan_probes(run_dirs, options))
-    if out is not None:
+    if out is not None and parallel.is_main():  # data-parallel runs gather everything; rank 0 writes one file
         write_results(run.results, out)
     return run
 

@@ -145,3 +145,15 @@ def run_logged(command: list[str], log_file: Path, env: dict[str, str] | None = 
     leaves behind (dataset workers, resource trackers) keep a pipe open and would stall the wait for minutes."""
     with log_file.open("w", encoding="utf-8") as out:
         return subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, check=False).returncode
+
+
+def relaunch_cli(argv: list[str], num_processes: int) -> int:
+    """Run the same evalsuite command line in N processes (used by `evalsuite probe --num-processes N`); inside
+    the launch the option is seen but ignored, because WORLD_SIZE is set."""
+    plan = LaunchPlan(num_processes, cuda_device_count(), free_port())
+    code = run([sys.executable, "-m", "accelerate.commands.launch", *plan.accelerate_args(), "-m", "evalsuite.cli",
+                *argv])
+    if code != 0:  # the ranks exit 0 on a finished run; a probe verdict is read from the results afterwards
+        print(f"error: one of the {num_processes} processes failed (exit {code}); see the output above",
+              file=sys.stderr)
+    return code
