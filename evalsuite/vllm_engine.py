@@ -48,12 +48,14 @@ class VLLMEngine:
 
     def __init__(self, base_model: str, codecs: dict[str | None, PromptCodec], adapters: dict[str, Path] | None = None,
                  tensor_parallel_size: int = 1, seed: int = 0, trust_remote_code: bool = False,
-                 dtype: str = "auto", **llm_kwargs: Any) -> None:
+                 dtype: str = "bfloat16", **llm_kwargs: Any) -> None:
         try:
             from vllm import LLM
             from vllm.lora.request import LoRARequest
         except ImportError:
             raise EvalsuiteError(f"--engine vllm: vLLM is not installed: {INSTALL}") from None
+        # bfloat16 by default: the HF engine's dtype on CUDA, so the two engines' greedy outputs are comparable
+        # (vLLM's "auto" would pick float16 for a float32 checkpoint).
         self.codecs = codecs
         self.adapters = dict(adapters or {})
         # Ids are 1-based, stable in column order: vLLM caches adapters by id, so one id must mean one adapter.

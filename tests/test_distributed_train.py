@@ -140,7 +140,8 @@ def test_deepspeed_and_fsdp_pass_through_to_training_arguments(tmp_path: Path) -
     assert kwargs == {"fsdp": ["full_shard", "auto_wrap"],
                       "fsdp_config": {"fsdp_transformer_layer_cls_to_wrap": "Qwen2DecoderLayer"}}
     args = SFTConfig(output_dir=str(tmp_path / "o"), use_cpu=True, report_to="none", **kwargs)
-    assert args.fsdp and args.fsdp_config["transformer_layer_cls_to_wrap"] == ["Qwen2DecoderLayer"]
+    assert args.fsdp and isinstance(args.fsdp_config, dict)
+    assert args.fsdp_config["transformer_layer_cls_to_wrap"] == ["Qwen2DecoderLayer"]
 
     missing = load_config(write_config(tmp_path, tmp_path, deepspeed="zero2.json"))
     with pytest.raises(EvalsuiteError, match=r"config\.yaml:\d+: deepspeed: no such DeepSpeed config file"):
