@@ -220,6 +220,17 @@ class Layout:
                 pos += len(c)
         return "".join(parts), starts
 
+    def positions(self, text: str, starts: Sequence[int]) -> list[int]:
+        """The segment boundaries of a built row (``resolve(self.cut(...).points)`` without building a Cut)."""
+        out = []
+        for p in self.points:
+            if isinstance(p[0], int):
+                out.append(starts[p[0]] + p[1])
+            else:
+                (ke, oe), (kf, of) = p
+                out.append(strip_trailing_ws(text, starts[kf] + of, starts[ke] + oe))
+        return out
+
     def cut(self, contents: Sequence[str]) -> Cut:
         text, starts = self.build(contents)
 

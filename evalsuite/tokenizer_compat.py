@@ -85,9 +85,9 @@ REBUILT = {
 }
 
 
-def class_defaults(config: dict[str, Any]) -> dict[str, str]:
+def class_defaults(config: dict[str, Any], cls: str | None = None) -> dict[str, str]:
     """Special tokens the tokenizer class supplies because the config does not name them."""
-    cls = config.get("tokenizer_class")
+    cls = cls or config.get("tokenizer_class")
     family = {"LlamaTokenizer": "llama", "LlamaTokenizerFast": "llama", "GemmaTokenizer": "gemma",
               "GemmaTokenizerFast": "gemma", "Qwen2Tokenizer": "qwen2", "Qwen2TokenizerFast": "qwen2"}.get(cls or "")
     defaults = CLASS_DEFAULTS.get(family or "", {})
@@ -100,7 +100,7 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _added_tokens(tj: dict[str, Any], config: dict[str, Any]) -> list[dict[str, Any]]:
+def _added_tokens(tj: dict[str, Any], config: dict[str, Any], cls: str | None) -> list[dict[str, Any]]:
     """Added tokens in id order: the config's ``added_tokens_decoder`` when present (what transformers reads),
     else the file's own list; then named special tokens that are still missing."""
     listed = config.get("added_tokens_decoder")
@@ -111,7 +111,7 @@ def _added_tokens(tj: dict[str, Any], config: dict[str, Any]) -> list[dict[str, 
     tokens.sort(key=lambda t: t["id"])
     have = {t["content"] for t in tokens}
     names = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"]
-    defaults = class_defaults(config)
+    defaults = class_defaults(config, cls)
     extra = [_text(config.get(n)) or defaults.get(n) for n in names]
     extra += [_text(t) for t in config.get("additional_special_tokens") or config.get("extra_special_tokens") or []
               if not isinstance(config.get("extra_special_tokens"), dict)]
@@ -122,25 +122,74 @@ def _added_tokens(tj: dict[str, Any], config: dict[str, Any]) -> list[dict[str, 
     return tokens
 
 
-def backend_from_files(tokenizer_json: str, config: dict[str, Any]) -> tuple[Any, str | None]:
-    """The ``tokenizers.Tokenizer`` transformers would use, and a note when we could not replay its rebuild."""
+# transformers 5's AutoTokenizer picks the class from the model's config.json as well: for these model types the
+# class registered for the model type wins over tokenizer_config.json's (a published list in tokenization_auto), and
+# the registered classes of common model types. `None`: no registered class, the tokenizer config decides.
+INCORRECT_HUB_CLASS = frozenset({
+    "arctic", "chatlm", "ernie4_5", "ernie4_5_moe", "fuyu", "h2ovl_chat", "hyperclovax", "hyperclovax_vlm",
+    "hyperclovax_vision_v2", "internlm2", "internlm3", "iquestcoder", "jamba", "llava", "llava_next", "minicpm3",
+    "minicpmv", "minimax_m2", "modernbert", "modernbert-decoder", "molmo", "molmo2", "nemotron", "nvfp4", "opencua",
+    "openvla", "paddleocr_vl", "phi3", "phi3_v", "phimoe", "qwen2", "qwen3_5", "qwen3_5_moe", "qwen3_5_moe_text",
+    "qwen4_exp", "step3_vl", "vipllava", "cohere_asr", "camembertv2-base", "siglip2", "smolvlm",
+})
+REGISTERED: dict[str, str | None] = {
+    "llama": None, "smollm3": None,
+    "qwen2": "Qwen2Tokenizer", "qwen3": "Qwen2Tokenizer", "qwen2_moe": "Qwen2Tokenizer", "qwen3_moe": "Qwen2Tokenizer",
+    "gemma": "GemmaTokenizer", "gemma2": "GemmaTokenizer", "gemma3": "GemmaTokenizer", "gemma3_text": "GemmaTokenizer",
+    "phi3": "TokenizersBackend", "phimoe": "TokenizersBackend", "mistral": "TokenizersBackend",
+    "mixtral": "TokenizersBackend", "olmo2": "TokenizersBackend",
+}
+_GENERIC = ("TokenizersBackend", "PythonBackend", "PreTrainedTokenizerFast", "MistralCommonBackend")
+
+
+def _bare(name: str) -> str:
+    return name[:-4] if name.endswith("Fast") and name != "PreTrainedTokenizerFast" else name
+
+
+def effective_class(config: dict[str, Any], model_config: dict[str, Any], byte_level: bool) -> tuple[str | None,
+                                                                                                     str | None]:
+    """The tokenizer class AutoTokenizer instantiates for a directory, and a note when we are guessing."""
+    hub = config.get("tokenizer_class") or model_config.get("tokenizer_class")
+    model_type = model_config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        return hub, None
+    if model_type not in REGISTERED and model_type not in INCORRECT_HUB_CLASS:
+        return hub, None if hub in AS_IS else (f"model_type {model_type}: AutoTokenizer's class choice for it is not "
+                                               "replayed; using tokenizer_class from tokenizer_config.json")
+    registered = REGISTERED.get(model_type, "TokenizersBackend")
+    if hub and _bare(hub) == "LlamaTokenizer" and model_type not in INCORRECT_HUB_CLASS and byte_level:
+        return "TokenizersBackend", None  # declared Llama but ships a byte-level tokenizer.json
+    if hub and registered and _bare(registered) != _bare(hub):
+        if registered not in _GENERIC:
+            name = registered if model_type in INCORRECT_HUB_CLASS else hub
+            if _bare(name) not in ("TokenizersBackend", "PythonBackend", "PreTrainedTokenizerFast"):
+                return name, None
+        return "TokenizersBackend", None
+    return hub, None
+
+
+def backend_from_files(tokenizer_json: str, config: dict[str, Any], model_config: dict[str, Any] | None = None
+                       ) -> tuple[Any, str | None, str | None]:
+    """The ``tokenizers.Tokenizer`` transformers would use, the class it would use, and a note when we could not
+    replay its choices."""
     from tokenizers import AddedToken, Tokenizer
 
-    cls = config.get("tokenizer_class")
+    tok = Tokenizer.from_str(tokenizer_json)
+    byte_level = "ByteLevel" in f"{tok.pre_tokenizer} {tok.decoder}"
+    cls, note = effective_class(config, model_config or {}, byte_level)
     rebuild = REBUILT.get(cls) if isinstance(cls, str) else None
-    note = None
     if rebuild is None:
-        tok = Tokenizer.from_str(tokenizer_json)
-        if cls not in AS_IS:
+        if cls not in AS_IS and note is None:
             note = (f"tokenizer_class {cls} is rebuilt by transformers from tokenizer.json in ways evalsuite does not "
                     "replay; the lint reads tokenizer.json as written")
         _no_padding(tok)
-        return tok, note
+        return tok, cls, note
     tj = json.loads(tokenizer_json)
     if tj.get("model", {}).get("type") != "BPE":
-        return Tokenizer.from_str(tokenizer_json), f"tokenizer_class {cls} with a non-BPE tokenizer.json: read as is"
+        _no_padding(tok)
+        return tok, cls, f"tokenizer_class {cls} with a non-BPE tokenizer.json: read as is"
     rebuild(tj, config)
-    added = _added_tokens(tj, config)
+    added = _added_tokens(tj, config, cls)
     tj["added_tokens"] = []
     tok = Tokenizer.from_str(json.dumps(tj))
     for t in added:
@@ -150,7 +199,7 @@ def backend_from_files(tokenizer_json: str, config: dict[str, Any]) -> tuple[Any
                            special=bool(t.get("special", False)))
         tok.add_tokens([token])
     _no_padding(tok)
-    return tok, note
+    return tok, cls, note
 
 
 def _no_padding(tok: Any) -> None:

@@ -140,11 +140,13 @@ def _load_tokenizer(path: Path) -> TokenizerInfo:
     config = _read_json(p / "tokenizer_config.json")
     if not isinstance(config, dict):
         raise EvalsuiteError(f"{p / 'tokenizer_config.json'}: expected a JSON object")
+    model_config = _read_json(p / "config.json")  # AutoTokenizer lets the model type pick the class too
     try:
-        tok, note = backend_from_files(tj.read_text(encoding="utf-8"), config)
+        tok, cls, note = backend_from_files(tj.read_text(encoding="utf-8"), config,
+                                            model_config if isinstance(model_config, dict) else {})
     except Exception as e:  # the Rust side raises plain Exception subclasses
         raise EvalsuiteError(f"{tj}: cannot be read as a tokenizer: {e}") from None
-    defaults = class_defaults(config)
+    defaults = class_defaults(config, cls)
     special = {name: _token_text(config.get(name)) or defaults.get(name) for name in SPECIAL_NAMES}
     extra = _read_json(p / "special_tokens_map.json")
     if isinstance(extra, dict):

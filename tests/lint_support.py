@@ -113,19 +113,22 @@ def build_gemma_standin(out: Path) -> Path:
 
 
 def tiny_dir(tmp: Path) -> Path:
-    """The project's tiny ChatML tokenizer: the committed copy when present, else a fresh build."""
-    try:
-        from evalsuite.fixtures.tiny_model import tiny_tokenizer_dir
+    """The project's tiny ChatML tokenizer files (tokenizer.json + tokenizer_config.json), copied on their own.
 
-        committed = tiny_tokenizer_dir()
-        if (committed / "tokenizer.json").is_file():
-            return committed
-    except ImportError:
-        pass
-    from evalsuite.fixtures.tokenizer_builder import build_tokenizer
+    Copied without the model's config.json on purpose: next to a ``model_type: qwen2`` config, transformers'
+    AutoTokenizer swaps the class for Qwen2Tokenizer (see tokenizer_compat); these tests are about the tokenizer
+    as written, and a separate test lints the committed model dir the way the trainer loads it."""
+    from evalsuite.fixtures.tiny_model import tiny_tokenizer_dir
 
     out = tmp / "tiny-tokenizer"
-    if not (out / "tokenizer.json").exists():
+    out.mkdir(parents=True, exist_ok=True)
+    committed = tiny_tokenizer_dir()
+    if (committed / "tokenizer.json").is_file():
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(committed / name, out / name)
+    else:
+        from evalsuite.fixtures.tokenizer_builder import build_tokenizer
+
         build_tokenizer(out)
     return out
 

@@ -3,7 +3,9 @@ facts vs the trainer's label lists, and our tokenizer backend vs transformers' o
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -164,11 +166,24 @@ TEXTS = ["Hello world", " leading space", "two  spaces\n\nand lines\n", "При�
 
 
 @pytest.mark.parametrize("tok_name", ["phi3_dir", "llama3_dir", "tiny_tok", "gemma_dir", "phi3-mini-128k-instruct",
-                                      "phi3-medium-4k-instruct"])
-def test_tokenizer_backend_matches_transformers(request: pytest.FixtureRequest, tok_name: str) -> None:
+                                      "phi3-medium-4k-instruct", "tiny-base model dir", "phi3 model dir"])
+def test_tokenizer_backend_matches_transformers(request: pytest.FixtureRequest, tok_name: str,
+                                                tmp_path: Path) -> None:
+    """Including the class AutoTokenizer picks from the model's config.json (qwen2 forces Qwen2Tokenizer, phi3
+    forces tokenizer.json as written)."""
     transformers = pytest.importorskip("transformers")
     if tok_name.startswith("phi3-"):
         path = fixtures_dir() / "tokenizers" / tok_name
+    elif tok_name == "tiny-base model dir":
+        from evalsuite.fixtures.tiny_model import tiny_tokenizer_dir
+
+        path = tiny_tokenizer_dir()
+        if not (path / "config.json").is_file():
+            pytest.skip("tiny base not committed")
+    elif tok_name == "phi3 model dir":
+        path = tmp_path / "phi3"
+        shutil.copytree(request.getfixturevalue("phi3_dir"), path)
+        (path / "config.json").write_text(json.dumps({"model_type": "phi3"}), encoding="utf-8")
     else:
         path = request.getfixturevalue(tok_name)
     ours = load_tokenizer(path)

@@ -277,3 +277,20 @@ def test_untrained_embeddings_are_info_when_lora_trains_them(tiny_tok: Path, tmp
     setup.modules_to_save = ["embed_tokens", "lm_head"]
     f = rules(run_lint(setup))["untrained-special-embeddings"]
     assert f.severity == "info" and "<|im_start|>" in f.message and "<|im_end|>" in f.message
+
+
+def test_committed_tiny_model_dir_is_linted_as_the_trainer_loads_it(tmp_path: Path) -> None:
+    """AutoTokenizer on the tiny base dir picks its class from config.json (model_type qwen2 -> Qwen2Tokenizer, a
+    byte-level rebuild); the lint must see the same tokenizer, so it reports lost characters exactly when
+    transformers' tokenizer loses them."""
+    transformers = pytest.importorskip("transformers")
+    from evalsuite.fixtures.tiny_model import tiny_tokenizer_dir
+
+    base = tiny_tokenizer_dir()
+    if not (base / "config.json").is_file():
+        pytest.skip("tiny base not committed")
+    hf = transformers.AutoTokenizer.from_pretrained(str(base))
+    text = "HELLO WORLD\nПРИВЕТ"
+    loses = hf.decode(hf(text, add_special_tokens=False)["input_ids"]) != text
+    report = run(base, [chat(("user", "hello world\nпривет"), ("assistant", text))], tmp_path)
+    assert ("unicode-roundtrip" in rules(report)) == loses
