@@ -245,3 +245,16 @@ def test_torchtune_refuses_resume_before_touching_anything(tmp_path: Path, monke
     with pytest.raises(EvalsuiteError, match="--resume is not supported by the torchtune backend"):
         tt.TorchtuneBackend().train(config, tmp_path / "run", TrainOptions(resume=True))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["axolotl", "torchtune"])
+def test_multi_process_external_backends_need_gpus(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    backend = get_backend(name)
+    monkeypatch.setattr(type(backend), "available", lambda self: (True, f"{name} test"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = quiet_load(CONFIGS / "torchtune_seed004_evalsuite.yaml")
+    with pytest.raises(EvalsuiteError, match=r"needs .*CUDA GPU.*use the trl backend"):
+        backend.train(config, tmp_path / "run", TrainOptions(num_processes=2))
+    assert not (tmp_path / "run").exists()

@@ -72,6 +72,8 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     # axolotl sends usage telemetry unless told not to; offline it also stalls on retries. The user can override.
     env.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+    # Its multi-process launcher runs `accelerate` from PATH: it must be the one of axolotl's environment.
+    env["PATH"] = os.pathsep.join([str(Path(axolotl_python()).parent), env.get("PATH", "")])
     return env
 
 
@@ -85,6 +87,11 @@ class AxolotlBackend:
         ok, how = self.available()
         if not ok:
             raise EvalsuiteError(f"the axolotl backend is not available: {how}")
+        if options.num_processes > 1 and common.device_summary()["type"] != "cuda":
+            # Seen with axolotl 0.19 on CPU: each rank loads the model onto "device <rank>" and transformers fails
+            # with "Cannot access accelerator device when none is available".
+            raise EvalsuiteError("--num-processes with the axolotl backend needs one CUDA GPU per process; on a CPU "
+                                 "use the trl backend, which runs data-parallel on CPU (gloo)")
         resume_from = common.prepare_out_dir(out_dir, options)
         started = time.time()
         data = axolotl_config(config, out_dir, resume_from=resume_from, cuda=common.device_summary()["type"] == "cuda")

@@ -68,6 +68,11 @@ class TorchtuneBackend:
         ok, how = self.available()
         if not ok:
             raise EvalsuiteError(f"the torchtune backend is not available: {how}")
+        if options.num_processes > 1 and common.device_summary()["type"] != "cuda":
+            # lora_finetune_distributed initialises NCCL ("Distributed package doesn't have NCCL built in" on CPU).
+            raise EvalsuiteError("--num-processes with the torchtune backend runs lora_finetune_distributed, which "
+                                 "needs CUDA GPUs (NCCL); on a CPU use the trl backend, which runs data-parallel on "
+                                 "CPU (gloo)")
         if options.resume:
             raise EvalsuiteError(f"{out_dir}: --resume is not supported by the torchtune backend (torchtune resumes "
                                  "at epoch boundaries only); use the trl backend or start again with --overwrite")
