@@ -31,10 +31,15 @@ def model_ref(config: Config, value: str) -> str:
 
 
 def load_tokenizer(config: Config) -> tuple[Any, str | None, TokenizerInfo]:
-    """The HF tokenizer (saved into the run dir), the chat template in force, and our view of the tokenizer."""
+    """The HF tokenizer (saved into the run dir), the chat template in force, and our view of the tokenizer.
+
+    Plain AutoTokenizer, as every trainer uses; the lint replays its class choice (``evalsuite.tokenizer_compat``)
+    so both see the same ids."""
+    from transformers import AutoTokenizer
+
     source = model_ref(config, config.tokenizer_config or config.base_model)
     try:
-        hf_tok = _load_hf_tokenizer(source, config.revision_of_model)
+        hf_tok = AutoTokenizer.from_pretrained(source, revision=config.revision_of_model)
     except OSError as e:
         raise EvalsuiteError(f"{config.where('base_model')}: base_model: cannot load a tokenizer from "
                              f"{source!r}: {str(e).splitlines()[0]}") from None
@@ -48,29 +53,6 @@ def load_tokenizer(config: Config) -> tuple[Any, str | None, TokenizerInfo]:
                                 config.where("chat_template"))
     hf_tok.chat_template = template
     return hf_tok, template, from_transformers(hf_tok, template, source)
-
-
-GENERIC_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
-
-
-def _load_hf_tokenizer(source: str, revision: str | None) -> Any:
-    """AutoTokenizer, except that a tokenizer declaring a generic fast class is loaded as that class.
-
-    transformers 5 picks the tokenizer class from the model's ``model_type`` and rebuilds the tokenizer from the
-    vocabulary (a qwen2 model gets Qwen2Tokenizer's byte-level pipeline), even when ``tokenizer_config.json``
-    declares the generic ``PreTrainedTokenizerFast``. For a custom ``tokenizer.json`` (our tiny model's
-    character-level one) that silently changes the ids, so we honour the declared class, as transformers 4 did,
-    and the trainer sees exactly the ids the lint sees.
-    """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    declared = None
-    local = Path(source)
-    if (local / "tokenizer_config.json").is_file():
-        declared = json.loads((local / "tokenizer_config.json").read_text(encoding="utf-8")).get("tokenizer_class")
-    if declared in GENERIC_TOKENIZER_CLASSES and (local / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast.from_pretrained(source)
-    return AutoTokenizer.from_pretrained(source, revision=revision)
 
 
 def encode_datasets(config: Config, tk: TokenizerInfo, template: str | None) -> tuple[list[Encoded], list[Path]]:
