@@ -117,10 +117,24 @@ def test_local_qwen2_and_llama_use_component_builders_sized_from_config_json(tmp
     assert spec.dims == {"vocab_size": 448, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "embed_dim": 128,
                          "intermediate_dim": 384, "max_seq_len": 256, "norm_eps": 1e-6, "rope_base": 10000.0,
                          "tie_word_embeddings": True}
-    llama = {**QWEN2_JSON, "model_type": "llama", "tie_word_embeddings": False, "rope_theta": 500000.0}
+    llama = {**QWEN2_JSON, "model_type": "llama", "tie_word_embeddings": False, "rope_parameters": {},
+             "rope_theta": 500000.0}
     spec = tm.model_spec(config, llama)
     assert spec.builder.endswith("llama3._component_builders.lora_llama3") and spec.dims["rope_base"] == 500000.0
-    assert "tie_word_embeddings" not in spec.dims
+    assert "tie_word_embeddings" not in spec.dims and spec.model_type == "LLAMA3"
+    tied = tm.model_spec(config, {**llama, "tie_word_embeddings": True})  # e.g. the embedded tiny base
+    assert tied.builder.endswith("llama3_2._component_builders.lora_llama3_2") and tied.model_type == "LLAMA3_2"
+    assert tied.dims["tie_word_embeddings"] is True and tied.dims["scale_factor"] == 1  # scale 1 = plain RoPE
+    scaled = {**llama, "rope_parameters": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                           "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}
+    assert tm.model_spec(config, scaled).dims["scale_factor"] == 8.0
+    scaled["rope_parameters"]["high_freq_factor"] = 2.0
+    with pytest.raises(EvalsuiteError, match="torchtune supports"):
+        tm.model_spec(config, scaled)
+    with pytest.raises(EvalsuiteError, match="rope_type 'yarn'"):
+        tm.model_spec(config, {**llama, "rope_parameters": {"rope_type": "yarn"}})
+    with pytest.raises(EvalsuiteError, match=r"attention_bias set in config\.json"):  # a Qwen2 converted to Llama
+        tm.model_spec(config, {**llama, "attention_bias": True})
     with pytest.raises(EvalsuiteError, match="model_type 'mistral'"):
         tm.model_spec(config, {**QWEN2_JSON, "model_type": "mistral"})
 

@@ -67,22 +67,29 @@ def merged_logits(epoch_dir: Path, scratch: Path) -> Any:
     return logits(AutoModelForCausalLM.from_pretrained(str(scratch), dtype=torch.float32).eval())
 
 
-@pytest.fixture(scope="module")
-def tiny_llama(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random tiny Llama (GQA: 4 query heads, 2 KV heads, head_dim 64) on the tiny tokenizer. Sized so that every
-    linear layer fits torchao's NF4 blocks (QLoRA) and q/k rows exercise the RoPE-layout conversion."""
+def random_model(kind: str, tiny_base: Path, out: Path) -> Path:
+    """A random tiny model on the tiny tokenizer, GQA (4 query heads, 2 KV heads), sized so that every linear layer
+    fits torchao's NF4 blocks (QLoRA). llama: untied, RoPE rows permuted in torchtune's layout; qwen2: tied
+    embeddings, HF's layout."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    out = tmp_path_factory.mktemp("tiny-llama")
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      tie_word_embeddings=False, eos_token_id=2, pad_token_id=0, bos_token_id=None)
-    LlamaForCausalLM(cfg).save_pretrained(str(out))
+    shape: dict[str, Any] = {"vocab_size": 512, "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
+             "eos_token_id": 2, "pad_token_id": 0, "bos_token_id": None}
+    if kind == "llama":
+        LlamaForCausalLM(LlamaConfig(**shape, tie_word_embeddings=False)).save_pretrained(str(out))
+    else:
+        Qwen2ForCausalLM(Qwen2Config(**shape, tie_word_embeddings=True)).save_pretrained(str(out))
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tiny_base / name, out / name)
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_model("llama", tiny_base, tmp_path_factory.mktemp("tiny-llama"))
 
 
 def train_keeping_merged(backend: Any, cfg: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -104,7 +111,7 @@ def test_torchtune_lora_adapter_matches_torchtunes_merged_model(model: str, tmp_
                                                                tiny_llama: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     backend = backend_or_skip("torchtune")
-    base = tiny_base if model == "qwen2" else tiny_llama
+    base = tiny_llama if model == "llama" else random_model("qwen2", tiny_base, tmp_path / "qwen2")
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     cfg = write_config(tmp_path, base, lora_target_linear=False, lora_target_modules=targets, max_steps=2)
     run = train_keeping_merged(backend, cfg, monkeypatch)

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from evalsuite.trainers import launch
+from evalsuite.trainers.common import prepare_out_dir
 from test_train import write_config
 
 from evalsuite.backends import TrainOptions
 from evalsuite.config import load_config
 from evalsuite.errors import EvalsuiteError
 from evalsuite.rundir import open_run_dir
-from evalsuite.trainers import launch
-from evalsuite.trainers.common import prepare_out_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,9 +130,8 @@ def test_only_rank_zero_prepares_the_output_dir(tmp_path: Path, monkeypatch: pyt
 
 
 def test_deepspeed_and_fsdp_pass_through_to_training_arguments(tmp_path: Path) -> None:
-    from trl import SFTConfig
-
     from evalsuite.trainers.trl_backend import scale_out_args
+    from trl import SFTConfig
 
     config = load_config(write_config(tmp_path, tmp_path, fsdp=["full_shard", "auto_wrap"],
                                       fsdp_config={"fsdp_transformer_layer_cls_to_wrap": "Qwen2DecoderLayer"}))

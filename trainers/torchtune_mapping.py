@@ -107,12 +107,38 @@ def model_spec(config: Config, hf_config: dict[str, Any] | None) -> ModelSpec:
         dims["tie_word_embeddings"] = bool(hf_config.get("tie_word_embeddings", False))
         return ModelSpec("torchtune.models.qwen2._component_builders.lora_qwen2", "QWEN2", "qwen2", dims)
     if kind == "llama":
-        if hf_config.get("tie_word_embeddings") or (hf_config.get("rope_scaling") or {}).get("rope_type") == "llama3":
-            raise _fail(config, "base_model", "this llama variant (tied embeddings or llama3.1 rope scaling) needs a "
-                        "named torchtune builder; use its published hub id")
-        return ModelSpec("torchtune.models.llama3._component_builders.lora_llama3", "LLAMA3", "llama", dims)
+        return _llama_spec(config, hf_config, dims)
     raise _fail(config, "base_model", f"model_type {kind!r}: the torchtune backend builds qwen2 and llama models from "
                 "config.json, and these hub ids by name: " + ", ".join(sorted(NAMED)))
+
+
+def _llama_spec(config: Config, hf_config: dict[str, Any], dims: dict[str, Any]) -> ModelSpec:
+    """Plain Llama: ``lora_llama3``. Tied embeddings or Llama-3.1-style RoPE scaling: ``lora_llama3_2``, whose
+    scaled RoPE with ``scale_factor`` 1 is plain RoPE (torchtune fixes low/high frequency factors 1/4 and an
+    original context of 8192, so other scaling parameters are refused rather than silently changed)."""
+    heads = hf_config["num_attention_heads"]
+    biased = [k for k in ("attention_bias", "mlp_bias") if hf_config.get(k)]
+    if biased:
+        raise _fail(config, "base_model", f"{' and '.join(biased)} set in config.json: torchtune's llama builders "
+                    "have no bias in the attention or MLP projections")
+    if hf_config.get("head_dim") not in (None, hf_config["hidden_size"] // heads):
+        raise _fail(config, "base_model", f"head_dim {hf_config['head_dim']} is not hidden_size / heads; torchtune's "
+                    "llama builders derive it")
+    rope = {**(hf_config.get("rope_scaling") or {}), **(hf_config.get("rope_parameters") or {})}
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    tied = bool(hf_config.get("tie_word_embeddings", False))
+    if rope_type == "default" and not tied:
+        return ModelSpec("torchtune.models.llama3._component_builders.lora_llama3", "LLAMA3", "llama", dims)
+    if rope_type == "llama3":
+        fixed = tuple(rope.get(k) for k in ("low_freq_factor", "high_freq_factor", "original_max_position_embeddings"))
+        if fixed != (1.0, 4.0, 8192):
+            raise _fail(config, "base_model", f"llama3 rope scaling {fixed} (low/high frequency factor, original "
+                        "context): torchtune supports (1, 4, 8192) only")
+    elif rope_type != "default":
+        raise _fail(config, "base_model", f"rope_type {rope_type!r} is not supported by torchtune's llama builders")
+    extra = {"scale_factor": rope.get("factor", 1) if rope_type == "llama3" else 1, "tie_word_embeddings": tied}
+    return ModelSpec("torchtune.models.llama3_2._component_builders.lora_llama3_2", "LLAMA3_2", "llama",
+                     {**dims, **extra})
 
 
 def lora_settings(config: Config, spec: ModelSpec) -> dict[str, Any]:
