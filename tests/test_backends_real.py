@@ -69,8 +69,8 @@ def merged_logits(epoch_dir: Path, scratch: Path) -> Any:
 
 def random_model(kind: str, tiny_base: Path, out: Path) -> Path:
     """A random tiny model on the tiny tokenizer, GQA (4 query heads, 2 KV heads), sized so that every linear layer
-    fits torchao's NF4 blocks (QLoRA). llama: untied, RoPE rows permuted in torchtune's layout; qwen2: tied
-    embeddings, HF's layout."""
+    fits torchao's NF4 blocks (QLoRA). llama: RoPE rows permuted in torchtune's layout (lora_llama3; tied:
+    lora_llama3_2); qwen2: tied embeddings, HF's layout."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
@@ -78,8 +78,8 @@ def random_model(kind: str, tiny_base: Path, out: Path) -> Path:
     shape: dict[str, Any] = {"vocab_size": 512, "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2,
              "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
              "eos_token_id": 2, "pad_token_id": 0, "bos_token_id": None}
-    if kind == "llama":
-        LlamaForCausalLM(LlamaConfig(**shape, tie_word_embeddings=False)).save_pretrained(str(out))
+    if kind in ("llama", "tied llama"):
+        LlamaForCausalLM(LlamaConfig(**shape, tie_word_embeddings=kind == "tied llama")).save_pretrained(str(out))
     else:
         Qwen2ForCausalLM(Qwen2Config(**shape, tie_word_embeddings=True)).save_pretrained(str(out))
     for name in ("tokenizer.json", "tokenizer_config.json"):
@@ -106,12 +106,12 @@ def train_keeping_merged(backend: Any, cfg: Path, monkeypatch: pytest.MonkeyPatc
     return Path(backend.train(config, Path(config.output_dir), TrainOptions()))
 
 
-@pytest.mark.parametrize("model", ["qwen2", "llama"])
+@pytest.mark.parametrize("model", ["qwen2", "llama", "tied llama"])
 def test_torchtune_lora_adapter_matches_torchtunes_merged_model(model: str, tmp_path: Path, tiny_base: Path,
                                                                tiny_llama: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     backend = backend_or_skip("torchtune")
-    base = tiny_llama if model == "llama" else random_model("qwen2", tiny_base, tmp_path / "qwen2")
+    base = tiny_llama if model == "llama" else random_model(model, tiny_base, tmp_path / "model")
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     cfg = write_config(tmp_path, base, lora_target_linear=False, lora_target_modules=targets, max_steps=2)
     run = train_keeping_merged(backend, cfg, monkeypatch)
