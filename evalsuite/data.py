@@ -54,6 +54,15 @@ def read_records(path: Path) -> Iterator[tuple[int, Any]]:
         raise EvalsuiteError(f"{path}:{bad_line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})"
                              ) from None
     stripped = text.lstrip()
+    body = stripped.rstrip()
+    if path.suffix == ".json" and body.startswith("{") and "\n" in body and "\n{" not in body:
+        # One JSON object (e.g. SQuAD's {"data": [...]}) is not a list of records.
+        try:
+            keys = sorted(json.loads(text))[:5]
+        except json.JSONDecodeError as e:
+            raise EvalsuiteError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+        raise EvalsuiteError(f"{path}:1: expected a JSON array of records or JSON Lines, got one object with keys "
+                             f"{keys}")
     if path.suffix == ".json" and stripped.startswith("["):
         try:
             data = json.loads(text)

@@ -170,3 +170,9 @@ def test_lint_never_imports_torch_transformers_or_datasets(tiny_tok: Path, tmp_p
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_json_object_file_is_not_taken_for_records(tiny_tok: Path, tmp_path: Path) -> None:
+    data = tmp_path / "squad.json"
+    data.write_text(json.dumps({"data": [{"title": "x"}], "version": "1.1"}, indent=1), encoding="utf-8")
+    assert_bad_input(lint("--tokenizer", str(tiny_tok), "--data", str(data)), "squad.json:1: expected a JSON array")
