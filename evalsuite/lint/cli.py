@@ -51,12 +51,14 @@ def _setup(args: argparse.Namespace) -> Any:
     if args.config and (args.tokenizer or args.data):
         raise EvalsuiteError("lint: give a CONFIG or --tokenizer/--data, not both")
     if args.config:
-        overrides = {k: getattr(args, k) for k in ("chat_template", "generation_config", "max_length", "pad_token",
-                                                   "eos_token", "base_model") if getattr(args, k) is not None}
-        if overrides or args.train_on_inputs or args.packing:
+        overrides = {k: getattr(args, k) for k in ("chat_template", "max_length", "pad_token", "eos_token",
+                                                   "base_model") if getattr(args, k) is not None}
+        overrides |= {k: True for k in ("train_on_inputs", "packing") if getattr(args, k)}
+        if overrides:
             raise EvalsuiteError("lint: with a CONFIG, set these in the config file (they are options of the "
-                                 "--tokenizer/--data form): " + ", ".join(sorted(overrides)))
-        return from_config(args.config, collator=args.collator)
+                                 "--tokenizer/--data form): " + ", ".join(f"--{k.replace('_', '-')}"
+                                                                          for k in sorted(overrides)))
+        return from_config(args.config, collator=args.collator, generation_config=args.generation_config)
     if not args.tokenizer or not args.data:
         raise EvalsuiteError("lint: give a CONFIG, or both --tokenizer DIR and --data FILE")
     if args.max_length is not None and args.max_length <= 0:

@@ -113,7 +113,7 @@ def _stops(setup: LintSetup, gen_config: Path | None) -> None:
         setup.stop_source = f"{gen_config} eos_token_id + the tokenizer's eos_token"
 
 
-def from_config(path: str | Path, collator: str | None = None) -> LintSetup:
+def from_config(path: str | Path, collator: str | None = None, generation_config: str | None = None) -> LintSetup:
     from evalsuite.chat_template import resolve_template
     from evalsuite.config import load_config, resolve_path
 
@@ -145,6 +145,10 @@ def from_config(path: str | Path, collator: str | None = None) -> LintSetup:
                       modules_to_save=list(config.lora_modules_to_save or []), ignore=set(config.ignore or []),
                       notes=notes)
     gen = model_dir / "generation_config.json" if model_dir is not None else None
+    if generation_config is not None:
+        gen = Path(generation_config).expanduser()
+        if not gen.is_file():
+            raise EvalsuiteError(f"{gen}: --generation-config: no such file")
     _stops(setup, gen if gen is not None and gen.is_file() else None)
     return setup
 
