@@ -125,8 +125,9 @@ def test_local_qwen2_and_llama_use_component_builders_sized_from_config_json(tmp
     tied = tm.model_spec(config, {**llama, "tie_word_embeddings": True})  # e.g. the embedded tiny base
     assert tied.builder.endswith("llama3_2._component_builders.lora_llama3_2") and tied.model_type == "LLAMA3_2"
     assert tied.dims["tie_word_embeddings"] is True and tied.dims["scale_factor"] == 1  # scale 1 = plain RoPE
-    scaled = {**llama, "rope_parameters": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                           "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}
+    rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}
+    scaled: dict[str, Any] = {**llama, "rope_parameters": rope}
     assert tm.model_spec(config, scaled).dims["scale_factor"] == 8.0
     scaled["rope_parameters"]["high_freq_factor"] = 2.0
     with pytest.raises(EvalsuiteError, match="torchtune supports"):
