@@ -1,32 +1,38 @@
-"""Cut a rendered conversation into role segments, and learn that cut once per role sequence.
+"""Learn a chat template's render diff once per role sequence and splice each row's contents into it.
 
-The cut (:func:`cut_conversation`) is the render diff the trainer's labels come from: turn ``i`` ends where the
-render of the first ``i+1`` messages ends, and an assistant body starts where the generation prompt after the first
-``i`` messages ends. It needs ``2n+1`` renders of an ``n``-message conversation.
+The render diff (``evalsuite.render_diff.cut_conversation``) needs ``2n+1`` renders of an ``n``-message conversation.
 
 A :class:`Layout` makes that one render per *shape* (role sequence + which contents are empty): the conversation is
 rendered with sentinel contents through the instrumented template (``template_analysis``); when no
 content-inspecting expression ran, the render is literals interleaved with (maybe stripped) contents, and the cut's
 boundaries are positions inside those literals. A row is then built by splicing its contents in. Every layout is
 checked once against a plain render and a plain cut with a second, escape-sensitive sentinel set before it is used.
-Rows whose contents are whitespace only (where ``strip`` could reach across a literal) always take the slow path.
+Rows whose contents are whitespace only (where ``strip`` could reach across a literal), and rows whose contents hold a
+terminator string when the shape's cut needed the not-prefix-preserving fallback, always take the slow path.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from evalsuite.chat_template import TemplateRaised, compile_instrumented, has_generation_tags, render
+from evalsuite.render_diff import Cut, Messages, Point, Strip, cut_conversation, resolve, strip_trailing_ws
+
+__all__ = ["Cut", "Layout", "Messages", "Planner", "ShapeKey", "ShapePlan", "Strip", "cut_conversation", "planner",
+           "resolve", "sentinel_a", "sentinel_b", "sentinel_messages", "shape_key"]
 
 ShapeKey = tuple[tuple[str, bool], ...]
-Messages = tuple[dict[str, str], ...]
 
 _PAD_L, _PAD_R = "\u2003\u3000", "\u3000\u2003"
 _CORE = re.compile("\ue000([\ue100-\ue8ff])\ue001")
 MAX_SPLICE_MESSAGES = 0x800
+
+
+def _is_sentinel(ch: str) -> bool:
+    return ch in _PAD_L or "\ue000" <= ch <= "\ue8ff"
 
 
 def shape_key(messages: Sequence[Mapping[str, str]]) -> ShapeKey:
@@ -47,142 +53,6 @@ def sentinel_messages(key: ShapeKey, make: Callable[[int], str]) -> Messages:
     return tuple({"role": role, "content": make(i) if nonempty else ""} for i, (role, nonempty) in enumerate(key))
 
 
-# -- the cut -----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Strip:
-    """A boundary at ``end`` moved left over trailing whitespace, but not past ``floor``: the newline a template
-    writes after an end-of-turn token is never generated at inference, so it is not trained."""
-
-    end: int
-    floor: int
-
-
-Point = int | Strip
-
-
-def strip_trailing_ws(text: str, start: int, end: int) -> int:
-    while end > start and text[end - 1] in " \n\t\r":
-        end -= 1
-    return end
-
-
-def resolve(points: Sequence[Point], text: str) -> list[int]:
-    return [p if isinstance(p, int) else strip_trailing_ws(text, p.floor, p.end) for p in points]
-
-
-@dataclass
-class Cut:
-    """A rendered conversation and its segments: segment ``j`` is ``[points[j], points[j+1])``."""
-
-    text: str
-    points: list[Point]
-    roles: list[str]
-    trained: list[bool]
-    tag_spans: tuple[tuple[int, int], ...] | None = None
-    diff_spans: tuple[tuple[int, int], ...] = ()
-    notes: tuple[str, ...] = ()
-    # (assistant message index, position where its generation prompt ends, or None if that prompt is not a text
-    # prefix of the training render): the inference prompt must be a prefix of the training sequence.
-    gen_points: tuple[tuple[int, int | None], ...] = ()
-    diff_points: tuple[tuple[Point, Point], ...] = ()  # the diff's assistant spans, before resolving strips
-    literal_starts: list[int] | None = None  # set on spliced cuts: where each layout literal starts in ``text``
-
-
-RenderFn = Callable[[Messages, bool], str]
-
-
-def _fallback_end(full: str, through: str, prev_end: int, stop_strings: Sequence[str]) -> int:
-    """Turn end when the render of the first turns is not a prefix of the full render (templates that append a
-    header or an EOS to every render): the last terminator inside the common prefix, else the common prefix."""
-    lcp = prev_end
-    limit = min(len(full), len(through))
-    while lcp < limit and full[lcp] == through[lcp]:
-        lcp += 1
-    region = full[prev_end:lcp]
-    best = max((region.rfind(s) + len(s) for s in stop_strings if s and s in region), default=-1)
-    return prev_end + best if best >= 0 else lcp
-
-
-def cut_conversation(render_fn: RenderFn, messages: Messages, train_on_inputs: bool,
-                     stop_strings: Sequence[str], tag_fn: Callable[[Messages], tuple[tuple[int, int], ...]] | None
-                     ) -> Cut:
-    full = render_fn(messages, False)
-    points: list[Point] = [0]
-    roles: list[str] = []
-    trained: list[bool] = []
-    notes: list[str] = []
-    gen_points: list[tuple[int, int | None]] = []
-
-    def seg(end: Point, role: str, is_trained: bool) -> None:
-        points.append(end)
-        roles.append(role)
-        trained.append(is_trained)
-
-    prev_end = 0
-    for i, msg in enumerate(messages):
-        try:
-            through: str | None = render_fn(messages[: i + 1], False)
-        except TemplateRaised:
-            through = None
-        if through is not None and full.startswith(through):
-            end = len(through)
-        else:
-            notes.append(f"turn {i}: the render of {i + 1} messages is not a prefix of the full render")
-            end = _fallback_end(full, through or "", prev_end, stop_strings)
-        end = max(end, prev_end)
-        if msg["role"] == "assistant":
-            body_start = prev_end
-            if i:
-                try:
-                    opened: str | None = render_fn(messages[:i], True)
-                except TemplateRaised:
-                    opened = None
-                ok = opened is not None and full.startswith(opened) and prev_end <= len(opened) <= end
-                if ok and opened is not None:
-                    body_start = len(opened)
-                gen_points.append((i, body_start if ok else None))
-            if body_start > prev_end:
-                seg(body_start, "header", train_on_inputs)
-            strip = Strip(end, body_start)
-            seg(strip, "assistant", True)
-            seg(end, "header", train_on_inputs)
-        elif end > prev_end:
-            seg(end, msg["role"], train_on_inputs)
-        prev_end = end
-    if prev_end < len(full):
-        seg(len(full), "header", train_on_inputs)
-    pos = resolve(points, full)
-    diff_spans = tuple((pos[j], pos[j + 1]) for j, r in enumerate(roles) if r == "assistant")
-    diff_points = tuple((points[j], points[j + 1]) for j, r in enumerate(roles) if r == "assistant")
-    cut = Cut(full, points, roles, trained, None, diff_spans, tuple(notes), tuple(gen_points), diff_points)
-    if tag_fn is not None:
-        spans = tag_fn(messages)
-        if spans:
-            _apply_tags(cut, spans, train_on_inputs)
-    return cut
-
-
-def _apply_tags(cut: Cut, spans: tuple[tuple[int, int], ...], train_on_inputs: bool) -> None:
-    """With ``{% generation %}`` tags the tags decide what is trained (as in TRL); roles still come from the diff."""
-    pos = resolve(cut.points, cut.text)
-    points: list[Point] = [cut.points[0]]
-    roles: list[str] = []
-    trained: list[bool] = []
-    for j, role in enumerate(cut.roles):
-        a, b = pos[j], pos[j + 1]
-        inner = sorted({p for s in spans for p in s if a < p < b})
-        bounds: list[Point] = [*inner, cut.points[j + 1]]
-        bpos = [a, *inner, b]
-        for k, bound in enumerate(bounds):
-            x, y = bpos[k], bpos[k + 1]
-            points.append(bound)
-            roles.append(role)
-            trained.append(train_on_inputs or any(s <= x and y <= e for s, e in spans))
-    cut.points, cut.roles, cut.trained, cut.tag_spans = points, roles, trained, spans
-
-
 # -- layouts -----------------------------------------------------------------------------------------------------
 
 Anchor = tuple[int, int]  # (literal index, offset into it)
@@ -200,6 +70,15 @@ class Layout:
     diff_spans: tuple[tuple[APoint, APoint], ...]
     gen_points: tuple[tuple[int, Anchor | None], ...]
     notes: tuple[str, ...]
+    # When a turn end came from the not-prefix-preserving fallback (which searches terminator strings), contents
+    # holding those strings could move it: such rows are rendered in full instead.
+    guard: tuple[str, ...] = ()
+
+    def accepts(self, contents: Sequence[str]) -> bool:
+        """Whether splicing reproduces the full render for these contents (see module docstring)."""
+        if any(c.isspace() for c in contents):
+            return False
+        return not self.guard or not any(g in c for c in contents for g in self.guard)
 
     def build(self, contents: Sequence[str]) -> tuple[str, list[int]]:
         """The row's text and the start offset of every literal in it."""
@@ -363,7 +242,7 @@ class Planner:
             return self.render(msgs, gen, instrumented)
 
         return cut_conversation(fn, messages, self.train_on_inputs, self.stop_strings,
-                                self._tags if self.tagged else None)
+                                self._tags if self.tagged else None, _is_sentinel if instrumented else None)
 
     def shape(self, key: ShapeKey) -> ShapePlan:
         plan = self.shapes.get(key)
@@ -390,7 +269,12 @@ class Planner:
         if tracker.fired != fired:
             plan.why_slow = "the template inspects message content"
             return plan
+        if plan.cut.touches_content:
+            plan.why_slow = "a turn boundary of this non-prefix-preserving render depends on the contents"
+            return plan
         layout = _to_layout(plan.cut)
+        if layout is not None and layout.notes:
+            layout = replace(layout, guard=self.stop_strings)
         if layout is None:
             plan.why_slow = "the template transforms message content"
             return plan
@@ -418,7 +302,7 @@ class Planner:
         if plan.error is not None:
             raise plan.error
         contents = [m["content"] for m in messages]
-        if plan.layout is not None and not any(c.isspace() for c in contents):
+        if plan.layout is not None and plan.layout.accepts(contents):
             return plan.layout.cut(contents)
         return self.slow_cut(messages)
 

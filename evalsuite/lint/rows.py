@@ -268,7 +268,7 @@ class RowChecker:
                 layout = planner.shape(key).layout
                 if layout is not None:
                     contents = [m["content"] for m in msgs]
-                    if not any(c.isspace() for c in contents):
+                    if layout.accepts(contents):
                         text, starts = layout.build(contents)
                         spliced.append((i, text, layout.positions(text, starts), layout, starts, key, msgs))
                         continue
