@@ -24,7 +24,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINER_SOURCES = ("trainers/trl_backend.py", "trainers/common.py", "evalsuite/encode.py", "evalsuite/data.py",
-                   "evalsuite/chat_template.py", "evalsuite/config.py", "evalsuite/config_fields.py")
+                   "evalsuite/chat_template.py", "evalsuite/config.py", "evalsuite/config_fields.py",
+                   "evalsuite/layout.py", "evalsuite/render_diff.py", "evalsuite/template_analysis.py",
+                   "evalsuite/tokenizer_files.py", "evalsuite/tokenizer_compat.py")
 
 # The seeds' April-2024 Llama-3 template bug, in ChatML: the assistant turn is never closed and every render ends
 # with a fresh assistant header, so the trained continuation of an answer is "<|im_start|>assistant".
@@ -52,7 +54,9 @@ def _digest(spec: dict[str, Any], base: Path) -> str:
 
     sources = sha256_files(ROOT / s for s in TRAINER_SOURCES)
     base_files = sha256_files(p for p in base.iterdir() if p.is_file())
-    return sha256_json({"spec": spec, "sources": sources, "base": base_files, "versions": package_versions()})[:16]
+    # The base's path is in the key too: run dirs record it, and probing resolves the base from there.
+    return sha256_json({"spec": spec, "sources": sources, "base": base_files, "base_path": str(base.resolve()),
+                        "versions": package_versions()})[:16]
 
 
 def cached_adapter(name: str, spec: dict[str, Any], base: Path, train: Any) -> Path:
