@@ -35,7 +35,8 @@ def token_text(token: str, special: bool, byte_level: bool) -> str:
     if special:
         return token
     if token.startswith("<0x") and token.endswith(">") and len(token) == 6:
-        return token
+        byte = int(token[3:5], 16)
+        return chr(byte) if byte in (9, 10) or 32 <= byte < 127 else token  # a byte-fallback ASCII char
     if byte_level and all(ch in _BYTES for ch in token):
         token = bytes(_BYTES[ch] for ch in token).decode("utf-8", errors="replace")
     return token.replace("\u2581", " ")
