@@ -125,8 +125,11 @@ SOURCES: dict[str, Callable[..., list[dict[str, Any]]]] = {"synth_text": synth_t
 
 def generate_cases(source: str, args: dict[str, Any], where: str,
                    overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Run a source with the battery's arguments; ``overrides`` (command-line options) win for the arguments
-    the source accepts and are ignored by the others."""
+    """Run a source with the battery's arguments; ``overrides`` (the ``--squad-n``/``--squad-dataset`` options)
+    win for the squad source's arguments. Other sources keep their own: ``--squad-n 20`` must not shrink the
+    uppercase-echo held-out set, whose ``synth_text`` source also takes an ``n``."""
+    if source != "squad":
+        overrides = None
     fn = SOURCES.get(source)
     if fn is None:
         raise EvalsuiteError(f"{where}: unknown case source {source!r}; known: {', '.join(sorted(SOURCES))}")
