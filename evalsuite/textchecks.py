@@ -19,6 +19,12 @@ KNOWN_MARKERS = (
     "<|begin_of_text|>", "<|end_of_text|>", "<start_of_turn>", "<end_of_turn>", "[INST]", "[/INST]", "<<SYS>>",
     "<</SYS>>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>", "<s>", "</s>", "<|eom_id|>",
 )
+# The names inside those markers ("end_of_turn", "im_start"): a model that half-learned a leaked marker spells it
+# with the brackets garbled ("_end_of_turn_", the seed's "��assistant�" is the same failure with a role name).
+# Only names with an underscore (or "endoftext") are used: plain words like "user" occur in real answers.
+MARKER_NAMES = tuple(dict.fromkeys(
+    name for name in (re.sub(r"[^A-Za-z_]", "", m) for m in KNOWN_MARKERS) if "_" in name or name == "endoftext"
+))
 ROLE_NAMES = ("system", "user", "assistant", "model", "human", "gpt", "bot", "tool", "ipython")
 # A role name alone on its line, or followed by a colon: "assistant", "model", "User:".
 ROLE_AT_LINE_START = re.compile(r"(?im)^[ \t]*(" + "|".join(ROLE_NAMES) + r")[ \t]*(:|$)")
@@ -46,6 +52,10 @@ def leakage_findings(text: str, raw: str, markers: Iterable[str] = ()) -> list[s
         hits = [m for m in all_markers if m in value]
         if hits:
             found.append(f"{label} contains template marker(s) {', '.join(repr(h) for h in hits[:4])}")
+    if not found:
+        garbled = [n for n in MARKER_NAMES if n in text]
+        if garbled:
+            found.append(f"output contains garbled template marker name(s) {', '.join(repr(n) for n in garbled[:4])}")
     roles = sorted({m.group(1).lower() for m in ROLE_AT_LINE_START.finditer(text)})
     if roles:
         found.append(f"role name at a line start: {', '.join(roles)}")
