@@ -44,9 +44,21 @@ def test_round_trip_through_plain_tokenizers(text: str) -> None:
 
 def test_character_level_with_byte_fallback() -> None:
     tok = _tokenizer()
-    assert tok.encode("Hello, Ёж").tokens == list("Hello, Ёж")
+    assert tok.encode("Hello, Ёж\n").tokens == list("Hello, Ёж\n")
     assert tok.encode("😀").tokens == ["<0xF0>", "<0x9F>", "<0x98>", "<0x80>"]
     assert tok.get_vocab_size() == 3 + len(tokenizer_builder.alphabet()) + 256
+
+
+def test_auto_tokenizer_on_the_model_folder_gives_the_same_ids() -> None:
+    """transformers 5 picks the tokenizer class from config.json's model_type (for qwen2 it would rebuild a
+    byte-level pipeline that drops spaces, newlines and Cyrillic): loading the shipped folder must not change an id."""
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.AutoTokenizer.from_pretrained(COMMITTED)
+    tok = _tokenizer()
+    for text in [*ROUND_TRIP, "a\n\n b  c<|im_end|>\n<|im_start|>x", "Don't 'll 123 x!?"]:
+        ids = tok.encode(text).ids
+        assert hf(text, add_special_tokens=False)["input_ids"] == ids, text
+        assert hf.decode(ids) == text
 
 
 def test_special_tokens_are_single_ids_named_by_config() -> None:
