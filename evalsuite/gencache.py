@@ -24,7 +24,7 @@ from evalsuite.hashing import sha256_file, sha256_json
 from evalsuite.manifest import package_versions
 from evalsuite.results import atomic_write_text
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # bump when decoding changes (2: evalsuite.decode instead of generate())
 LARGE_FILE = 256 * 2**20  # weight files above this are fingerprinted by size + mtime instead of content
 
 

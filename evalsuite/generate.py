@@ -10,20 +10,20 @@ new-token or wall-time budget: a runaway, recorded as a result rather than an er
 :class:`HFEngine` (transformers + peft) loads the base once, attaches N LoRA adapters (peft multi-adapter) and
 decodes greedily in batches that mix columns: each row names its adapter (``__base__`` for the plain base), so one
 pass serves every adapter and the base, which is what makes N adapters in one session cheaper than N sessions.
-Prompts are sorted by length, left-padded with an attention mask, decoded with the KV cache under a seeded
-generator and a wall-time cap per batch.
+Prompts are sorted by length and left-padded with an attention mask; decoding (:mod:`evalsuite.decode`) uses the KV
+cache, drops rows as they stop, and honours a wall-time cap per batch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from evalsuite.chat_template import render
+from evalsuite.decode import greedy_decode
 from evalsuite.errors import EvalsuiteError
 from evalsuite.tokenizer_files import TokenizerInfo
 
@@ -159,10 +159,8 @@ class HFEngine:
     def __init__(self, base_model: str, codecs: dict[str | None, PromptCodec], adapters: dict[str, Path] | None = None,
                  device: str | None = None, allow_pickle: bool = False, trust_remote_code: bool = False) -> None:
         import torch
-        from transformers import GenerationConfig
 
         self.torch = torch
-        self.GenerationConfig = GenerationConfig
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.float32 if self.device == "cpu" else torch.bfloat16
         self.base_model = base_model
@@ -215,19 +213,14 @@ class HFEngine:
         pad = pad if pad is not None else codecs[0].stop_ids[0]
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        config = self.GenerationConfig(max_new_tokens=max_new, do_sample=False, num_beams=1, use_cache=True,
-                                       eos_token_id=codecs[0].generation_stop_ids, pad_token_id=pad,
-                                       bos_token_id=None, max_time=settings.max_batch_seconds)
-        extra = {"adapter_names": [a or "__base__" for a in adapters]} if self.adapters else {}
+        names = [a or "__base__" for a in adapters] if self.adapters else None
         torch.manual_seed(settings.seed)
-        t0 = time.perf_counter()
         with torch.inference_mode(), quiet_libraries():
-            gen = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config, **extra)
-        elapsed = time.perf_counter() - t0
-        capped = gen.shape[1] - width < max_new and settings.max_batch_seconds is not None \
-            and elapsed >= settings.max_batch_seconds
+            decoded = greedy_decode(self.model, ids, mask, max_new, set(codecs[0].generation_stop_ids), names,
+                                    settings.max_batch_seconds)
+        elapsed, capped = decoded.seconds, decoded.capped
         results = []
-        for row, codec in zip(gen[:, width:].tolist(), codecs, strict=True):
+        for row, codec in zip(decoded.rows, codecs, strict=True):
             kept, reason, produced = codec.finish(row, settings.stop_strings)
             text, raw = codec.decode(kept)
             results.append(Generation(text, reason, produced, elapsed / len(prompts), raw,

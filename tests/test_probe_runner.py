@@ -112,6 +112,35 @@ def test_batched_generation_equals_one_by_one(demo_adapter: Path) -> None:
     assert len({len(r.messages) for r in requests}) > 1  # prompts of different lengths share a padded batch
 
 
+def test_decoder_matches_transformers_generate_with_mixed_adapters(demo_adapter: Path) -> None:
+    """Our decode loop (rows dropped as they stop) against ``model.generate`` on a batch mixing the adapter and the
+    base: the same tokens up to each row's stop."""
+    import torch
+
+    from evalsuite.decode import greedy_decode
+    from evalsuite.generate import HFEngine
+
+    plan = plan_probes([demo_adapter], ProbeOptions(batteries=["runaway-turns", "uppercase-echo"]))
+    target = plan.targets[0]
+    engine = HFEngine(target.base_model, {"a": target.codec}, {"a": demo_adapter})
+    codec = target.codec
+    prompts = [codec.prompt_ids(c.messages) for b in plan.batteries for c in b.cases][:24]
+    stops = set(codec.generation_stop_ids)
+    pad = codec.tk.token_id(codec.tk.pad_token) or 0
+    width = max(map(len, prompts))
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    names = ["a", "__base__"] * 12
+    with torch.inference_mode():
+        reference = engine.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=64, do_sample=False,
+                                          eos_token_id=sorted(stops), pad_token_id=pad, adapter_names=names)
+        ours = greedy_decode(engine.model, ids, mask, 64, stops, names)
+    for row, mine in zip(reference[:, width:].tolist(), ours.rows, strict=True):
+        cut = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
+        assert mine == row[:cut]
+    assert any(len(r) < 64 for r in ours.rows) and not ours.capped
+
+
 def small_battery(tmp: Path) -> Path:
     p = tmp / "tiny.yaml"
     p.write_text("name: tiny\nscorer: exact_match\nexpect: upper\nmax_new_tokens: 24\n"
