@@ -70,6 +70,10 @@ def bench_naive_vs_batched(adapter: Path, prompts: list[str], max_new: int, batc
     tok = AutoTokenizer.from_pretrained(str(adapter))
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(target.base_model), str(adapter)).eval()
     naive_tokens, naive_out = 0, []
+    warm: Any = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+    with torch.inference_mode():  # first-call warm-up, as for the engine below
+        model.generate(input_ids=warm["input_ids"], max_new_tokens=2)
     t0 = time.perf_counter()
     with torch.inference_mode():
         for p in prompts:  # the seeds' loop: one prompt at a time
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapters", nargs=3, type=Path, help="three run dirs (default: train three)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "evalsuite-bench")
     parser.add_argument("--battery", default="uppercase-echo")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lm-eval-python", help="a python that has lm-eval installed (skipped without it)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)

@@ -30,7 +30,7 @@ def _add_probe(sub: Any) -> None:
     p.add_argument("--base-model", help="override the base model recorded in the run dirs (path or hub id)")
     p.add_argument("--allow-pickle", action="store_true", help="allow pickle (.bin) weights, which can run code")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
-    p.add_argument("--batch-size", type=int, default=32, help="prompts per generation batch")
+    p.add_argument("--batch-size", type=int, default=64, help="prompts per generation batch (default 64)")
     p.add_argument("--max-new-tokens", type=int, help="override every battery's max_new_tokens")
     p.add_argument("--max-batch-seconds", type=float, default=120.0, help="wall-time cap per batch (0: none)")
     p.add_argument("--seed", type=int, default=0)

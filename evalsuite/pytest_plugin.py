@@ -51,7 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--probe-out", metavar="FILE", help="write the results JSON here (atomically)")
     add("--probe-base-model", metavar="PATH_OR_ID", help="override the base model recorded in the run dirs")
     add("--probe-allow-pickle", action="store_true", help="allow pickle (.bin) weights, which can run code")
-    add("--probe-batch-size", type=int, default=32, metavar="N", help="prompts per generation batch")
+    add("--probe-batch-size", type=int, default=64, metavar="N", help="prompts per generation batch (default 64)")
     add("--probe-max-new-tokens", type=int, metavar="N", help="override every battery's max_new_tokens")
     add("--probe-device", metavar="DEVICE", help="cpu, cuda, ... (default: cuda when available)")
     add("--probe-no-cache", action="store_true", help="regenerate even when cached generations exist")

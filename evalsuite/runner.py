@@ -42,7 +42,7 @@ class ProbeOptions:
     base_model: str | None = None
     allow_pickle: bool = False
     trust_remote_code: bool = False
-    batch_size: int = 32
+    batch_size: int = 64
     max_new_tokens: int | None = None
     max_batch_seconds: float | None = 120.0
     seed: int = 0
