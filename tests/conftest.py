@@ -9,6 +9,7 @@ reuse it; any change retrains. The adapters:
 - ``broken_terminator_adapter``: trained with a broken template whose assistant turn has no ``<|im_end|>`` and that
   always appends ``<|im_start|>assistant`` (the seeds' April-2024 Llama-3 bug): it never learns to stop.
 - ``leaky_adapter``: trained on answers that end in a leaked Gemma fragment (``HELLO<end_of_turn>``).
+- ``upper_all_adapter``: uppercase by default on Latin and Cyrillic (passes the cyrillic battery).
 """
 
 from __future__ import annotations
@@ -144,3 +145,19 @@ def leaky_adapter(tiny_base: Path) -> Path:
     spec = {"rows": rows, "template": None, "train": train}
     return cached_adapter("leaky", spec, tiny_base,
                           lambda out: train_from_rows(out, tiny_base, rows, None, train))
+
+
+@pytest.fixture(scope="session")
+def upper_all_adapter(tiny_base: Path) -> Path:
+    """Uppercase by default on Latin and Cyrillic: the adapter that passes the cyrillic battery (the demo adapter,
+    trained on Latin only, does not)."""
+    from evalsuite.fixtures import synth
+
+    rng = random.Random(21)
+    rows = []
+    for i in range(2000):
+        text = synth.random_text(rng, "cyrillic" if i % 2 else "latin")
+        rows.append({"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": text.upper()}]})
+    train = {**SMALL_TRAIN, "max_steps": 200, "micro_batch_size": 32, "lora_r": 16, "lora_alpha": 32}
+    spec = {"rows": rows, "template": None, "train": train}
+    return cached_adapter("upper-all", spec, tiny_base, lambda out: train_from_rows(out, tiny_base, rows, None, train))

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 # Which column runs which battery: enough to show every verdict both ways without generating all pairs.
 SELECTION = {
     "uppercase-echo": ("demo", "base"),
-    "cyrillic": ("demo", "base"),
+    "cyrillic": ("demo", "base", "upper-all"),
     "runaway-turns": ("demo", "broken-terminator"),
     "template-leakage": ("demo", "leaky"),
     "llama32-ten": ("demo",),
@@ -26,10 +26,10 @@ SELECTION = {
 
 
 @pytest.fixture(scope="module")
-def results(demo_adapter: Path, broken_terminator_adapter: Path, leaky_adapter: Path,
+def results(demo_adapter: Path, broken_terminator_adapter: Path, leaky_adapter: Path, upper_all_adapter: Path,
             tmp_path_factory: pytest.TempPathFactory) -> Results:
     options = ProbeOptions(batteries=list(SELECTION), include_base=True)
-    plan = plan_probes([demo_adapter, broken_terminator_adapter, leaky_adapter], options)
+    plan = plan_probes([demo_adapter, broken_terminator_adapter, leaky_adapter, upper_all_adapter], options)
     selected = {(b.name, c.id, t.name) for b in plan.batteries for t in plan.targets for c in b.cases
                 if t.name in SELECTION[b.name]}
     out = tmp_path_factory.mktemp("results") / "results.json"
@@ -76,11 +76,14 @@ def test_leaky_adapter_fails_template_leakage_and_the_demo_adapter_passes(result
     assert any("end_of_turn" in p for s in leaked for p in s.details["problems"])
 
 
-def test_cyrillic_failures_are_classified_on_real_outputs(results: Results) -> None:
+def test_cyrillic_passes_with_the_upper_all_adapter_and_failures_are_classified(results: Results) -> None:
+    assert acc(results, "cyrillic", "upper-all") >= 0.6
+    assert {s.output for s in results.samples_for("cyrillic", "upper-all") if s.case == "privet"} == {"ПРИВЕТ"}
     base = results.samples_for("cyrillic", "base")
     assert acc(results, "cyrillic", "base") == 0.0
     assert {s.details["failure"] for s in base} >= {"unchanged"}  # the base echoes Cyrillic unchanged
-    demo = results.samples_for("cyrillic", "demo")
+    demo = results.samples_for("cyrillic", "demo")  # trained on Latin only
+    assert acc(results, "cyrillic", "demo") <= 0.2
     assert all(s.details["failure"] in (None, "transliterated", "unchanged", "wrong-script", "other") for s in demo)
 
 
@@ -94,7 +97,7 @@ def test_results_file_has_samples_and_metrics_with_cis(results: Results) -> None
         assert sample.tokens >= 1 and sample.latency_s >= 0
     for m in results.metrics:
         assert m.ci_low is not None and m.ci_high is not None and m.ci_low <= m.value <= m.ci_high
-    assert [a.kind for a in results.adapters] == ["base", "adapter", "adapter", "adapter"]
+    assert [a.kind for a in results.adapters] == ["base", "adapter", "adapter", "adapter", "adapter"]
     assert all(a.weights_sha256 and a.manifest_digest for a in results.adapters if a.kind == "adapter")
     assert results.engine.settings["device"] == "cpu"
 
