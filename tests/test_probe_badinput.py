@@ -116,3 +116,24 @@ def test_battery_with_unknown_scorer_lists_known_scorers(capsys: pytest.CaptureF
         assert name in lines[0]
     rc, err = probe(capsys, str(demo_adapter), "--battery", "no-such-battery")
     assert rc == 2 and "unknown battery 'no-such-battery'; known batteries:" in err
+
+
+def test_pickle_base_weights_refused_and_remote_code_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    from evalsuite.errors import EvalsuiteError
+    from evalsuite.generate import _load_base
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(EvalsuiteError, match=r"pickles \(\*\.bin\).*--allow-pickle"):
+        _load_base(str(base), None, allow_pickle=False, trust_remote_code=False)
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: seen.update(k) or "model")
+    assert _load_base(str(base), None, allow_pickle=True, trust_remote_code=False) == "model"
+    assert seen["trust_remote_code"] is False and seen["use_safetensors"] is None
+    (base / "model.safetensors").write_bytes(b"")
+    _load_base(str(base), None, allow_pickle=False, trust_remote_code=False)
+    assert seen["use_safetensors"] is True

@@ -195,3 +195,30 @@ def test_base_is_loaded_once_for_several_adapters(demo_adapter: Path, leaky_adap
     leaky = {s.case: s.output for s in run.results.samples if s.adapter == "leaky"}
     base = {s.case: s.output for s in run.results.samples if s.adapter == "base"}
     assert leaky["hello"] != base["hello"]  # switching adapters really switches weights
+
+
+def test_probe_cli_exit_codes_results_and_summary(demo_adapter: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from evalsuite.cli import main
+
+    passing = tmp_path / "always.yaml"
+    passing.write_text("name: always\nscorer: contains\nmax_new_tokens: 8\ncases: [{prompt: hi, expected: []}]\n",
+                       encoding="utf-8")
+    out = tmp_path / "r.json"
+    assert main(["probe", str(demo_adapter), "--battery", str(passing), "--out", str(out)]) == 0
+    assert load_results(out).samples[0].adapter == "demo"
+    assert main(["probe", str(demo_adapter), "--base", "--battery", str(small_battery(tmp_path)),
+                 "--out", str(out)]) == 1  # the base fails uppercase: some case failed
+    printed = capsys.readouterr().out
+    assert "tiny              base              0/3" in printed and f"results: {out}" in printed
+
+
+def test_warns_when_the_training_template_differs_from_the_base_template(broken_terminator_adapter: Path,
+                                                                         demo_adapter: Path) -> None:
+    with pytest.warns(UserWarning, match="differs from the base model's own template"):
+        plan_probes([broken_terminator_adapter], ProbeOptions(batteries=["runaway-turns"]))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan_probes([demo_adapter], ProbeOptions(batteries=["runaway-turns"]))  # same template: no warning
