@@ -179,9 +179,10 @@ class HFEngine:
 
     def generate_mixed(self, jobs: Sequence[tuple[str | None, Request]],
                        settings: GenerationSettings) -> list[Generation]:
-        """Generations for (column, request) pairs, in order. Rows of different columns share batches (peft's
-        mixed-adapter batches: each row runs through its own adapter, ``__base__`` through none), sorted by prompt
-        length; a batch never mixes different ``max_new_tokens`` or stop-token sets."""
+        """Generations for (column, request) pairs, in order, in one pass over every column: a column's rows fill
+        batches together (sorted by prompt length), and columns share a batch where one would otherwise be short
+        (peft's mixed-adapter batches: each row through its own adapter, ``__base__`` through none); a batch never
+        mixes different ``max_new_tokens`` or stop-token sets."""
         out = self.generate_shard(jobs, settings, 0, 1)
         return [out[i] for i in range(len(jobs))]
 

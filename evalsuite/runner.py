@@ -5,7 +5,7 @@ Two steps so the pytest plugin can collect without loading a model:
 - :func:`plan_probes` validates everything cheaply (run dirs, batteries, scorers; no torch): one clear error per
   problem before any minute is spent loading weights.
 - :func:`execute` generates what the cache lacks (the base loaded once, every adapter attached, one batched pass
-  per column), scores each sample and computes the metric rows with confidence intervals.
+  over all columns), scores each sample and computes the metric rows with confidence intervals.
 
 ``evalsuite probe`` calls :func:`run_probes`, which does both and writes the results atomically.
 """
