@@ -1,30 +1,43 @@
 """The generation cache: re-running the probes on an unchanged adapter does not regenerate.
 
 One JSON file per *column fingerprint*: the sha256 of the adapter weights and config, the base model (its config
-and weight files), the template, the tokenizer, the stop ids, the device/dtype, the seed and the versions of
-torch/transformers/peft/evalsuite. Inside, entries are keyed by the rendered prompt and the per-prompt generation
-settings (max new tokens, stop strings). Change any of those, including the adapter file at the same path, and the
-key changes, so nothing stale is served. Generations cut by the wall-time cap are never cached (they depend on the
-machine's load). Generations are treated as independent of batch composition: left padding with an attention mask
-gives each prompt the same logits as alone (a test checks batched == one-by-one on the tiny model).
+and weight files), the template, the tokenizer, the stop ids, the device/dtype, the seed, the versions of
+torch/transformers/peft/evalsuite and a digest of evalsuite's own generation code (:data:`GENERATION_MODULES`), so
+an upgraded or edited evalsuite never serves generations its old code computed. Inside, entries are keyed by the
+rendered prompt and the per-prompt generation settings (max new tokens, stop strings). Change any of those,
+including the adapter file at the same path, and the key changes, so nothing stale is served. Generations cut by
+the wall-time cap are never cached (they depend on the machine's load). Generations are treated as independent of
+batch composition: left padding with an attention mask gives each prompt the same logits as alone (a test checks
+batched == one-by-one on the tiny model).
 
 Location: ``$EVALSUITE_CACHE/generations`` or ``~/.cache/evalsuite/generations``. Writes are atomic.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from evalsuite.generate import Generation
-from evalsuite.hashing import sha256_file, sha256_json
+from evalsuite.hashing import sha256_bytes, sha256_file, sha256_json
 from evalsuite.manifest import package_versions
 from evalsuite.results import atomic_write_text
 
-CACHE_VERSION = 2  # bump when decoding changes (2: evalsuite.decode instead of generate())
+CACHE_VERSION = 2  # bump when the cache file's format changes; code changes are covered by the digest below
+# The modules whose source decides what a cached generation holds: prompt rendering (chat_template), tokenisation
+# (tokenizer_files, tokenizer_compat), stop ids (encode's end-of-turn token, runner_targets' union), decoding and
+# finish-reason classification (generate, decode), the engines (generate's HFEngine, vllm_engine) and the key and
+# file format themselves (gencache). Their digest is part of every column key. A module that starts deciding
+# generation output belongs here; a test checks the list covers where those functions live.
+GENERATION_MODULES = ("evalsuite.chat_template", "evalsuite.tokenizer_files", "evalsuite.tokenizer_compat",
+                      "evalsuite.encode", "evalsuite.runner_targets", "evalsuite.generate", "evalsuite.decode",
+                      "evalsuite.vllm_engine", "evalsuite.gencache")
 LARGE_FILE = 256 * 2**20  # weight files above this are fingerprinted by size + mtime instead of content
 
 
@@ -46,11 +59,36 @@ def base_fingerprint(base_model: str, revision: str | None = None) -> dict[str, 
     return {"path": str(path.resolve()), "files": files}
 
 
-def column_key(parts: dict[str, Any]) -> str:
+def module_sources(modules: Iterable[str] = GENERATION_MODULES) -> dict[str, Path]:
+    """Module name -> source file, found without importing the module (vLLM's engine imports nothing heavy, but
+    there is no need to run any of them to read them)."""
+    out = {}
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+            raise RuntimeError(f"generation cache: cannot find the source of {name} (moved? update GENERATION_MODULES)")
+        out[name] = Path(spec.origin)
+    return out
+
+
+def code_digest(sources: dict[str, Path]) -> str:
+    """One digest over the named sources' bytes: any edit to any of them changes it."""
+    return sha256_json({name: sha256_bytes(path.read_bytes()) for name, path in sources.items()})
+
+
+@functools.cache
+def generation_code_digest() -> str:
+    """:func:`code_digest` of :data:`GENERATION_MODULES`, computed once per process."""
+    return code_digest(module_sources())
+
+
+def column_key(parts: dict[str, Any], code: str | None = None) -> str:
+    """The cache key of one column; ``code`` defaults to this process's :func:`generation_code_digest`."""
     versions = {k: v for k, v in package_versions().items() if k in ("python", "torch", "transformers", "peft")}
     from evalsuite import __version__
 
-    return sha256_json({"cache_version": CACHE_VERSION, "versions": versions, "evalsuite": __version__, **parts})
+    return sha256_json({"cache_version": CACHE_VERSION, "versions": versions, "evalsuite": __version__,
+                        "code": code or generation_code_digest(), **parts})
 
 
 def prompt_key(prompt_text: str, max_new_tokens: int, stop_strings: tuple[str, ...]) -> str:
