@@ -7,11 +7,15 @@ Third-party files (real templates, tokenizers, SQuAD) live outside the project i
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent
+# The user's evalsuite cache, read before ``fresh_generation_cache`` points EVALSUITE_CACHE elsewhere: what is
+# expensive to rebuild and keyed soundly (the tiny base's fallback build, the trained test adapters) stays there.
+USER_CACHE = Path(os.environ.get("EVALSUITE_CACHE") or Path.home() / ".cache" / "evalsuite").expanduser()
 
 
 def shared_fixtures_dir() -> Path:
@@ -31,4 +35,19 @@ def tiny_base() -> Path:
     """The embedded tiny Qwen2 base (committed, or rebuilt deterministically into the cache)."""
     from evalsuite.fixtures.tiny_model import ensure_tiny_base
 
-    return ensure_tiny_base()
+    return ensure_tiny_base(USER_CACHE)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_generation_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every session generates into an empty generation cache (EVALSUITE_CACHE, inherited by the CLI subprocesses):
+    a warm cache from an earlier run would serve outputs the code under test never produced.
+    ``EVALSUITE_TESTS_KEEP_CACHE=1`` keeps EVALSUITE_CACHE as it is: the mutation check's warm-cache runs
+    (``scripts/mutation_check.py``) use it to show that the cache key alone also catches a changed code path."""
+    if os.environ.get("EVALSUITE_TESTS_KEEP_CACHE") == "1":
+        yield USER_CACHE
+        return
+    root = tmp_path_factory.mktemp("evalsuite-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EVALSUITE_CACHE", str(root))
+        yield root

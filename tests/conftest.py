@@ -3,7 +3,8 @@
 Each adapter is trained once and kept under ``$EVALSUITE_CACHE/test-adapters`` (default
 ``~/.cache/evalsuite/test-adapters``) in a folder named by a hash of everything that determines it: the config,
 the data rows, the template, the base model's files, the trainer's source files and the library versions. Reruns
-reuse it; any change retrains. The adapters:
+reuse it; any change retrains. This cache outlives the session (retraining costs minutes), unlike the generation
+cache, which the root conftest empties per session. The adapters:
 
 - ``demo_adapter``: the demo's own adapter (``evalsuite.demo.train_demo_adapter``): uppercase echo, stops.
 - ``broken_terminator_adapter``: trained with a broken template whose assistant turn has no ``<|im_end|>`` and that
@@ -24,10 +25,14 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Read at import, before the root conftest's session fixture points EVALSUITE_CACHE at a fresh folder.
+USER_CACHE = Path(os.environ.get("EVALSUITE_CACHE") or Path.home() / ".cache" / "evalsuite").expanduser()
 TRAINER_SOURCES = ("trainers/trl_backend.py", "trainers/common.py", "evalsuite/encode.py", "evalsuite/data.py",
                    "evalsuite/chat_template.py", "evalsuite/config.py", "evalsuite/config_fields.py",
                    "evalsuite/layout.py", "evalsuite/render_diff.py", "evalsuite/template_analysis.py",
-                   "evalsuite/tokenizer_files.py", "evalsuite/tokenizer_compat.py")
+                   "evalsuite/tokenizer_files.py", "evalsuite/tokenizer_compat.py",
+                   # how the demo adapter is trained, the backend lookup, and the run dir + manifest it writes
+                   "evalsuite/demo.py", "evalsuite/backends.py", "evalsuite/rundir.py", "evalsuite/manifest.py")
 
 # The seeds' April-2024 Llama-3 template bug, in ChatML: the assistant turn is never closed and every render ends
 # with a fresh assistant header, so the trained continuation of an answer is "<|im_start|>assistant".
@@ -45,8 +50,7 @@ SMALL_TRAIN = {"sequence_len": 128, "micro_batch_size": 16, "max_steps": 60, "le
 
 
 def cache_root() -> Path:
-    base = Path(os.environ.get("EVALSUITE_CACHE") or Path.home() / ".cache" / "evalsuite").expanduser()
-    return base / "test-adapters"
+    return USER_CACHE / "test-adapters"
 
 
 def _digest(spec: dict[str, Any], base: Path) -> str:
