@@ -164,9 +164,20 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "evalsuite.cli", *args]
 
 
-def test_resume_after_sigkill_reaches_the_same_step(tmp_path: Path, tiny_base: Path) -> None:
-    steps = 120
-    killed_cfg = write_config(tmp_path, tiny_base, max_steps=steps, save_steps=5, micro_batch_size=2,
+def adapter_tensors(run: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "adapter_model.safetensors"))
+
+
+def test_resume_after_sigkill_continues_from_the_checkpoint_and_matches_an_uninterrupted_run(
+        tmp_path: Path, tiny_base: Path) -> None:
+    """kill -9 mid-run, then --resume: the resumed process starts at the checkpoint's step (not at 0) and its final
+    adapter is bit-identical to an uninterrupted run with the same seed (weights, optimizer, scheduler, RNG and data
+    order all restored). A run that ignored the checkpoint would also reach max_steps, and, being deterministic on
+    CPU, even the same weights: only the start step tells them apart."""
+    steps = 60
+    killed_cfg = write_config(tmp_path, tiny_base, max_steps=steps, save_steps=10, micro_batch_size=2,
                               output_dir=str(tmp_path / "killed"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(_cli("train", str(killed_cfg)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -183,15 +194,27 @@ def test_resume_after_sigkill_reaches_the_same_step(tmp_path: Path, tiny_base: P
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "killed" / "evalsuite_manifest.json").exists()
-    resumed = subprocess.run(_cli("train", str(killed_cfg), "--resume"), capture_output=True, text=True, env=env)
+    from evalsuite.rundir import latest_checkpoint
+
+    checkpoint = latest_checkpoint(tmp_path / "killed")
+    assert checkpoint is not None
+    at = int(checkpoint.name.split("-")[1])
+    assert 0 < at < steps
+    resumed = subprocess.run(_cli("train", str(killed_cfg), "--resume"), capture_output=True, text=True, env=env,
+                             timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    manifest = open_run_dir(tmp_path / "killed").manifest
-    assert manifest["train"]["global_step"] == steps
-    assert manifest["train"]["resumed_from"].startswith("checkpoint-")
+    train_info = open_run_dir(tmp_path / "killed").manifest["train"]
+    assert train_info["resumed_from"] == checkpoint.name
+    assert train_info["start_step"] == at  # the Trainer really restored the checkpoint's state
+    assert train_info["global_step"] == steps
     full = train(write_config(tmp_path, tiny_base, max_steps=steps, save_steps=1000, micro_batch_size=2,
                               output_dir=str(tmp_path / "full")))
-    assert open_run_dir(full).manifest["train"]["global_step"] == steps
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    assert open_run_dir(full).manifest["train"]["start_step"] == 0
+    import torch
 
-    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), str(tmp_path / "killed"))
+    ours, reference = adapter_tensors(tmp_path / "killed"), adapter_tensors(full)
+    assert sorted(ours) == sorted(reference) and ours
+    different = [k for k in ours if not torch.equal(ours[k], reference[k])]
+    assert not different, f"{len(different)} of {len(ours)} tensors differ from the uninterrupted run: {different[:3]}"
+    saved = adapter_tensors(checkpoint)  # the comparison has teeth: the steps after the checkpoint moved weights
+    assert any(not torch.equal(saved[k], reference[k]) for k in reference)

@@ -46,6 +46,8 @@ class TRLBackend:
         dataset = common.to_dataset(encoded)
         model = _load_model(config, hf_tok)
         trainer = _build_trainer(config, out_dir, model, hf_tok, dataset)
+        start = _start_step_callback()
+        trainer.add_callback(start)
         log.info("training %s rows, %s tokens on %s", len(encoded), sum(len(e.input_ids) for e in encoded),
                  common.device_summary()["type"])
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -66,6 +68,7 @@ class TRLBackend:
             "peak_cpu_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "peak_cuda_mb": common.peak_cuda_mb(),
             "resumed_from": resume_from.name if resume_from else None,
+            "start_step": start.step,  # what the Trainer restored, not what was asked: 0 unless resumed
             "rows": len(encoded),
             "tokens": sum(len(e.input_ids) for e in encoded),
             "effective_batch_size": config.micro_batch_size * config.gradient_accumulation_steps
@@ -74,6 +77,20 @@ class TRLBackend:
         common.write_run_dir(out_dir, config, hf_tok, tk, template, data_files, backend=self.name,
                              backend_version=_trl_version(), train=train_metrics)
         return out_dir
+
+
+def _start_step_callback() -> Any:
+    """A callback that records the global step the Trainer starts this process's training at: the checkpoint's
+    step when it really resumed, 0 otherwise."""
+    from transformers import TrainerCallback
+
+    class StartStep(TrainerCallback):
+        step: int | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.step = int(state.global_step)
+
+    return StartStep()
 
 
 def _trl_version() -> str:
