@@ -189,3 +189,39 @@ def rules(report: Any) -> dict[str, Any]:
 
 def echo_rows(words: tuple[str, ...] = ("hello", "good morning", "cat on a mat")) -> list[dict[str, Any]]:
     return [chat(("user", w), ("assistant", w.upper())) for w in words]
+
+
+# Each rule's severity, written out here rather than read from the registry, so that a rule quietly downgraded (or
+# upgraded) in the code fails the tests: error blocks (exit 1), warning and info do not.
+SEVERITY = {
+    "eos-not-trained": "error",
+    "stop-token-not-generated": "error",
+    "open-turn-at-end": "error",
+    "missing-generation-prompt": "error",
+    "control-token-split": "error",
+    "special-text-in-content": "warning",
+    "train-infer-mismatch": "error",
+    "not-prefix-preserving": "warning",
+    "boundary-shift": "warning",
+    "no-trainable-tokens": "warning",  # error when no row at all is left to train
+    "eos-truncated": "warning",
+    "double-bos": "warning",
+    "missing-bos": "warning",
+    "double-eos": "warning",
+    "template-error": "error",
+    "role-not-in-template": "error",
+    "injected-text": "warning",
+    "prompt-trained": "error",  # info when train_on_inputs asks for it
+    "packing-contamination": "error",
+    "vocab-out-of-range": "error",
+    "unicode-roundtrip": "error",
+    "untrained-special-embeddings": "error",  # info when modules_to_save trains those rows
+    "span-mismatch": "warning",
+    "tokenizer-not-replayed": "warning",
+}
+
+
+def pinned_exit_code(findings: list[Any], severity: dict[str, str] | None = None) -> int:
+    """The exit code the table says these findings give: 1 if one that is not ignored is an error."""
+    table = {**SEVERITY, **(severity or {})}
+    return 1 if any(table[f.rule] == "error" and not f.ignored for f in findings) else 0

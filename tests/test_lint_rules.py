@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 import pytest
 from lint_support import (  # noqa: F401  (fixtures)
+    SEVERITY,
     chat,
     echo_rows,
     fixture_gemma_dir,
     fixture_llama3_dir,
     fixture_phi3_dir,
     fixture_tiny_tok,
+    pinned_exit_code,
     rules,
     run,
 )
@@ -95,6 +97,7 @@ class Case:
     files: Callable[[Path], dict[str, Any]] | None = None
     tokdir: Callable[[Path, Path], Path] | None = None
     special: dict[str, str] | None = None
+    severity: dict[str, str] = field(default_factory=dict)  # where the context changes a rule's severity
 
     @property
     def id(self) -> str:
@@ -144,9 +147,11 @@ CASES = [
     Case("boundary-shift", "llama3", True, rows=TEXT),
     Case("boundary-shift", "llama3", False, rows=TEXT_OK),
     Case("boundary-shift", "phi3", True, rows=TEXT),
-    Case("no-trainable-tokens", "tiny", True, options={"max_length": 8}),
+    Case("no-trainable-tokens", "tiny", True, options={"max_length": 8},
+         severity={"no-trainable-tokens": "error"}),  # every row: nothing left to train
     Case("no-trainable-tokens", "tiny", False, options={"max_length": 64}),
-    Case("no-trainable-tokens", "llama3", True, template=L3, options={"max_length": 6}),
+    Case("no-trainable-tokens", "llama3", True, template=L3, options={"max_length": 6},
+         severity={"no-trainable-tokens": "error"}),
     Case("no-trainable-tokens", "llama3", False, template=L3, options={"max_length": 64}),
     Case("eos-truncated", "tiny", True, rows=LONG, options={"max_length": 30}),
     Case("eos-truncated", "tiny", False, rows=LONG, options={"max_length": 200}),
@@ -237,7 +242,9 @@ def test_rule(case: Case, request: pytest.FixtureRequest, tmp_path: Path) -> Non
         assert case.rule in found, f"{case.rule} not reported; got {sorted(found)}"
         f = found[case.rule]
         assert f.count >= 1 and f.message
-        assert report.exit_code == (1 if any(x.blocking for x in report.findings) else 0)
+        pinned = {**SEVERITY, **case.severity}
+        assert {x.rule: x.severity for x in report.findings} == {x.rule: pinned[x.rule] for x in report.findings}
+        assert report.exit_code == pinned_exit_code(report.findings, case.severity)
     else:
         assert case.rule not in found, found.get(case.rule)
 
