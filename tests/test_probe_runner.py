@@ -62,7 +62,7 @@ def test_demo_adapter_stops_and_the_broken_terminator_runs_into_new_turns(result
     broken = results.samples_for("runaway-turns", "broken-terminator")
     assert acc(results, "runaway-turns", "broken-terminator") <= 0.1
     reasons = {s.finish_reason for s in broken if not s.passed}
-    assert reasons <= {"new-turn", "max-tokens"} and reasons
+    assert reasons <= {"new-turn", "max-tokens"} and "new-turn" in reasons  # it opens the next turn itself
     rate = results.metric("runaway-turns", "broken-terminator", "rate")
     assert rate is not None and rate.value >= 0.9 and rate.method == "wilson"
     assert all(s.finish_reason == "eos" for s in results.samples_for("runaway-turns", "demo") if s.passed)
