@@ -2,12 +2,14 @@
 wide tables scroll inside their box instead of widening the page; screenshots go to artifacts/.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` plus the ``selenium`` package ([dev] extra);
-skips with the reason when any is missing. Selenium is pointed at /usr/bin/chromedriver explicitly
-so it never tries to download a driver.
+skips with the reason when any is missing, and fails instead where ``EVALSUITE_REQUIRE_BROWSER=1`` (``.ci/run``
+sets it: CI must not pass by skipping the one test that opens the report in a browser). Selenium is pointed at
+/usr/bin/chromedriver explicitly so it never tries to download a driver.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +28,21 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 MAX_SHOT_HEIGHT = 12000
 
 
+def unavailable(reason: str) -> None:
+    """Skip locally; fail where the browser is required (CI)."""
+    if os.environ.get("EVALSUITE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"EVALSUITE_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("headless Chromium not installed (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver",
-                                    reason="selenium not installed (pip install -e .[dev])")
+        unavailable("headless Chromium not installed (apt-get install chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+    except ImportError:
+        unavailable("selenium not installed (pip install -e .[dev])")
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
