@@ -59,8 +59,9 @@ def _digest(spec: dict[str, Any], base: Path) -> str:
 
     sources = sha256_files(ROOT / s for s in TRAINER_SOURCES)
     base_files = sha256_files(p for p in base.iterdir() if p.is_file())
-    # The base's path is in the key too: run dirs record it, and probing resolves the base from there.
-    return sha256_json({"spec": spec, "sources": sources, "base": base_files, "base_path": str(base.resolve()),
+    # The base's path is in the key too, as the run dir records it (unresolved: a link to the same base elsewhere is
+    # another path, and probing loads the base from the recorded one).
+    return sha256_json({"spec": spec, "sources": sources, "base": base_files, "base_path": str(base),
                         "versions": package_versions()})[:16]
 
 
