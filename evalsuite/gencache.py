@@ -65,7 +65,7 @@ def module_sources(modules: Iterable[str] = GENERATION_MODULES) -> dict[str, Pat
     out = {}
     for name in modules:
         spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        if spec is None or spec.origin is None or not Path(spec.origin).is_file():
             raise RuntimeError(f"generation cache: cannot find the source of {name} (moved? update GENERATION_MODULES)")
         out[name] = Path(spec.origin)
     return out
