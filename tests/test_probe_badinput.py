@@ -122,7 +122,7 @@ def test_pickle_base_weights_refused_and_remote_code_off(tmp_path: Path, monkeyp
     import transformers
 
     from evalsuite.errors import EvalsuiteError
-    from evalsuite.generate import _load_base
+    from evalsuite.probe.generation import _load_base
 
     base = tmp_path / "base"
     base.mkdir()

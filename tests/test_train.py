@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from evalsuite.backends import TrainOptions, get_backend
-from evalsuite.config import load_config
+from evalsuite.config.load import load_config
 from evalsuite.errors import EvalsuiteError
-from evalsuite.rundir import open_run_dir
+from evalsuite.rundir.contract import open_run_dir
+from evalsuite.train.backends import TrainOptions, get_backend
 
 pytestmark = pytest.mark.slow
 

@@ -35,10 +35,10 @@ import yaml
 from evalsuite.trainers import common
 from evalsuite.trainers.launch import run_logged
 
-from evalsuite.backends import TrainOptions
-from evalsuite.config import ALIASES, Config, resolve_path
+from evalsuite.config.load import ALIASES, Config, resolve_path
 from evalsuite.errors import EvalsuiteError
-from evalsuite.rundir import ADAPTER_CONFIG, ADAPTER_WEIGHTS, latest_checkpoint
+from evalsuite.rundir.contract import ADAPTER_CONFIG, ADAPTER_WEIGHTS, latest_checkpoint
+from evalsuite.train.backends import TrainOptions
 
 log = logging.getLogger("evalsuite.train")
 PYTHON_ENV = "EVALSUITE_AXOLOTL_PYTHON"
@@ -165,7 +165,7 @@ def trained_tokenizer(out_dir: Path) -> tuple[Any, str | None, Any]:
     names such as ``chatml`` itself, so its saved copy, not ours, is the one training used)."""
     from transformers import AutoTokenizer
 
-    from evalsuite.tokenizer_files import from_transformers
+    from evalsuite.chat.tokenizer import from_transformers
 
     hf_tok = AutoTokenizer.from_pretrained(str(out_dir))
     template = hf_tok.chat_template if isinstance(hf_tok.chat_template, str) else None

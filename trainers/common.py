@@ -9,18 +9,18 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalsuite.chat_template import resolve_template
-from evalsuite.config import Config, resolve_path
-from evalsuite.data import load_samples
-from evalsuite.encode import Encoded, EncodeOptions, encode_sample, end_of_turn_token
+from evalsuite.chat.encode import Encoded, EncodeOptions, encode_sample, end_of_turn_token
+from evalsuite.chat.template import resolve_template
+from evalsuite.chat.tokenizer import TokenizerInfo, from_transformers
+from evalsuite.config.load import Config, resolve_path
+from evalsuite.config.rows import load_samples
 from evalsuite.errors import EvalsuiteError
-from evalsuite.hashing import sha256_file, sha256_files, sha256_json, sha256_text
-from evalsuite.manifest import MANIFEST_NAME, git_state, new_manifest, package_versions, write_json_atomic
-from evalsuite.rundir import GENERATION_CONFIG, TEMPLATE_FILE, is_run_dir_like, latest_checkpoint
-from evalsuite.tokenizer_files import TokenizerInfo, from_transformers
+from evalsuite.files import sha256_file, sha256_files, sha256_json, sha256_text
+from evalsuite.rundir.contract import GENERATION_CONFIG, TEMPLATE_FILE, is_run_dir_like, latest_checkpoint
+from evalsuite.rundir.manifest import MANIFEST_NAME, git_state, new_manifest, package_versions, write_json_atomic
 
 if TYPE_CHECKING:
-    from evalsuite.backends import TrainOptions
+    from evalsuite.train.backends import TrainOptions
 
 log = logging.getLogger("evalsuite.train")
 
@@ -33,7 +33,7 @@ def model_ref(config: Config, value: str) -> str:
 def load_tokenizer(config: Config) -> tuple[Any, str | None, TokenizerInfo]:
     """The HF tokenizer (saved into the run dir), the chat template in force, and our view of the tokenizer.
 
-    Plain AutoTokenizer, as every trainer uses; the lint replays its class choice (``evalsuite.tokenizer_compat``)
+    Plain AutoTokenizer, as every trainer uses; the lint replays its class choice (``evalsuite.chat.tokenizer_compat``)
     so both see the same ids."""
     from transformers import AutoTokenizer
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from evalsuite.backends import TrainerBackend, TrainOptions
+    from evalsuite.train.backends import TrainerBackend, TrainOptions
 
 # Backends whose training loop is the HF Trainer, which needs nothing but the launcher to run data-parallel.
 ACCELERATE_BACKENDS = frozenset({"trl"})

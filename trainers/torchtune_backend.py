@@ -29,9 +29,9 @@ from evalsuite.trainers import common
 from evalsuite.trainers import torchtune_mapping as tm
 from evalsuite.trainers.launch import run_logged
 
-from evalsuite.backends import TrainOptions
-from evalsuite.config import Config, resolve_path
+from evalsuite.config.load import Config, resolve_path
 from evalsuite.errors import EvalsuiteError
+from evalsuite.train.backends import TrainOptions
 
 log = logging.getLogger("evalsuite.train")
 PYTHON_ENV = "EVALSUITE_TORCHTUNE_PYTHON"

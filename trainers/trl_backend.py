@@ -1,7 +1,8 @@
 """TRL backend: SFTTrainer + peft LoRA/QLoRA, fed with evalsuite's own encoding.
 
-Read top to bottom: tokenizer -> samples -> labels (``evalsuite.encode``, shared with the lint) -> model (optionally
-4/8-bit via bitsandbytes) -> LoraConfig -> SFTConfig -> train (resuming from the newest checkpoint) -> run dir.
+Read top to bottom: tokenizer -> samples -> labels (``evalsuite.chat.encode``, shared with the lint) -> model
+(optionally 4/8-bit via bitsandbytes) -> LoraConfig -> SFTConfig -> train (resuming from the newest checkpoint)
+-> run dir.
 The dataset handed to TRL is pre-tokenized with a ``labels`` column, which TRL uses as is; its collator pads labels
 with -100 (never by pad id, so pad == eos cannot mask the EOS label), and ``sample_packing`` uses TRL's BFD packing
 whose position ids restart per sample so attention cannot cross samples.
@@ -17,9 +18,9 @@ from typing import Any
 
 from evalsuite.trainers import common
 
-from evalsuite.backends import TrainOptions
-from evalsuite.config import Config, resolve_path
+from evalsuite.config.load import Config, resolve_path
 from evalsuite.errors import EvalsuiteError
+from evalsuite.train.backends import TrainOptions
 
 log = logging.getLogger("evalsuite.train")
 

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalsuite.chat_template import TemplateRefused
-from evalsuite.encode import RowCut, cut_sample, text_tokens, tokenize_cuts
-from evalsuite.layout import shape_key
+from evalsuite.chat.encode import RowCut, cut_sample, text_tokens, tokenize_cuts
+from evalsuite.chat.layout import shape_key
+from evalsuite.chat.template import TemplateRefused
 from evalsuite.lint.shapes import Context
 
 CHUNK = 4096
@@ -253,7 +253,7 @@ class RowChecker:
 
     def _prepare(self, idx: list[int], samples: Sequence[Any]) -> tuple[list[tuple[Any, ...]],
                                                                          list[tuple[int, RowCut]]]:
-        from evalsuite.encode import EncodeOptions
+        from evalsuite.chat.encode import EncodeOptions
 
         setup = self.ctx.setup
         opts = EncodeOptions(setup.train_on_inputs, setup.max_length)

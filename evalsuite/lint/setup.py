@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalsuite.data import Sample, load_samples, read_records
-from evalsuite.datasets_spec import CustomFormat, DatasetSpec
+from evalsuite.chat.tokenizer import TokenizerInfo, load_tokenizer
+from evalsuite.config.datasets import CustomFormat, DatasetSpec
+from evalsuite.config.rows import Sample, load_samples, read_records
 from evalsuite.errors import EvalsuiteError
-from evalsuite.tokenizer_files import TokenizerInfo, load_tokenizer
 
 COLLATORS = ("trl", "mask-pad-id")
 
@@ -114,8 +114,8 @@ def _stops(setup: LintSetup, gen_config: Path | None) -> None:
 
 
 def from_config(path: str | Path, collator: str | None = None, generation_config: str | None = None) -> LintSetup:
-    from evalsuite.chat_template import resolve_template
-    from evalsuite.config import load_config, resolve_path
+    from evalsuite.chat.template import resolve_template
+    from evalsuite.config.load import load_config, resolve_path
 
     config = load_config(path)
     base = config.path.parent
