@@ -62,7 +62,8 @@ def bench_naive_vs_batched(adapter: Path, prompts: list[str], max_new: int, batc
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from evalsuite.probe.generation import GenerationSettings, HFEngine, Request
+    from evalsuite.probe.engines.hf import HFEngine
+    from evalsuite.probe.generation import GenerationSettings, Request
     from evalsuite.probe.runner import ProbeOptions, plan_probes
 
     target = plan_probes([adapter], ProbeOptions(batteries=["uppercase-echo"])).targets[0]

@@ -112,7 +112,7 @@ def table_lines(results: Any) -> list[str]:
 def run_demo(args: argparse.Namespace) -> int:
     r = run_pipeline(args.out, args.max_steps, args.reuse)
     if args.results is not None:
-        from evalsuite.results.schema import write_results
+        from evalsuite.results.io import write_results
 
         write_results(r.results, args.results)
     print()

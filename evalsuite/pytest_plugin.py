@@ -221,7 +221,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     try:
         if state.out is not None:
-            from evalsuite.results.schema import write_results
+            from evalsuite.results.io import write_results
 
             write_results(state.run.results, state.out)
         _apply_gates(state)
@@ -243,7 +243,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def _apply_gates(state: _State) -> None:
     from evalsuite.gates.declared import resolve_gates
     from evalsuite.gates.evaluate import evaluate_gates
-    from evalsuite.results.schema import load_results
+    from evalsuite.results.io import load_results
 
     g = state.gate_args
     resolved = resolve_gates(g["gates"], Path(g["config"]) if g["config"] else None,

@@ -162,7 +162,7 @@ def test_probe_with_the_vllm_engine_writes_the_same_results_schema(monkeypatch: 
     fake_vllm = install_fake_vllm(monkeypatch)
 
     from evalsuite.probe.runner import ProbeOptions, run_probes
-    from evalsuite.results.schema import load_results
+    from evalsuite.results.io import load_results
 
     tk = load_tokenizer(tiny_base)
     eot = tk.token_id("<|im_end|>")

@@ -13,7 +13,7 @@ import pytest
 from evalsuite.cli import main
 from evalsuite.errors import EvalsuiteError
 from evalsuite.gates.declared import declared_gates, load_yaml_config
-from evalsuite.results.schema import load_results
+from evalsuite.results.io import load_results
 
 DATA = Path(__file__).parent / "data" / "results"
 GOOD, BAD, RERUN = DATA / "good.json", DATA / "bad.json", DATA / "good_rerun.json"

@@ -120,7 +120,7 @@ def test_two_adapters_in_one_run_write_one_results_file(project: pytest.Pytester
                                "--battery", "always.yaml", "--probe-out", str(out))
     assert result.ret == pytest.ExitCode.OK
     result.assert_outcomes(passed=4, deselected=1)
-    from evalsuite.results.schema import load_results
+    from evalsuite.results.io import load_results
 
     results = load_results(out)
     assert [a.name for a in results.adapters] == ["demo", "leaky"]

@@ -71,7 +71,7 @@ def test_runaway_and_leakage_batteries_include_multi_turn_cases() -> None:
 
 
 def test_squad_battery_skips_cleanly_without_the_dataset(tmp_path: Path) -> None:
-    from evalsuite.probe.batteries import BatteryUnavailable
+    from evalsuite.probe.sources import BatteryUnavailable
 
     with pytest.raises(BatteryUnavailable, match="SQuAD dev set not found"):
         load_battery(resolve_batteries(["squad"])[0], {"dataset": str(tmp_path / "missing.json")})

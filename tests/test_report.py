@@ -14,7 +14,7 @@ from evalsuite.report import build_report
 from evalsuite.report.build import build_model
 from evalsuite.report.render import md_escape, render_markdown
 from evalsuite.report.textdiff import diff_segments
-from evalsuite.results.schema import load_results
+from evalsuite.results.io import load_results
 
 DATA = Path(__file__).parent / "data" / "results"
 GOOD, BAD, RERUN, THREE = (DATA / n for n in ("good.json", "bad.json", "good_rerun.json", "three.json"))

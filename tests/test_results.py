@@ -12,7 +12,8 @@ import pytest
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.results.aggregate import MetricSpec, compute_metrics, spec_of
-from evalsuite.results.schema import Results, load_results, results_from_dict, write_results
+from evalsuite.results.io import load_results, results_from_dict, write_results
+from evalsuite.results.schema import Results
 
 DATA = Path(__file__).parent / "data" / "results"
 

@@ -20,7 +20,7 @@ from evalsuite.trainers import common
 
 from evalsuite.config.load import Config, resolve_path
 from evalsuite.errors import EvalsuiteError
-from evalsuite.train.backends import TrainOptions
+from evalsuite.train.backends import TrainOptions, prepare_out_dir
 
 log = logging.getLogger("evalsuite.train")
 
@@ -40,7 +40,7 @@ class TRLBackend:
         ok, how = self.available()
         if not ok:
             raise EvalsuiteError(f"the trl backend is not installed: {how}")
-        resume_from = common.prepare_out_dir(out_dir, options)
+        resume_from = prepare_out_dir(out_dir, options)
         started = time.time()
         hf_tok, template, tk = common.load_tokenizer(config)
         encoded, data_files = common.encode_datasets(config, tk, template)

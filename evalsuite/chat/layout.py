@@ -3,7 +3,7 @@
 The render diff (``evalsuite.chat.diff.cut_conversation``) needs ``2n+1`` renders of an ``n``-message conversation.
 
 A :class:`Layout` makes that one render per *shape* (role sequence + which contents are empty): the conversation is
-rendered with sentinel contents through the instrumented template (``template_analysis``); when no
+rendered with sentinel contents through the instrumented template (``evalsuite.chat.taint``); when no
 content-inspecting expression ran, the render is literals interleaved with (maybe stripped) contents, and the cut's
 boundaries are positions inside those literals. A row is then built by splicing its contents in. Every layout is
 checked once against a plain render and a plain cut with a second, escape-sensitive sentinel set before it is used.

@@ -23,6 +23,11 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from evalsuite.errors import EvalsuiteError
 
+# The names templates give the answering turn: ChatML/Llama/Phi "assistant", Gemma "model", ShareGPT-style "gpt" and
+# "bot". The lint asks whether a header opens such a turn; the probe counts any role header as the start of a new turn.
+ASSISTANT_WORDS = ("assistant", "model", "gpt", "bot")
+ROLE_WORDS = ("system", "user", *ASSISTANT_WORDS)
+
 
 class TemplateRaised(EvalsuiteError):
     """The template failed while rendering (or refused the conversation: see :class:`TemplateRefused`)."""
@@ -158,7 +163,7 @@ class ContentUseTracker:
 
 @lru_cache(maxsize=64)
 def compile_instrumented(source: str) -> tuple[jinja2.Template, ContentUseTracker, int]:
-    """The template with every content-inspecting expression wrapped in a counter (see ``template_analysis``).
+    """The template with every content-inspecting expression wrapped in a counter (see ``evalsuite.chat.taint``).
 
     Used only to learn layouts from sentinel renders; its output is identical to :func:`compile_template`'s.
     Returns the template, its tracker and the number of instrumented expressions.

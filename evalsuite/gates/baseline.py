@@ -9,13 +9,12 @@ files (the numbers would not be reproducible from the commit) unless forced.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import sha256_file
-from evalsuite.results.schema import load_results, write_results
+from evalsuite.files import read_json, sha256_file
+from evalsuite.results.io import load_results, write_results
 from evalsuite.rundir.manifest import git_state, now_iso
 
 
@@ -52,7 +51,7 @@ def record_baseline(results_path: Path, out_path: Path, force: bool = False, cwd
 
 def describe_baseline(path: Path) -> str:
     """One line for humans: which digests, which commit, when."""
-    data = json.loads(path.read_text(encoding="utf-8")).get("baseline") or {}
+    data = read_json(path, "baseline").get("baseline") or {}
     git = data.get("git") or {}
     commit = (git.get("commit") or "no git")[:12] + (" (dirty, forced)" if git.get("dirty") else "")
     digests = ", ".join(f"{k}={(v or 'none')[:19]}" for k, v in (data.get("manifest_digests") or {}).items())

@@ -63,7 +63,7 @@ def run_gate(args: argparse.Namespace) -> int:
     from evalsuite.gates.baseline import describe_baseline
     from evalsuite.gates.declared import resolve_gates
     from evalsuite.gates.evaluate import evaluate_gates
-    from evalsuite.results.schema import load_results
+    from evalsuite.results.io import load_results
 
     resolved = resolve_gates(args.gate, args.config, args.baseline, args.alpha)
     if not resolved.gates:

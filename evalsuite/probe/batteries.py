@@ -11,7 +11,7 @@ A battery file::
     cases:                            # each: prompt (a user message) or messages; optional id, system, expected
       - prompt: hellow world
     cases_file: more.jsonl            # optional, same fields, one case per line (relative to the battery)
-    generate:                         # optional generated cases from a registered source (see batteries_sources)
+    generate:                         # optional generated cases from a registered source (see evalsuite.probe.sources)
       - {source: synth_text, script: latin, n: 96, seed: 2024, id_prefix: heldout}
     metrics:                          # optional extra metric rows beyond accuracy (see evalsuite.results.aggregate)
       - {name: pass_rate_x100, source: passed, scale: 100}
@@ -30,6 +30,7 @@ from typing import Any
 from evalsuite.config.yaml_lines import KeyPath, load_yaml
 from evalsuite.errors import EvalsuiteError
 from evalsuite.probe.scorers import ScoreFn, make_scorer
+from evalsuite.probe.sources import generate_cases
 from evalsuite.results.aggregate import MetricSpec
 
 EXPECT = {"upper": str.upper, "lower": str.lower, "identity": lambda s: s}
@@ -66,10 +67,6 @@ class Battery:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     description: str = ""
     metrics: list[MetricSpec] = field(default_factory=list)
-
-
-class BatteryUnavailable(EvalsuiteError):
-    """The battery is valid but its data is not here (e.g. the SQuAD dev set); callers may skip it."""
 
 
 def builtin_dir() -> Path:
@@ -111,8 +108,6 @@ class _Where:
 def load_battery(path: str | Path, overrides: dict[str, Any] | None = None) -> Battery:
     """Load and validate one battery file. ``overrides`` replace arguments of its ``generate`` sources
     (``{"n": 20, "dataset": "dev.json"}``), for options such as ``--squad-n``."""
-    from evalsuite.probe.sources import generate_cases
-
     p = Path(path)
     data, lines = load_yaml(p)
     where = _Where(p, lines)

@@ -19,9 +19,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from evalsuite.files import sha256_file, sha256_json
+from evalsuite.files import atomic_write_text, sha256_file, sha256_json
 from evalsuite.probe.generation import Generation
-from evalsuite.results.schema import atomic_write_text
 from evalsuite.rundir.manifest import package_versions
 
 CACHE_VERSION = 2  # bump when decoding changes (2: evalsuite.probe.engines.decode instead of generate())

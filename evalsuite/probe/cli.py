@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import read_json
 
 
 def register(sub: Any) -> None:
@@ -58,7 +59,7 @@ def _add_score(sub: Any) -> None:
 
 
 def run_probe_cli(args: argparse.Namespace) -> int:
-    from evalsuite.trainers import launch
+    from evalsuite import launch
 
     if args.num_processes < 1:
         raise EvalsuiteError(f"--num-processes: expected a positive integer, got {args.num_processes}")
@@ -75,7 +76,7 @@ def run_probe_cli(args: argparse.Namespace) -> int:
         code = launch.relaunch_cli(getattr(args, "_argv", sys.argv[1:]), args.num_processes)
         if code != 0:
             return code
-        from evalsuite.results.schema import load_results
+        from evalsuite.results.io import load_results
 
         return _report(load_results(args.out), args.out)
     run = run_probes(args.run_dirs, options, out=args.out)
@@ -91,17 +92,6 @@ def _report(results: Any, out: Path) -> int:
         print(line)
     print(f"results: {out}")
     return 0 if all(s.passed for s in results.samples) else 1
-
-
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EvalsuiteError(f"{path}: no such {what} file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise EvalsuiteError(f"{path}: cannot read: {e}") from None
-    except json.JSONDecodeError as e:
-        raise EvalsuiteError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
 
 
 def squad_references(dataset: Any, path: Path) -> list[dict[str, Any]]:
@@ -120,12 +110,12 @@ def squad_references(dataset: Any, path: Path) -> list[dict[str, Any]]:
 
 
 def run_score_squad(args: argparse.Namespace) -> int:
-    dataset = _read_json(args.dataset, "dataset")
+    dataset = read_json(args.dataset, "dataset")
     if isinstance(dataset, dict) and dataset.get("version") != "1.1":
         print(f"warning: {args.dataset}: evaluation expects v-1.1, but got dataset with v-{dataset.get('version')}",
               file=sys.stderr)
     refs = squad_references(dataset, args.dataset)
-    preds = _read_json(args.predictions, "predictions")
+    preds = read_json(args.predictions, "predictions")
     if not isinstance(preds, dict):
         raise EvalsuiteError(f'{args.predictions}: expected a JSON object {{"question id": "answer", ...}}')
     for qid, text in preds.items():

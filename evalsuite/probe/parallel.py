@@ -12,20 +12,20 @@ Nothing heavy is imported at module level; torch.distributed is only touched whe
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
+from evalsuite import launch
 from evalsuite.probe.generation import Generation, GenerationSettings, Request
 
 
 def world() -> tuple[int, int]:
     """(rank, world size) from the launcher's environment; (0, 1) when not launched."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    return launch.rank(), launch.world_size()
 
 
 def is_main() -> bool:
-    return world()[0] == 0
+    return launch.is_main_process()
 
 
 def default_device() -> str:
@@ -34,7 +34,7 @@ def default_device() -> str:
 
     if not torch.cuda.is_available():
         return "cpu"
-    return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if world()[1] > 1 else "cuda"
+    return f"cuda:{launch.local_rank()}" if launch.world_size() > 1 else "cuda"
 
 
 def _ensure_group() -> Any:

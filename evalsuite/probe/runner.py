@@ -23,13 +23,15 @@ from typing import Any
 from evalsuite import __version__
 from evalsuite.errors import EvalsuiteError
 from evalsuite.probe import parallel
-from evalsuite.probe.batteries import Battery, BatteryUnavailable, Case, load_battery, resolve_batteries
+from evalsuite.probe.batteries import Battery, Case, load_battery, resolve_batteries
 from evalsuite.probe.cache import GenerationCache, base_fingerprint, column_key, prompt_key
 from evalsuite.probe.generation import Generation, GenerationSettings, PromptCodec, Request
 from evalsuite.probe.scorers import Output
+from evalsuite.probe.sources import BatteryUnavailable
 from evalsuite.probe.targets import Target, build_targets
 from evalsuite.results.aggregate import compute_metrics
-from evalsuite.results.schema import EngineInfo, Results, Sample, ScorerRef, write_results
+from evalsuite.results.io import write_results
+from evalsuite.results.schema import EngineInfo, Results, Sample, ScorerRef
 
 log = logging.getLogger("evalsuite.probe")
 
@@ -165,7 +167,7 @@ def _default_device() -> str:
 
 def _engine(plan: ProbePlan, device: str, columns: set[str]) -> Any:
     """The base once, with the adapters of the columns that have something to generate."""
-    from evalsuite.probe.generation import HFEngine
+    from evalsuite.probe.engines.hf import HFEngine
 
     adapters = {t.adapter_name: t.path for t in plan.targets
                 if t.name in columns and t.adapter_name is not None and t.path is not None}

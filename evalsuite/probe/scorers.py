@@ -11,15 +11,14 @@ The registry is explicit, lazy and loud: a literal name -> "module:attr" map for
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.probe.textchecks import char_accuracy, classify_cyrillic, leakage_findings, repeated_loop
+from evalsuite.registry import Registry
 
 ENTRY_POINT_GROUP = "evalsuite.scorers"
 
@@ -72,16 +71,14 @@ BUILTIN: dict[str, str] = {
     "open_ended": "evalsuite.probe.scorers:open_ended",
     "contains": "evalsuite.probe.scorers:contains",
 }
-_REGISTERED: dict[str, Factory] = {}
+SCORERS = Registry("scorer", BUILTIN, ENTRY_POINT_GROUP)
 
 
 def register_scorer(name: str, factory: Factory | None = None) -> Any:
     """Register a scorer factory under ``name`` (usable as a decorator). Re-registering a name is an error."""
 
     def add(fn: Factory) -> Factory:
-        if name in known_scorers() and _REGISTERED.get(name) is not fn:
-            raise EvalsuiteError(f"scorer {name!r} is already registered")
-        _REGISTERED[name] = fn
+        SCORERS.register(name, fn)
         return fn
 
     return add(factory) if factory is not None else add
@@ -89,27 +86,11 @@ def register_scorer(name: str, factory: Factory | None = None) -> Any:
 
 def known_scorers() -> dict[str, str]:
     """name -> where it comes from, for error messages and ``evalsuite probe --list``."""
-    names = dict(BUILTIN)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in names and names[ep.name] != ep.value:
-            raise EvalsuiteError(f"scorer {ep.name!r} registered twice: {names[ep.name]} and {ep.value}")
-        names[ep.name] = ep.value
-    for name, fn in _REGISTERED.items():
-        names.setdefault(name, f"{fn.__module__}:{fn.__qualname__}")
-    return names
+    return SCORERS.known()
 
 
 def get_factory(name: str) -> Factory:
-    if name in _REGISTERED:
-        return _REGISTERED[name]
-    known = known_scorers()
-    if name not in known:
-        raise EvalsuiteError(f"unknown scorer {name!r}; known scorers: {', '.join(sorted(known))}")
-    module, _, attr = known[name].partition(":")
-    try:
-        factory: Factory = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise EvalsuiteError(f"scorer {name!r} ({known[name]}) cannot be loaded: {e}") from None
+    factory: Factory = SCORERS.load(name)
     return factory
 
 

@@ -26,6 +26,10 @@ SQUAD_FORMAT = "{system} {context} {question}"  # the seeds' Phi-3 `format`: "<|
 SQUAD_ENV_PATH = "${EVALSUITE_FIXTURES}/datasets/squad/dev-v1.1.json"
 
 
+class BatteryUnavailable(EvalsuiteError):
+    """The battery is valid but its data is not here (e.g. the SQuAD dev set); callers may skip it."""
+
+
 def synth_text(n: int, seed: int, script: str = "latin", min_chars: int = 1, max_chars: int = 40,
                changed_by: str | None = "upper", exclude_demo_train: bool = True,
                id_prefix: str = "heldout") -> list[dict[str, Any]]:
@@ -82,8 +86,6 @@ def squad(n: int = 100, seed: int = 0, dataset: str = SQUAD_ENV_PATH, system_pro
 
 
 def _squad_rows(dataset: str) -> list[dict[str, Any]]:
-    from evalsuite.probe.batteries import BatteryUnavailable
-
     expanded = dataset.replace("${EVALSUITE_FIXTURES}", str(default_fixtures_dir()))
     path = Path(os.path.expanduser(expanded))
     if path.is_file():

@@ -20,7 +20,8 @@ from evalsuite.report.model import (
     make_columns,
 )
 from evalsuite.report.runs import run_rows
-from evalsuite.results.schema import Results, load_results
+from evalsuite.results.io import load_results
+from evalsuite.results.schema import Results
 
 
 def _labels(files: list[Path]) -> list[str]:

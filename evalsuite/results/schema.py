@@ -17,21 +17,15 @@ computed from the samples (``scale * mean`` of ``passed``, ``not passed`` or ``s
 redo the paired test on any metric, including ones a user battery declares. Missing, they default
 from the built-in metric table in :mod:`evalsuite.results.aggregate`.
 
-Loading validates everything and reports the first problem as ``file: field.path: message``.
-Writing is atomic (temp file in the same directory, fsync, ``os.replace``) so a crash never leaves
-a half-written results file in place of a good one.
+The dataclasses here import nothing from evalsuite but the error type; :mod:`evalsuite.results.validate` builds
+them from parsed JSON and :mod:`evalsuite.results.io` reads and writes files.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-from evalsuite.errors import EvalsuiteError, located
 
 SCHEMA_VERSION = 1
 FINISH_REASONS = ("eos", "stop-string", "max-tokens", "new-turn")
@@ -185,76 +179,3 @@ def _metric_dict(m: Metric) -> dict[str, Any]:
     return {"battery": m.battery, "adapter": m.adapter, "name": m.name, "value": m.value,
             "ci_low": m.ci_low, "ci_high": m.ci_high, "n": m.n, "method": m.method,
             "source": m.source, "scale": m.scale, "higher_is_better": m.higher_is_better}
-
-
-def results_from_dict(data: Any, path: str | os.PathLike[str] = "<results>") -> Results:
-    """Validate a parsed results object; errors name ``path`` and the offending field."""
-    from evalsuite.results.validate import Validator  # it builds the dataclasses defined here
-
-    return Validator(path).results(data)
-
-
-def load_results(path: str | os.PathLike[str]) -> Results:
-    """Read and validate a results (or baseline) file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EvalsuiteError(located(p, None, None, "no such results file")) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalsuiteError(located(p, None, None, f"cannot read: {exc}")) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise EvalsuiteError(located(p, exc.lineno, None, f"invalid JSON: {exc.msg}")) from None
-    results = results_from_dict(data, p)
-    results.path = p
-    return results
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the whole new one, never half."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.chmod(tmp, _file_mode(target))  # mkstemp makes 0600; keep what a plain open() would give
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
-
-
-def _file_mode(target: Path) -> int:
-    try:
-        return target.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist the rename itself; not possible on every platform, harmless to skip there."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_results(results: Results, path: str | os.PathLike[str]) -> None:
-    """Validate (so we never write a file we could not read back) and write atomically."""
-    data = results.to_dict()
-    results_from_dict(data, path)
-    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n")

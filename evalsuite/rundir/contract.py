@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import read_json
 from evalsuite.rundir.manifest import MANIFEST_NAME, read_manifest
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -46,12 +46,7 @@ class RunDir:
 
 
 def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EvalsuiteError(f"{path.parent}: missing {path.name} (incomplete run dir)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EvalsuiteError(f"{path}: invalid JSON: {e}") from None
+    data = read_json(path, missing=f"{path.parent}: missing {path.name} (incomplete run dir)")
     if not isinstance(data, dict):
         raise EvalsuiteError(f"{path}: expected a JSON object")
     return data

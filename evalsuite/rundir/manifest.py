@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -14,7 +11,7 @@ from typing import Any
 
 from evalsuite import __version__
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import sha256_json
+from evalsuite.files import read_json, sha256_json
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "evalsuite_manifest.json"
@@ -79,30 +76,9 @@ def validate_manifest(data: Any, where: str) -> dict[str, Any]:
     return data
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON via a temp file in the same folder + rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     path = run_dir / MANIFEST_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EvalsuiteError(f"{run_dir}: no {MANIFEST_NAME} (not a run dir written by `evalsuite train`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EvalsuiteError(f"{path}: invalid JSON: {e}") from None
+    data = read_json(path, missing=f"{run_dir}: no {MANIFEST_NAME} (not a run dir written by `evalsuite train`)")
     return validate_manifest(data, str(path))
 
 

@@ -6,13 +6,16 @@ Built-in backends are a literal name -> "module:attr" map; third parties add the
 
 from __future__ import annotations
 
-import importlib
+import logging
+import shutil
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.launch import is_main_process
+from evalsuite.registry import Registry
+from evalsuite.rundir.contract import is_run_dir_like, latest_checkpoint
 
 if TYPE_CHECKING:
     from evalsuite.config.load import Config
@@ -23,6 +26,7 @@ BUILTIN: dict[str, str] = {
     "torchtune": "evalsuite.trainers.torchtune_backend:TorchtuneBackend",
 }
 ENTRY_POINT_GROUP = "evalsuite.backends"
+log = logging.getLogger("evalsuite.train")
 
 
 @dataclass(frozen=True)
@@ -46,26 +50,42 @@ class TrainerBackend(Protocol):
         ...
 
 
+BACKENDS = Registry("trainer backend", BUILTIN, ENTRY_POINT_GROUP)
+
+
 def registry() -> dict[str, str]:
     """name -> "module:attr" for every known backend; a duplicate name is an error, not a silent override."""
-    names = dict(BUILTIN)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in names and names[ep.name] != ep.value:
-            raise EvalsuiteError(f"trainer backend {ep.name!r} registered twice: {names[ep.name]} and {ep.value}")
-        names[ep.name] = ep.value
-    return names
+    return BACKENDS.known()
 
 
 def get_backend(name: str) -> TrainerBackend:
-    known = registry()
-    if name not in known:
-        raise EvalsuiteError(f"unknown trainer backend {name!r}; known: {', '.join(sorted(known))}")
-    module_name, _, attr = known[name].partition(":")
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise EvalsuiteError(f"trainer backend {name!r} ({known[name]}) cannot be loaded: {e}") from None
+    obj = BACKENDS.load(name)
     backend = obj() if isinstance(obj, type) else obj
     if not isinstance(backend, TrainerBackend):
-        raise EvalsuiteError(f"trainer backend {name!r} ({known[name]}) does not implement TrainerBackend")
+        raise EvalsuiteError(f"trainer backend {name!r} ({registry()[name]}) does not implement TrainerBackend")
     return backend
+
+
+def prepare_out_dir(out_dir: Path, options: TrainOptions) -> Path | None:
+    """Refuse to clobber: a non-empty out dir needs --resume (continue) or --overwrite (start again). Every backend
+    calls this first.
+
+    Returns the checkpoint to resume from. Under `accelerate launch` every rank looks the checkpoint up (read-only)
+    but only rank 0 clears or creates the folder: two ranks deleting one folder would race."""
+    if options.resume:
+        ckpt = latest_checkpoint(out_dir) if out_dir.exists() else None
+        if ckpt is None:
+            raise EvalsuiteError(f"{out_dir}: --resume given but there is no checkpoint-* to resume from")
+        log.info("resuming from %s", ckpt)
+        return ckpt
+    if not is_main_process():
+        return None
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not options.overwrite:
+            raise EvalsuiteError(f"{out_dir}: output dir is not empty; pass --resume to continue from its newest "
+                                 "checkpoint or --overwrite to start again")
+        if not is_run_dir_like(out_dir):
+            raise EvalsuiteError(f"{out_dir}: refusing to --overwrite a folder that is not an evalsuite run dir")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return None

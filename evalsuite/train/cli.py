@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from evalsuite import launch
+from evalsuite.errors import EvalsuiteError
+
+if TYPE_CHECKING:
+    from evalsuite.train.backends import TrainerBackend, TrainOptions
 
 
 def register(sub: Any) -> None:
@@ -37,15 +44,34 @@ def run_train(args: argparse.Namespace) -> int:
         config.values["max_steps"] = args.max_steps
     out_dir = args.output_dir or Path(config.output_dir)
     backend = get_backend(args.backend or config.values.get("backend") or "trl")
-    from evalsuite.trainers import launch
-
     options = TrainOptions(resume=args.resume, overwrite=args.overwrite, num_processes=args.num_processes)
     if launch.needs_relaunch(backend.name, args.num_processes):
-        return launch.relaunch(backend, args.config, out_dir, options, args.max_steps)
+        return relaunch(backend, args.config, out_dir, options, args.max_steps)
     run_dir = backend.train(config, out_dir, options)
     if launch.is_main_process():
         print(f"run dir: {run_dir}")
     return 0
+
+
+def relaunch(backend: TrainerBackend, config_path: Path, out_dir: Path, options: TrainOptions,
+             max_steps: int | None) -> int:
+    """Validate and prepare here (one clean error, nothing half-done), then start N ranks and wait for them."""
+    from evalsuite.train.backends import prepare_out_dir
+
+    ok, how = backend.available()
+    if not ok:
+        raise EvalsuiteError(f"the {backend.name} backend is not installed: {how}")
+    out_dir = out_dir.resolve()
+    prepare_out_dir(out_dir, options)  # refuses a non-empty dir, or clears it for --overwrite, once
+    plan = launch.LaunchPlan(options.num_processes, launch.cuda_device_count(), launch.free_port())
+    command = launch.build_command(plan, launch.child_train_args(config_path, out_dir, backend.name,
+                                                                 resume=options.resume, max_steps=max_steps))
+    code = launch.run(command)
+    if code != 0:
+        print(f"error: training failed in one of the {plan.num_processes} processes (exit {code}); "
+              "see the rank output above", file=sys.stderr)
+        return 1
+    return 0  # rank 0 has printed the run dir
 
 
 def _positive_int(text: str) -> int:

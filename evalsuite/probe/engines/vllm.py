@@ -1,7 +1,7 @@
 """vLLM engine for probing (``evalsuite probe --engine vllm``): the base loaded once, the N adapters served together
 (multi-LoRA: ``enable_lora`` and one ``LoRARequest`` per adapter), tensor parallelism passed through.
 
-It is a drop-in for :class:`evalsuite.probe.generation.HFEngine` (same ``generate`` / ``generate_mixed``, same
+It is a drop-in for :class:`evalsuite.probe.engines.hf.HFEngine` (same ``generate`` / ``generate_mixed``, same
 :class:`Generation` records), so the results schema does not change with the engine. Prompts are rendered and
 tokenized by evalsuite's :class:`PromptCodec` and handed to vLLM as token ids, and the generated ids are cut and
 classified by the same codec: both engines see the same prompt tokens, decode greedily (temperature 0) and stop on
