@@ -14,7 +14,7 @@ from evalsuite.chat.tokenizer import TokenizerInfo, from_transformers
 from evalsuite.config.load import Config, resolve_path
 from evalsuite.config.rows import load_samples
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import sha256_file, sha256_files, sha256_json, sha256_text, write_json_atomic
+from evalsuite.files import atomic_write_text, sha256_file, sha256_files, sha256_json, sha256_text, write_json_atomic
 from evalsuite.launch import world_size
 from evalsuite.rundir.contract import GENERATION_CONFIG, TEMPLATE_FILE
 from evalsuite.rundir.manifest import MANIFEST_NAME, git_state, new_manifest, package_versions
@@ -137,7 +137,7 @@ def write_run_dir(out_dir: Path, config: Config, hf_tok: Any, tk: TokenizerInfo,
                   extra: dict[str, Any] | None = None) -> None:
     hf_tok.save_pretrained(out_dir)
     if template is not None:
-        (out_dir / TEMPLATE_FILE).write_text(template, encoding="utf-8")
+        atomic_write_text(out_dir / TEMPLATE_FILE, template)
     stops, eot = stop_token_ids(hf_tok, tk, template)
     gen = {"eos_token_id": stops, "pad_token_id": tk.token_id(hf_tok.pad_token), "do_sample": False}
     bos = tk.token_id(hf_tok.bos_token)

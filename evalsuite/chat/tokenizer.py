@@ -7,13 +7,13 @@ the same object, so both see identical ids.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import read_json
 
 # transformers' SPECIAL_TOKENS_ATTRIBUTES: the names a chat template can read as variables.
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -157,12 +157,7 @@ def _load_tokenizer(path: Path) -> TokenizerInfo:
 
 
 def _read_json(path: Path) -> Any:
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EvalsuiteError(f"{path}: invalid JSON: {e}") from None
+    return read_json(path) if path.exists() else {}
 
 
 def from_transformers(hf_tokenizer: Any, chat_template: str | None, name: str) -> TokenizerInfo:

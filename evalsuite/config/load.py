@@ -27,7 +27,8 @@ class ConfigWarning(UserWarning):
 
 @dataclass
 class Config:
-    """Validated config. Attribute names are axolotl's keys; see ``evalsuite.config.fields.FIELDS`` for defaults and docs."""
+    """Validated config. Attribute names are axolotl's keys; see ``evalsuite.config.fields.FIELDS`` for defaults and
+    docs."""
 
     path: Path
     base_model: str

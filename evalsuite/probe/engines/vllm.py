@@ -15,13 +15,13 @@ compares it with the HF engine where a GPU is present.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import read_json
 from evalsuite.probe.generation import Generation, GenerationSettings, PromptCodec, Request
 
 INSTALL = "pip install 'evalsuite[vllm]' (needs a CUDA GPU)"
@@ -31,7 +31,7 @@ VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 def adapter_rank(path: Path) -> int:
     """The largest rank in an adapter (``r`` and any ``rank_pattern`` override)."""
-    cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    cfg = read_json(path / "adapter_config.json")
     return max([int(cfg.get("r", 8)), *(int(v) for v in (cfg.get("rank_pattern") or {}).values())])
 
 
