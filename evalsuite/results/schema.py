@@ -25,15 +25,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 SCHEMA_VERSION = 1
-FINISH_REASONS = ("eos", "stop-string", "max-tokens", "new-turn")
 ADAPTER_KINDS = ("adapter", "base")
 CI_METHODS = ("wilson", "bootstrap", "none")
 METRIC_SOURCES = ("passed", "failed", "score")
 
 FinishReason = Literal["eos", "stop-string", "max-tokens", "new-turn"]
+FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
 
 
 @dataclass
