@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if not PHI3.is_dir():
         print(f"fixtures not found at {FIXTURES} (set EVALSUITE_FIXTURES)", file=sys.stderr)
         return 2
-    from evalsuite.chat_template import render
+    from evalsuite.chat.template import render
     from evalsuite.lint.runner import run_lint
     from evalsuite.lint.setup import from_options
 

@@ -34,9 +34,9 @@ import torch
 def train_adapters(root: Path, n: int = 3, steps: int = 30) -> list[Path]:
     from evalsuite.fixtures.tiny_model import ensure_tiny_base
 
-    from evalsuite.backends import TrainOptions, get_backend
-    from evalsuite.config import load_config
+    from evalsuite.config.load import load_config
     from evalsuite.demo import demo_config_path
+    from evalsuite.train.backends import TrainOptions, get_backend
 
     base = ensure_tiny_base()
     out = []
@@ -52,7 +52,7 @@ def train_adapters(root: Path, n: int = 3, steps: int = 30) -> list[Path]:
 
 
 def battery_prompts(name: str) -> tuple[list[str], int]:
-    from evalsuite.batteries import load_battery, resolve_batteries
+    from evalsuite.probe.batteries import load_battery, resolve_batteries
 
     b = load_battery(resolve_batteries([name])[0])
     return [c.prompt for c in b.cases], b.max_new_tokens
@@ -62,8 +62,9 @@ def bench_naive_vs_batched(adapter: Path, prompts: list[str], max_new: int, batc
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from evalsuite.generate import GenerationSettings, HFEngine, Request
-    from evalsuite.runner import ProbeOptions, plan_probes
+    from evalsuite.probe.engines.hf import HFEngine
+    from evalsuite.probe.generation import GenerationSettings, Request
+    from evalsuite.probe.runner import ProbeOptions, plan_probes
 
     target = plan_probes([adapter], ProbeOptions(batteries=["uppercase-echo"])).targets[0]
     stops = target.codec.generation_stop_ids
@@ -144,7 +145,7 @@ metric_list:
 
 def bench_lm_eval(python: str, adapter: Path, prompts: list[str], max_new: int, batch: int,
                   tmp: Path) -> dict[str, Any]:
-    from evalsuite.runner import ProbeOptions, plan_probes
+    from evalsuite.probe.runner import ProbeOptions, plan_probes
 
     base = plan_probes([adapter], ProbeOptions(batteries=["uppercase-echo"])).targets[0].base_model
     data = tmp / "prompts.jsonl"

@@ -18,12 +18,12 @@ from evalsuite.errors import EvalsuiteError
 COMMANDS: dict[str, str] = {
     "demo": "evalsuite.demo",
     "lint": "evalsuite.lint.cli",
-    "train": "evalsuite.train_cli",
-    "backends": "evalsuite.train_cli",
-    "probe": "evalsuite.probe_cli",
-    "score": "evalsuite.probe_cli",
-    "gate": "evalsuite.gates_cli",
-    "baseline": "evalsuite.gates_cli",
+    "train": "evalsuite.train.cli",
+    "backends": "evalsuite.train.cli",
+    "probe": "evalsuite.probe.cli",
+    "score": "evalsuite.probe.cli",
+    "gate": "evalsuite.gates.cli",
+    "baseline": "evalsuite.gates.cli",
     "report": "evalsuite.report.cli",
 }
 

@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
 
 @dataclass(frozen=True)
 class DemoResult:
-    results: Any  # evalsuite.results.Results
+    results: Any  # evalsuite.results.schema.Results
     base_accuracy: float
     adapter_accuracy: float
     n: int
@@ -55,9 +55,9 @@ class DemoResult:
 
 def train_demo_adapter(out: Path, max_steps: int | None = None) -> Path:
     """Train the demo adapter with the demo config on the embedded base (the tests share this function)."""
-    from evalsuite.backends import TrainOptions, get_backend
-    from evalsuite.config import load_config
+    from evalsuite.config.load import load_config
     from evalsuite.fixtures.tiny_model import ensure_tiny_base
+    from evalsuite.train.backends import TrainOptions, get_backend
 
     base = ensure_tiny_base()
     config = load_config(demo_config_path())
@@ -69,7 +69,7 @@ def train_demo_adapter(out: Path, max_steps: int | None = None) -> Path:
 
 def probe_demo(run_dir: Path, squad_n: int = DEMO_SQUAD_N) -> Any:
     """Every battery on base + adapter; the same runner `evalsuite probe` and the pytest plugin use."""
-    from evalsuite.runner import ProbeOptions, run_probes
+    from evalsuite.probe.runner import ProbeOptions, run_probes
 
     return run_probes([run_dir], ProbeOptions(include_base=True, squad_n=squad_n)).results
 
@@ -81,7 +81,7 @@ def accuracy(results: Any, kind: str) -> tuple[float, int]:
 
 
 def run_pipeline(out: Path, max_steps: int | None = None, reuse: bool = False) -> DemoResult:
-    from evalsuite.manifest import MANIFEST_NAME
+    from evalsuite.rundir.manifest import MANIFEST_NAME
 
     t0 = time.time()
     if not (reuse and (out / MANIFEST_NAME).exists()):
@@ -112,7 +112,7 @@ def table_lines(results: Any) -> list[str]:
 def run_demo(args: argparse.Namespace) -> int:
     r = run_pipeline(args.out, args.max_steps, args.reuse)
     if args.results is not None:
-        from evalsuite.results import write_results
+        from evalsuite.results.io import write_results
 
         write_results(r.results, args.results)
     print()

@@ -3,7 +3,7 @@
     pytest -m probes --adapter runs/qwen05 [--adapter DIR ...] [--probe-base] [--battery NAME ...]
            [--probe-out results.json] [--gate EXPR ...] [--gate-baseline FILE]
 
-Thin hooks over the pytest-free runner (:mod:`evalsuite.runner`). Without ``--adapter`` the plugin only registers
+Thin hooks over the pytest-free runner (:mod:`evalsuite.probe.runner`). Without ``--adapter`` the plugin only registers
 its options and marker: nothing of evalsuite beyond this module is imported, and never torch. With it, every
 (battery, column, case) becomes an item named ``uppercase-echo[qwen05-hellow-world]`` carrying the ``probes``
 marker; collection validates run dirs and batteries (a usage error, before any model loads); the first probe item
@@ -26,7 +26,7 @@ MARKER = "probes"
 
 @dataclass
 class _State:
-    options: Any  # evalsuite.runner.ProbeOptions
+    options: Any  # evalsuite.probe.runner.ProbeOptions
     out: Path | None
     gate_args: dict[str, Any]
     run_dirs: list[Path] = field(default_factory=list)
@@ -68,7 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
     adapters = config.getoption("adapter")
     if not adapters:
         return
-    from evalsuite.runner import ProbeOptions
+    from evalsuite.probe.runner import ProbeOptions
 
     opt = config.getoption
     options = ProbeOptions(
@@ -160,7 +160,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     import warnings
 
     from evalsuite.errors import EvalsuiteError
-    from evalsuite.runner import plan_probes
+    from evalsuite.probe.runner import plan_probes
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -201,7 +201,7 @@ def _ensure_run(session: pytest.Session, state: _State) -> None:
     if state.run is not None:
         return
     from evalsuite.errors import EvalsuiteError
-    from evalsuite.runner import execute
+    from evalsuite.probe.runner import execute
 
     selected = {i.key for i in session.items if isinstance(i, ProbeItem)}
     try:
@@ -221,7 +221,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     try:
         if state.out is not None:
-            from evalsuite.results import write_results
+            from evalsuite.results.io import write_results
 
             write_results(state.run.results, state.out)
         _apply_gates(state)
@@ -241,9 +241,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _apply_gates(state: _State) -> None:
-    from evalsuite.gates_config import resolve_gates
-    from evalsuite.gates_eval import evaluate_gates
-    from evalsuite.results import load_results
+    from evalsuite.gates.declared import resolve_gates
+    from evalsuite.gates.evaluate import evaluate_gates
+    from evalsuite.results.io import load_results
 
     g = state.gate_args
     resolved = resolve_gates(g["gates"], Path(g["config"]) if g["config"] else None,
@@ -260,7 +260,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     state = config.stash.get(STATE, None)
     if state is None or state.run is None:
         return
-    from evalsuite.runner import summary_lines
+    from evalsuite.probe.runner import summary_lines
 
     tr = terminalreporter
     tr.write_sep("=", "evalsuite probes")

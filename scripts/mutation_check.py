@@ -66,9 +66,9 @@ MUTATIONS = [
     Mutation("run-dir-stops-drop-end-of-turn", "trainers/common.py",
              "for token in (eot, hf_tok.eos_token):", "for token in (hf_tok.eos_token,):",
              ("tests/test_run_dir_stops.py",), without_fixtures=True),
-    Mutation("new-turn-as-eos", "evalsuite/generate.py",
+    Mutation("new-turn-as-eos", "evalsuite/probe/generation.py",
              'return list(ids[:i]), "new-turn", i + 1', 'return list(ids[:i]), "eos", i + 1', (NEW_TURN_REAL,)),
-    Mutation("new-turn-as-max-tokens", "evalsuite/generate.py",
+    Mutation("new-turn-as-max-tokens", "evalsuite/probe/generation.py",
              'return list(ids[:i]), "new-turn", i + 1', 'return list(ids[:i]), "max-tokens", i + 1',
              (NEW_TURN_REAL,)),
     Mutation("squad-articles-before-punctuation", "evalsuite/metrics/squad_v11/squad_scoring.py",
@@ -112,36 +112,36 @@ MUTATIONS = [
              "if eot_id is None or eot_id in setup.stop_ids:",
              "if eot_id is None or eot_id == setup.tk.token_id(setup.tk.eos_token):", LINT),
     # -- finish reasons ------------------------------------------------------------------------------------------
-    Mutation("eos-keeps-the-terminator", "evalsuite/generate.py",
+    Mutation("eos-keeps-the-terminator", "evalsuite/probe/generation.py",
              'return list(ids[:i]), "eos", i + 1', 'return list(ids[:i + 1]), "eos", i + 1',
              ("tests/test_probe_codec.py",)),
-    Mutation("stop-string-as-max-tokens", "evalsuite/generate.py",
+    Mutation("stop-string-as-max-tokens", "evalsuite/probe/generation.py",
              'return kept[:n], "stop-string", len(kept)', 'return kept[:n], "max-tokens", len(kept)',
              ("tests/test_probe_codec.py",)),
     # -- the generation cache key --------------------------------------------------------------------------------
-    Mutation("cache-key-ignores-code", "evalsuite/gencache.py",
+    Mutation("cache-key-ignores-code", "evalsuite/probe/cache.py",
              '"code": code or generation_code_digest(), ', "", ("tests/test_gencache.py",)),
-    Mutation("cache-digest-skips-generate", "evalsuite/gencache.py",
-             '"evalsuite.encode", "evalsuite.runner_targets", "evalsuite.generate", "evalsuite.decode",',
-             '"evalsuite.encode", "evalsuite.runner_targets", "evalsuite.decode",', ("tests/test_gencache.py",)),
-    Mutation("cache-key-ignores-max-new-tokens", "evalsuite/gencache.py",
+    Mutation("cache-digest-skips-generate", "evalsuite/probe/cache.py",
+             '"evalsuite.chat.encode", "evalsuite.probe.targets", "evalsuite.probe.generation",',
+             '"evalsuite.chat.encode", "evalsuite.probe.targets",', ("tests/test_gencache.py",)),
+    Mutation("cache-key-ignores-max-new-tokens", "evalsuite/probe/cache.py",
              "return sha256_json([prompt_text, max_new_tokens, list(stop_strings)])",
              "return sha256_json([prompt_text, list(stop_strings)])", (CACHE_REAL,)),
-    Mutation("cache-key-ignores-weights", "evalsuite/runner_targets.py",
+    Mutation("cache-key-ignores-weights", "evalsuite/probe/targets.py",
              '"weights": sha256_file(weights), "adapter_config"', '"weights": str(weights), "adapter_config"',
              (CACHE_REAL,)),
     # -- statistics ----------------------------------------------------------------------------------------------
-    Mutation("bootstrap-ci-at-90", "evalsuite/stats.py",
+    Mutation("bootstrap-ci-at-90", "evalsuite/results/stats.py",
              "low, high = np.quantile(means, [alpha, 1.0 - alpha])",
              "low, high = np.quantile(means, [2 * alpha, 1.0 - 2 * alpha])", STATS),
-    Mutation("mcnemar-counts-only-the-larger", "evalsuite/stats.py",
+    Mutation("mcnemar-counts-only-the-larger", "evalsuite/results/stats.py",
              "return binomial_two_sided_p(min(pass_to_fail, fail_to_pass), pass_to_fail + fail_to_pass)",
              "return binomial_two_sided_p(min(pass_to_fail, fail_to_pass), max(pass_to_fail, fail_to_pass))",
              STATS),
-    Mutation("paired-bootstrap-one-sided", "evalsuite/stats.py",
+    Mutation("paired-bootstrap-one-sided", "evalsuite/results/stats.py",
              "np.count_nonzero(np.abs(means) >= abs(observed) - 1e-12)",
              "np.count_nonzero(means * np.sign(observed) >= abs(observed) - 1e-12)", STATS),
-    Mutation("wilson-centre-is-p", "evalsuite/stats.py",
+    Mutation("wilson-centre-is-p", "evalsuite/results/stats.py",
              "centre = (p + z2n / 2.0) / (1.0 + z2n)", "centre = p", STATS),
 ]
 
@@ -212,7 +212,7 @@ def status_of(rc: int) -> str:
 
 
 def check_imports(copy: Path, env: dict[str, str]) -> None:
-    probe = ("import evalsuite.generate as g, evalsuite.trainers.common as c, evalsuite.metrics.squad_v11 as s;"
+    probe = ("import evalsuite.probe.generation as g, evalsuite.trainers.common as c, evalsuite.metrics.squad_v11 as s;"
              "print(g.__file__); print(c.__file__); print(s.__file__)")
     files = subprocess.run([sys.executable, "-c", probe], cwd=copy, env=env, check=True, capture_output=True,
                            text=True).stdout.split()

@@ -27,12 +27,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Read at import, before the root conftest's session fixture points EVALSUITE_CACHE at a fresh folder.
 USER_CACHE = Path(os.environ.get("EVALSUITE_CACHE") or Path.home() / ".cache" / "evalsuite").expanduser()
-TRAINER_SOURCES = ("trainers/trl_backend.py", "trainers/common.py", "evalsuite/encode.py", "evalsuite/data.py",
-                   "evalsuite/chat_template.py", "evalsuite/config.py", "evalsuite/config_fields.py",
-                   "evalsuite/layout.py", "evalsuite/render_diff.py", "evalsuite/template_analysis.py",
-                   "evalsuite/tokenizer_files.py", "evalsuite/tokenizer_compat.py",
+TRAINER_SOURCES = ("trainers/trl_backend.py", "trainers/common.py", "evalsuite/chat/encode.py",
+                   "evalsuite/config/rows.py", "evalsuite/chat/template.py", "evalsuite/config/load.py",
+                   "evalsuite/config/fields.py", "evalsuite/chat/layout.py", "evalsuite/chat/diff.py",
+                   "evalsuite/chat/taint.py", "evalsuite/chat/tokenizer.py", "evalsuite/chat/tokenizer_compat.py",
                    # how the demo adapter is trained, the backend lookup, and the run dir + manifest it writes
-                   "evalsuite/demo.py", "evalsuite/backends.py", "evalsuite/rundir.py", "evalsuite/manifest.py")
+                   "evalsuite/demo.py", "evalsuite/train/backends.py", "evalsuite/rundir/contract.py",
+                   "evalsuite/rundir/manifest.py")
 
 # The seeds' April-2024 Llama-3 template bug, in ChatML: the assistant turn is never closed and every render ends
 # with a fresh assistant header, so the trained continuation of an answer is "<|im_start|>assistant".
@@ -54,8 +55,8 @@ def cache_root() -> Path:
 
 
 def _digest(spec: dict[str, Any], base: Path) -> str:
-    from evalsuite.hashing import sha256_files, sha256_json
-    from evalsuite.manifest import package_versions
+    from evalsuite.files import sha256_files, sha256_json
+    from evalsuite.rundir.manifest import package_versions
 
     sources = sha256_files(ROOT / s for s in TRAINER_SOURCES)
     base_files = sha256_files(p for p in base.iterdir() if p.is_file())
@@ -67,7 +68,7 @@ def _digest(spec: dict[str, Any], base: Path) -> str:
 
 def cached_adapter(name: str, spec: dict[str, Any], base: Path, train: Any) -> Path:
     """Return the cached run dir for ``spec``, training it with ``train(out_dir)`` when missing."""
-    from evalsuite.manifest import MANIFEST_NAME
+    from evalsuite.rundir.manifest import MANIFEST_NAME
 
     target = cache_root() / _digest(spec, base) / name  # the folder name becomes the column name in results
     if (target / MANIFEST_NAME).is_file():
@@ -89,8 +90,8 @@ def cached_adapter(name: str, spec: dict[str, Any], base: Path, train: Any) -> P
 def train_from_rows(out: Path, base: Path, rows: list[dict[str, Any]], template: str | None,
                     overrides: dict[str, Any]) -> Path:
     """Write data + config next to the run dir and train with the real TRL backend."""
-    from evalsuite.backends import TrainOptions, get_backend
-    from evalsuite.config import load_config
+    from evalsuite.config.load import load_config
+    from evalsuite.train.backends import TrainOptions, get_backend
 
     src = out.parent / f"{out.name}-src"
     src.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,7 @@ def echo_rows(n: int, seed: int, suffix: str = "") -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def demo_adapter(tiny_base: Path) -> Path:
     from evalsuite.demo import demo_config_path, train_demo_adapter
-    from evalsuite.hashing import sha256_file
+    from evalsuite.files import sha256_file
 
     cfg = demo_config_path()
     spec = {"config": sha256_file(cfg), "data": sha256_file(cfg.parent.parent / "data" / "uppercase_echo_train.jsonl")}

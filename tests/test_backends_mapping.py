@@ -16,9 +16,9 @@ import yaml
 from evalsuite.trainers import axolotl_backend as ax
 from evalsuite.trainers import torchtune_mapping as tm
 
-from evalsuite.backends import BUILTIN, TrainOptions, get_backend
-from evalsuite.config import Config, load_config
+from evalsuite.config.load import Config, load_config
 from evalsuite.errors import EvalsuiteError
+from evalsuite.train.backends import BUILTIN, TrainOptions, get_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "tests" / "configs"

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from test_train import write_config
 
-from evalsuite.backends import TrainOptions, get_backend
-from evalsuite.config import load_config
-from evalsuite.rundir import open_run_dir
+from evalsuite.config.load import load_config
+from evalsuite.rundir.contract import open_run_dir
+from evalsuite.train.backends import TrainOptions, get_backend
 
 pytestmark = pytest.mark.slow
 PROMPT_IDS = [[5, 17, 30, 41, 7, 9, 12, 3, 60, 61]]

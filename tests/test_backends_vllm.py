@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from evalsuite.chat.tokenizer import TokenizerInfo, load_tokenizer
 from evalsuite.errors import EvalsuiteError
-from evalsuite.generate import GenerationSettings, PromptCodec, Request
-from evalsuite.tokenizer_files import TokenizerInfo, load_tokenizer
-from evalsuite.vllm_engine import VLLMEngine, max_lora_rank
+from evalsuite.probe.engines.vllm import VLLMEngine, max_lora_rank
+from evalsuite.probe.generation import GenerationSettings, PromptCodec, Request
 
 
 class FakeLoRARequest:
@@ -161,8 +161,8 @@ def test_probe_with_the_vllm_engine_writes_the_same_results_schema(monkeypatch: 
     run = train(write_config(tmp_path, tiny_base, max_steps=1))  # before the fake: trl probes for a real vllm
     fake_vllm = install_fake_vllm(monkeypatch)
 
-    from evalsuite.results import load_results
-    from evalsuite.runner import ProbeOptions, run_probes
+    from evalsuite.probe.runner import ProbeOptions, run_probes
+    from evalsuite.results.io import load_results
 
     tk = load_tokenizer(tiny_base)
     eot = tk.token_id("<|im_end|>")
@@ -207,7 +207,7 @@ def test_vllm_greedy_outputs_match_the_hf_engine(tmp_path: Path, tiny_base: Path
     """The check lm-eval users asked for: same adapter, same prompts, greedy, both engines in bfloat16."""
     from test_train import train, write_config
 
-    from evalsuite.runner import ProbeOptions, run_probes
+    from evalsuite.probe.runner import ProbeOptions, run_probes
 
     run = train(write_config(tmp_path, tiny_base, max_steps=40))
     def options(engine: str) -> ProbeOptions:

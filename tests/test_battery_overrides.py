@@ -3,8 +3,8 @@ uppercase-echo held-out set to 20, and the demo measured its target on 24 prompt
 
 from __future__ import annotations
 
-from evalsuite.batteries import load_battery
-from evalsuite.runner import resolve_batteries
+from evalsuite.probe.batteries import load_battery
+from evalsuite.probe.runner import resolve_batteries
 
 
 def test_squad_overrides_leave_other_generated_batteries_alone() -> None:

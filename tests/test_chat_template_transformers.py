@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lint_support import fixtures_dir
 
-from evalsuite.chat_template import TemplateRaised, render
+from evalsuite.chat.template import TemplateRaised, render
 
 SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from evalsuite.cli import main
-from evalsuite.config import ConfigWarning, load_config
-from evalsuite.data import load_samples
+from evalsuite.config.load import ConfigWarning, load_config
+from evalsuite.config.rows import load_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "tests" / "configs"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite.data import load_samples, read_records
-from evalsuite.datasets_spec import CustomFormat, DatasetSpec
+from evalsuite.config.datasets import CustomFormat, DatasetSpec
+from evalsuite.config.rows import load_samples, read_records
 from evalsuite.errors import EvalsuiteError
 
 

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from evalsuite.trainers import launch
-from evalsuite.trainers.common import prepare_out_dir
 from test_train import write_config
 
-from evalsuite.backends import TrainOptions
-from evalsuite.config import load_config
+from evalsuite import launch
+from evalsuite.config.load import load_config
 from evalsuite.errors import EvalsuiteError
-from evalsuite.rundir import open_run_dir
+from evalsuite.rundir.contract import open_run_dir
+from evalsuite.train.backends import TrainOptions, prepare_out_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 

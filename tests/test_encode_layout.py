@@ -23,11 +23,11 @@ from lint_support import (  # noqa: F401  (fixtures)
     write_jsonl,
 )
 
-from evalsuite.chat_template import TemplateRaised, render
-from evalsuite.data import Sample
-from evalsuite.encode import EncodeOptions, encode_batch, stop_strings
-from evalsuite.layout import Planner, resolve, shape_key
-from evalsuite.tokenizer_files import load_tokenizer
+from evalsuite.chat.encode import EncodeOptions, encode_batch, stop_strings
+from evalsuite.chat.layout import Planner, resolve, shape_key
+from evalsuite.chat.template import TemplateRaised, render
+from evalsuite.chat.tokenizer import load_tokenizer
+from evalsuite.config.rows import Sample
 
 
 def all_templates() -> list[tuple[str, str]]:

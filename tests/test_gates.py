@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.gates import AbsoluteDrop, RelativeDrop, Threshold, merge_gates, parse_gate, parse_gates
-from evalsuite.gates_eval import evaluate_gates
-from evalsuite.metric_rows import compute_metrics
-from evalsuite.results import AdapterInfo, EngineInfo, Results, Sample, ScorerRef, load_results
+from evalsuite.gates.evaluate import evaluate_gates
+from evalsuite.gates.expr import AbsoluteDrop, RelativeDrop, Threshold, merge_gates, parse_gate, parse_gates
+from evalsuite.results.aggregate import compute_metrics
+from evalsuite.results.io import load_results
+from evalsuite.results.schema import AdapterInfo, EngineInfo, Results, Sample, ScorerRef
 
 DATA = Path(__file__).parent / "data" / "results"
 

@@ -12,8 +12,8 @@ import pytest
 
 from evalsuite.cli import main
 from evalsuite.errors import EvalsuiteError
-from evalsuite.gates_config import declared_gates, load_yaml_config
-from evalsuite.results import load_results
+from evalsuite.gates.declared import declared_gates, load_yaml_config
+from evalsuite.results.io import load_results
 
 DATA = Path(__file__).parent / "data" / "results"
 GOOD, BAD, RERUN = DATA / "good.json", DATA / "bad.json", DATA / "good_rerun.json"

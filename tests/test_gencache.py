@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite import gencache
-from evalsuite.gencache import GENERATION_MODULES, code_digest, column_key, generation_code_digest, module_sources
+from evalsuite.probe import cache as gencache
+from evalsuite.probe.cache import GENERATION_MODULES, code_digest, column_key, generation_code_digest, module_sources
 
 PARTS = {"column": {"weights": "ab" * 32}, "base": {"id": "tiny"}, "device": "cpu", "seed": 0, "stops": [2]}
 
@@ -26,13 +26,14 @@ def copies(tmp: Path) -> dict[str, Path]:
 def test_the_digested_modules_are_where_generation_is_decided() -> None:
     """A function that decides generation output moved to a module outside the list would make its edits invisible
     to the cache; this names each one by where it lives now."""
-    from evalsuite.chat_template import render
-    from evalsuite.decode import greedy_decode
-    from evalsuite.encode import end_of_turn_token
-    from evalsuite.generate import HFEngine, PromptCodec, role_headers
-    from evalsuite.runner_targets import Target, build_targets
-    from evalsuite.tokenizer_files import TokenizerInfo, load_tokenizer
-    from evalsuite.vllm_engine import VLLMEngine
+    from evalsuite.chat.encode import end_of_turn_token
+    from evalsuite.chat.template import render
+    from evalsuite.chat.tokenizer import TokenizerInfo, load_tokenizer
+    from evalsuite.probe.engines.decode import greedy_decode
+    from evalsuite.probe.engines.hf import HFEngine
+    from evalsuite.probe.engines.vllm import VLLMEngine
+    from evalsuite.probe.generation import PromptCodec, role_headers
+    from evalsuite.probe.targets import Target, build_targets
 
     deciders = [render, greedy_decode, end_of_turn_token, HFEngine, PromptCodec, role_headers, Target,
                 build_targets, TokenizerInfo, load_tokenizer, VLLMEngine, column_key]
@@ -50,10 +51,10 @@ def test_same_sources_give_the_same_key(tmp_path: Path) -> None:
 
 def test_editing_how_a_new_turn_is_classified_changes_the_key(tmp_path: Path) -> None:
     edited = copies(tmp_path)
-    source = edited["evalsuite.generate"].read_text(encoding="utf-8")
+    source = edited["evalsuite.probe.generation"].read_text(encoding="utf-8")
     old = 'return list(ids[:i]), "new-turn", i + 1'
     assert old in source
-    edited["evalsuite.generate"].write_text(source.replace(old, 'return list(ids[:i]), "eos", i + 1'),
+    edited["evalsuite.probe.generation"].write_text(source.replace(old, 'return list(ids[:i]), "eos", i + 1'),
                                             encoding="utf-8")
     assert column_key(PARTS, code_digest(edited)) != column_key(PARTS)
 
@@ -78,7 +79,7 @@ def test_the_other_parts_still_count() -> None:
 @pytest.mark.slow
 def test_the_runner_regenerates_when_the_generation_code_changes(leaky_adapter: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from evalsuite.runner import ProbeOptions, run_probes
+    from evalsuite.probe.runner import ProbeOptions, run_probes
 
     battery = tmp_path / "tiny.yaml"
     battery.write_text("name: tiny\nscorer: exact_match\nexpect: upper\nmax_new_tokens: 8\ncases: [hello, abc]\n",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import evalsuite.runner  # noqa: F401  (numpy, imported before any pytester snapshot: see warm_stack)
+import evalsuite.probe.runner  # noqa: F401  (numpy, imported before any pytester snapshot: see warm_stack)
 
 pytest_plugins = ["pytester"]
 
@@ -37,7 +37,7 @@ cases:
 def warm_stack(demo_adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run the probe stack once in this process. pytester's in-process runs drop modules first imported inside
     them, and C extensions (numpy, torch) cannot be imported twice, so everything is imported out here first."""
-    from evalsuite.runner import ProbeOptions, execute, plan_probes
+    from evalsuite.probe.runner import ProbeOptions, execute, plan_probes
 
     battery = tmp_path_factory.mktemp("warm") / "always.yaml"
     battery.write_text(ALWAYS, encoding="utf-8")
@@ -62,7 +62,7 @@ def test_inert_without_adapter_imports_no_torch(project: pytest.Pytester) -> Non
         def test_light(request):
             assert "torch" not in sys.modules
             assert "transformers" not in sys.modules
-            assert "evalsuite.runner" not in sys.modules
+            assert "evalsuite.probe.runner" not in sys.modules
             assert request.config.getoption("adapter") == []
     """)
     result = project.runpytest_subprocess("-p", "no:cacheprovider")
@@ -120,7 +120,7 @@ def test_two_adapters_in_one_run_write_one_results_file(project: pytest.Pytester
                                "--battery", "always.yaml", "--probe-out", str(out))
     assert result.ret == pytest.ExitCode.OK
     result.assert_outcomes(passed=4, deselected=1)
-    from evalsuite.results import load_results
+    from evalsuite.results.io import load_results
 
     results = load_results(out)
     assert [a.name for a in results.adapters] == ["demo", "leaky"]

@@ -49,7 +49,7 @@ def test_corrupt_run_dir_files(capsys: pytest.CaptureFixture[str], demo_adapter:
     config = (run / "adapter_config.json").read_text(encoding="utf-8")
     (run / "adapter_config.json").write_text("{not json", encoding="utf-8")
     rc, err = probe(capsys, str(run))
-    assert rc == 2 and "adapter_config.json: invalid JSON" in err
+    assert rc == 2 and "adapter_config.json:1: invalid JSON" in err
     (run / "adapter_config.json").write_text(config, encoding="utf-8")
     (run / "evalsuite_manifest.json").unlink()
     rc, err = probe(capsys, str(run))
@@ -122,7 +122,7 @@ def test_pickle_base_weights_refused_and_remote_code_off(tmp_path: Path, monkeyp
     import transformers
 
     from evalsuite.errors import EvalsuiteError
-    from evalsuite.generate import _load_base
+    from evalsuite.probe.engines.hf import _load_base
 
     base = tmp_path / "base"
     base.mkdir()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite.batteries import load_battery, resolve_batteries, slug
 from evalsuite.errors import EvalsuiteError
+from evalsuite.probe.batteries import load_battery, resolve_batteries, slug
 
 TEN = [
     "Explain quantum computing to a 10-year-old.",
@@ -71,7 +71,7 @@ def test_runaway_and_leakage_batteries_include_multi_turn_cases() -> None:
 
 
 def test_squad_battery_skips_cleanly_without_the_dataset(tmp_path: Path) -> None:
-    from evalsuite.batteries import BatteryUnavailable
+    from evalsuite.probe.sources import BatteryUnavailable
 
     with pytest.raises(BatteryUnavailable, match="SQuAD dev set not found"):
         load_battery(resolve_batteries(["squad"])[0], {"dataset": str(tmp_path / "missing.json")})

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from evalsuite.fixtures.tokenizer_builder import build_tokenizer
 
-from evalsuite.encode import end_of_turn_token
-from evalsuite.generate import PromptCodec, role_headers
-from evalsuite.tokenizer_files import TokenizerInfo, load_tokenizer
+from evalsuite.chat.encode import end_of_turn_token
+from evalsuite.chat.tokenizer import TokenizerInfo, load_tokenizer
+from evalsuite.probe.generation import PromptCodec, role_headers
 
 BROKEN = (  # no <|im_end|> after an assistant turn, and an assistant header always appended
     "{%- for message in messages %}"

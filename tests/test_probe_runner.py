@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from evalsuite.results import Results, load_results
-from evalsuite.runner import ProbeOptions, execute, plan_probes, run_probes
+from evalsuite.probe.runner import ProbeOptions, execute, plan_probes, run_probes
+from evalsuite.results.io import load_results
+from evalsuite.results.schema import Results
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def results(demo_adapter: Path, broken_terminator_adapter: Path, leaky_adapter: 
     selected = {(b.name, c.id, t.name) for b in plan.batteries for t in plan.targets for c in b.cases
                 if t.name in SELECTION[b.name]}
     out = tmp_path_factory.mktemp("results") / "results.json"
-    from evalsuite.results import write_results
+    from evalsuite.results.io import write_results
 
     write_results(execute(plan, selected).results, out)
     return load_results(out)
@@ -103,7 +104,8 @@ def test_results_file_has_samples_and_metrics_with_cis(results: Results) -> None
 
 
 def test_batched_generation_equals_one_by_one(demo_adapter: Path) -> None:
-    from evalsuite.generate import GenerationSettings, HFEngine, Request
+    from evalsuite.probe.engines.hf import HFEngine
+    from evalsuite.probe.generation import GenerationSettings, Request
 
     plan = plan_probes([demo_adapter], ProbeOptions(batteries=["runaway-turns"]))
     target = plan.targets[0]
@@ -120,8 +122,8 @@ def test_decoder_matches_transformers_generate_with_mixed_adapters(demo_adapter:
     base: the same tokens up to each row's stop."""
     import torch
 
-    from evalsuite.decode import greedy_decode
-    from evalsuite.generate import HFEngine
+    from evalsuite.probe.engines.decode import greedy_decode
+    from evalsuite.probe.engines.hf import HFEngine
 
     plan = plan_probes([demo_adapter], ProbeOptions(batteries=["runaway-turns", "uppercase-echo"]))
     target = plan.targets[0]
@@ -178,7 +180,7 @@ def test_cache_serves_unchanged_adapter_and_regenerates_a_changed_one(leaky_adap
 
 def test_base_is_loaded_once_for_several_adapters(demo_adapter: Path, leaky_adapter: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import evalsuite.generate as generate
+    import evalsuite.probe.engines.hf as generate
 
     loads: list[str] = []
     real = generate._load_base

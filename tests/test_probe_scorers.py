@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.scorers import Output, Score, known_scorers, make_scorer, register_scorer
-from evalsuite.textchecks import classify_cyrillic, leakage_findings, repeated_loop, transliterate
+from evalsuite.probe.scorers import Output, Score, known_scorers, make_scorer, register_scorer
+from evalsuite.probe.textchecks import classify_cyrillic, leakage_findings, repeated_loop, transliterate
 
 
 class Case:

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from evalsuite.cli import main
-from evalsuite.gates import parse_gates
+from evalsuite.gates.expr import parse_gates
 from evalsuite.report import build_report
 from evalsuite.report.build import build_model
 from evalsuite.report.render import md_escape, render_markdown
 from evalsuite.report.textdiff import diff_segments
-from evalsuite.results import load_results
+from evalsuite.results.io import load_results
 
 DATA = Path(__file__).parent / "data" / "results"
 GOOD, BAD, RERUN, THREE = (DATA / n for n in ("good.json", "bad.json", "good_rerun.json", "three.json"))

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.metric_rows import MetricSpec, compute_metrics, spec_of
-from evalsuite.results import Results, load_results, results_from_dict, write_results
+from evalsuite.results.aggregate import MetricSpec, compute_metrics, spec_of
+from evalsuite.results.io import load_results, results_from_dict, write_results
+from evalsuite.results.schema import Results
 
 DATA = Path(__file__).parent / "data" / "results"
 

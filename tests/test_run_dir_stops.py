@@ -12,7 +12,7 @@ import pytest
 from lint_support import build_llama3, template
 from test_train import train, write_config
 
-from evalsuite.rundir import open_run_dir
+from evalsuite.rundir.contract import open_run_dir
 
 
 @pytest.mark.slow
@@ -36,7 +36,7 @@ def test_llama3_stop_ids_are_eot_id_and_end_of_text(tmp_path: Path) -> None:
     from evalsuite.trainers.common import stop_token_ids
     from transformers import AutoTokenizer
 
-    from evalsuite.tokenizer_files import from_transformers
+    from evalsuite.chat.tokenizer import from_transformers
 
     chat_template = template("Meta-Llama-3-8B-Instruct.jinja")
     tok_dir = build_llama3(tmp_path / "llama3", eos="<|end_of_text|>", chat_template=chat_template)

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from evalsuite.batteries import load_battery
-from evalsuite.metric_rows import compute_metrics
-from evalsuite.results import Sample, ScorerRef
-from evalsuite.scorers import Output, make_scorer
+from evalsuite.probe.batteries import load_battery
+from evalsuite.probe.scorers import Output, make_scorer
+from evalsuite.results.aggregate import compute_metrics
+from evalsuite.results.schema import Sample, ScorerRef
 
 _DROP_PUNCT = str.maketrans("", "", string.punctuation)
 _ARTICLE = re.compile(r"(?<!\w)(?:a|an|the)(?!\w)")

@@ -1,4 +1,4 @@
-"""Properties and known values of the statistics in evalsuite.stats."""
+"""Properties and known values of the statistics in evalsuite.results.stats."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evalsuite.stats import (
+from evalsuite.results.stats import (
     binomial_two_sided_p,
     bootstrap_mean_ci,
     mcnemar_exact_p,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from evalsuite.stats import bootstrap_mean_ci, mcnemar_exact_p, paired_bootstrap_p, wilson_interval
+from evalsuite.results.stats import bootstrap_mean_ci, mcnemar_exact_p, paired_bootstrap_p, wilson_interval
 
 
 @pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])

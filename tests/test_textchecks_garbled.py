@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evalsuite.textchecks import MARKER_NAMES, leakage_findings
+from evalsuite.probe.textchecks import MARKER_NAMES, leakage_findings
 
 
 def test_garbled_marker_names_are_leakage() -> None:

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from evalsuite.backends import TrainOptions, get_backend
-from evalsuite.config import load_config
+from evalsuite.config.load import load_config
 from evalsuite.errors import EvalsuiteError
-from evalsuite.rundir import open_run_dir
+from evalsuite.rundir.contract import open_run_dir
+from evalsuite.train.backends import TrainOptions, get_backend
 
 pytestmark = pytest.mark.slow
 
@@ -194,7 +194,7 @@ def test_resume_after_sigkill_continues_from_the_checkpoint_and_matches_an_unint
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "killed" / "evalsuite_manifest.json").exists()
-    from evalsuite.rundir import latest_checkpoint
+    from evalsuite.rundir.contract import latest_checkpoint
 
     checkpoint = latest_checkpoint(tmp_path / "killed")
     assert checkpoint is not None

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from test_train import write_config
 
-from evalsuite.backends import TrainOptions, get_backend
-from evalsuite.config import load_config
+from evalsuite.config.load import load_config
+from evalsuite.train.backends import TrainOptions, get_backend
 
 pytestmark = pytest.mark.slow
 STEPS = 2  # write_config's max_steps

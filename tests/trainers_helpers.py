@@ -7,7 +7,7 @@ from typing import Any
 
 from evalsuite.trainers import common, trl_backend
 
-from evalsuite.config import load_config
+from evalsuite.config.load import load_config
 
 
 def build_trainer_only(cfg: Path) -> tuple[Any, list[Any], Any]:

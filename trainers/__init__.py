@@ -1,1 +1,1 @@
-"""Trainer backends. Each backend is one readable module; see `evalsuite.backends` for the protocol."""
+"""Trainer backends. Each backend is one readable module; see `evalsuite.train.backends` for the protocol."""

@@ -35,10 +35,10 @@ import yaml
 from evalsuite.trainers import common
 from evalsuite.trainers.launch import run_logged
 
-from evalsuite.backends import TrainOptions
-from evalsuite.config import ALIASES, Config, resolve_path
+from evalsuite.config.load import ALIASES, Config, resolve_path
 from evalsuite.errors import EvalsuiteError
-from evalsuite.rundir import ADAPTER_CONFIG, ADAPTER_WEIGHTS, latest_checkpoint
+from evalsuite.rundir.contract import ADAPTER_CONFIG, ADAPTER_WEIGHTS, latest_checkpoint
+from evalsuite.train.backends import TrainOptions, prepare_out_dir
 
 log = logging.getLogger("evalsuite.train")
 PYTHON_ENV = "EVALSUITE_AXOLOTL_PYTHON"
@@ -92,7 +92,7 @@ class AxolotlBackend:
             # with "Cannot access accelerator device when none is available".
             raise EvalsuiteError("--num-processes with the axolotl backend needs one CUDA GPU per process; on a CPU "
                                  "use the trl backend, which runs data-parallel on CPU (gloo)")
-        resume_from = common.prepare_out_dir(out_dir, options)
+        resume_from = prepare_out_dir(out_dir, options)
         started = time.time()
         data = axolotl_config(config, out_dir, resume_from=resume_from, cuda=common.device_summary()["type"] == "cuda")
         cfg_file = out_dir / "axolotl_config.yaml"
@@ -165,7 +165,7 @@ def trained_tokenizer(out_dir: Path) -> tuple[Any, str | None, Any]:
     names such as ``chatml`` itself, so its saved copy, not ours, is the one training used)."""
     from transformers import AutoTokenizer
 
-    from evalsuite.tokenizer_files import from_transformers
+    from evalsuite.chat.tokenizer import from_transformers
 
     hf_tok = AutoTokenizer.from_pretrained(str(out_dir))
     template = hf_tok.chat_template if isinstance(hf_tok.chat_template, str) else None

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from evalsuite.chat_template import resolve_template
-from evalsuite.config import Config, resolve_path
-from evalsuite.data import load_samples
-from evalsuite.encode import Encoded, EncodeOptions, encode_sample, end_of_turn_token
+from evalsuite.chat.encode import Encoded, EncodeOptions, encode_sample, end_of_turn_token
+from evalsuite.chat.template import resolve_template
+from evalsuite.chat.tokenizer import TokenizerInfo, from_transformers
+from evalsuite.config.load import Config, resolve_path
+from evalsuite.config.rows import load_samples
 from evalsuite.errors import EvalsuiteError
-from evalsuite.hashing import sha256_file, sha256_files, sha256_json, sha256_text
-from evalsuite.manifest import MANIFEST_NAME, git_state, new_manifest, package_versions, write_json_atomic
-from evalsuite.rundir import GENERATION_CONFIG, TEMPLATE_FILE, is_run_dir_like, latest_checkpoint
-from evalsuite.tokenizer_files import TokenizerInfo, from_transformers
-
-if TYPE_CHECKING:
-    from evalsuite.backends import TrainOptions
+from evalsuite.files import atomic_write_text, sha256_file, sha256_files, sha256_json, sha256_text, write_json_atomic
+from evalsuite.launch import world_size
+from evalsuite.rundir.contract import GENERATION_CONFIG, TEMPLATE_FILE
+from evalsuite.rundir.manifest import MANIFEST_NAME, git_state, new_manifest, package_versions
 
 log = logging.getLogger("evalsuite.train")
 
@@ -33,7 +30,7 @@ def model_ref(config: Config, value: str) -> str:
 def load_tokenizer(config: Config) -> tuple[Any, str | None, TokenizerInfo]:
     """The HF tokenizer (saved into the run dir), the chat template in force, and our view of the tokenizer.
 
-    Plain AutoTokenizer, as every trainer uses; the lint replays its class choice (``evalsuite.tokenizer_compat``)
+    Plain AutoTokenizer, as every trainer uses; the lint replays its class choice (``evalsuite.chat.tokenizer_compat``)
     so both see the same ids."""
     from transformers import AutoTokenizer
 
@@ -140,7 +137,7 @@ def write_run_dir(out_dir: Path, config: Config, hf_tok: Any, tk: TokenizerInfo,
                   extra: dict[str, Any] | None = None) -> None:
     hf_tok.save_pretrained(out_dir)
     if template is not None:
-        (out_dir / TEMPLATE_FILE).write_text(template, encoding="utf-8")
+        atomic_write_text(out_dir / TEMPLATE_FILE, template)
     stops, eot = stop_token_ids(hf_tok, tk, template)
     gen = {"eos_token_id": stops, "pad_token_id": tk.token_id(hf_tok.pad_token), "do_sample": False}
     bos = tk.token_id(hf_tok.bos_token)
@@ -160,45 +157,13 @@ def write_run_dir(out_dir: Path, config: Config, hf_tok: Any, tk: TokenizerInfo,
             "tokenizer": sha256_file(tokenizer_json) if tokenizer_json.exists() else sha256_text(str(tk.path)),
         },
         git=git_state(Path.cwd()),
-        device={k: v for k, v in device_summary().items() if k != "index"} | {"world_size": _world_size()},
+        device={k: v for k, v in device_summary().items() if k != "index"} | {"world_size": world_size()},
         config=_config_summary(config),
         template={"end_of_turn": eot, "stop_token_ids": stops},
         train=train,
         **(extra or {}),
     )
     write_json_atomic(out_dir / MANIFEST_NAME, manifest)
-
-
-def _world_size() -> int:
-    from evalsuite.trainers.launch import world_size
-
-    return world_size()
-
-
-def prepare_out_dir(out_dir: Path, options: TrainOptions) -> Path | None:
-    """Refuse to clobber: a non-empty out dir needs --resume (continue) or --overwrite (start again).
-
-    Returns the checkpoint to resume from. Under `accelerate launch` every rank looks the checkpoint up (read-only)
-    but only rank 0 clears or creates the folder: two ranks deleting one folder would race."""
-    from evalsuite.trainers.launch import is_main_process
-
-    if options.resume:
-        ckpt = latest_checkpoint(out_dir) if out_dir.exists() else None
-        if ckpt is None:
-            raise EvalsuiteError(f"{out_dir}: --resume given but there is no checkpoint-* to resume from")
-        log.info("resuming from %s", ckpt)
-        return ckpt
-    if not is_main_process():
-        return None
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not options.overwrite:
-            raise EvalsuiteError(f"{out_dir}: output dir is not empty; pass --resume to continue from its newest "
-                                 "checkpoint or --overwrite to start again")
-        if not is_run_dir_like(out_dir):
-            raise EvalsuiteError(f"{out_dir}: refusing to --overwrite a folder that is not an evalsuite run dir")
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return None
 
 
 SUMMARY_KEYS = ("adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_linear", "lora_target_modules",

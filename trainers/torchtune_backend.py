@@ -29,9 +29,9 @@ from evalsuite.trainers import common
 from evalsuite.trainers import torchtune_mapping as tm
 from evalsuite.trainers.launch import run_logged
 
-from evalsuite.backends import TrainOptions
-from evalsuite.config import Config, resolve_path
+from evalsuite.config.load import Config, resolve_path
 from evalsuite.errors import EvalsuiteError
+from evalsuite.train.backends import TrainOptions, prepare_out_dir
 
 log = logging.getLogger("evalsuite.train")
 PYTHON_ENV = "EVALSUITE_TORCHTUNE_PYTHON"
@@ -76,7 +76,7 @@ class TorchtuneBackend:
         if options.resume:
             raise EvalsuiteError(f"{out_dir}: --resume is not supported by the torchtune backend (torchtune resumes "
                                  "at epoch boundaries only); use the trl backend or start again with --overwrite")
-        common.prepare_out_dir(out_dir, options)
+        prepare_out_dir(out_dir, options)
         started = time.time()
         hf_tok, template, tk = common.load_tokenizer(config)
         encoded, data_files = common.encode_datasets(config, tk, template)

@@ -1,7 +1,7 @@
 """Components the torchtune backend names in its recipe config (``_component_: evalsuite.trainers.torchtune_...``).
 
 torchtune instantiates these inside ``tune run``; nothing here is imported by evalsuite itself. Why our own dataset
-and tokenizer stand-in: the rows are encoded once, by ``evalsuite.encode`` (the code the lint checks), and handed
+and tokenizer stand-in: the rows are encoded once, by ``evalsuite.chat.encode`` (the code the lint checks), and handed
 to torchtune as token ids + labels, so every backend trains on exactly the same tokens and label masks. The recipe
 only needs ``tokenizer.pad_id`` from a tokenizer; the chat template was already applied.
 """

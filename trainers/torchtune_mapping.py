@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalsuite.config import Config
+from evalsuite.config.load import Config
 from evalsuite.errors import EvalsuiteError
 
 COMPONENTS = "evalsuite.trainers.torchtune_components"

@@ -1,7 +1,8 @@
 """TRL backend: SFTTrainer + peft LoRA/QLoRA, fed with evalsuite's own encoding.
 
-Read top to bottom: tokenizer -> samples -> labels (``evalsuite.encode``, shared with the lint) -> model (optionally
-4/8-bit via bitsandbytes) -> LoraConfig -> SFTConfig -> train (resuming from the newest checkpoint) -> run dir.
+Read top to bottom: tokenizer -> samples -> labels (``evalsuite.chat.encode``, shared with the lint) -> model
+(optionally 4/8-bit via bitsandbytes) -> LoraConfig -> SFTConfig -> train (resuming from the newest checkpoint)
+-> run dir.
 The dataset handed to TRL is pre-tokenized with a ``labels`` column, which TRL uses as is; its collator pads labels
 with -100 (never by pad id, so pad == eos cannot mask the EOS label), and ``sample_packing`` uses TRL's BFD packing
 whose position ids restart per sample so attention cannot cross samples.
@@ -17,9 +18,9 @@ from typing import Any
 
 from evalsuite.trainers import common
 
-from evalsuite.backends import TrainOptions
-from evalsuite.config import Config, resolve_path
+from evalsuite.config.load import Config, resolve_path
 from evalsuite.errors import EvalsuiteError
+from evalsuite.train.backends import TrainOptions, prepare_out_dir
 
 log = logging.getLogger("evalsuite.train")
 
@@ -39,7 +40,7 @@ class TRLBackend:
         ok, how = self.available()
         if not ok:
             raise EvalsuiteError(f"the trl backend is not installed: {how}")
-        resume_from = common.prepare_out_dir(out_dir, options)
+        resume_from = prepare_out_dir(out_dir, options)
         started = time.time()
         hf_tok, template, tk = common.load_tokenizer(config)
         encoded, data_files = common.encode_datasets(config, tk, template)

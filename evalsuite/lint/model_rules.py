@@ -26,7 +26,7 @@ def vocab_out_of_range(ctx: Context, rp: RowPass) -> list[Finding]:
     size = setup.model_vocab_size
     if size is None or setup.tk.vocab_size <= size:
         return []
-    from evalsuite.encode import EncodeOptions, encode_batch
+    from evalsuite.chat.encode import EncodeOptions, encode_batch
 
     bad: list[int] = []
     top = 0

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalsuite.chat_template import TemplateRefused
-from evalsuite.encode import RowCut, cut_sample, text_tokens, tokenize_cuts
-from evalsuite.layout import shape_key
+from evalsuite.chat.encode import RowCut, chat_token_bounds, cut_sample, text_tokens, tokenize_cuts
+from evalsuite.chat.layout import shape_key
+from evalsuite.chat.template import TemplateRefused
 from evalsuite.lint.shapes import Context
 
 CHUNK = 4096
@@ -188,17 +188,7 @@ class RowChecker:
               enc: Any, marks: list[tuple[int, int]], gens: Sequence[int | None]) -> None:
         n = len(enc)
         text_len = len(text)
-        tb = []
-        for b in bounds[:-1]:
-            pos = b
-            t: int | None = None
-            while pos < text_len:
-                t = enc.char_to_token(pos)
-                if t is not None:
-                    break
-                pos += 1
-            tb.append(n if t is None else (t if enc.token_to_chars(t)[0] >= b else t + 1))
-        tb.append(n)
+        tb = chat_token_bounds(enc, bounds, text_len)  # the encoder's own segment-to-token rule
         f = self.facts(n, tb, trained, roles, marks)
         for g in gens:
             if g is not None and g < text_len:
@@ -253,7 +243,7 @@ class RowChecker:
 
     def _prepare(self, idx: list[int], samples: Sequence[Any]) -> tuple[list[tuple[Any, ...]],
                                                                          list[tuple[int, RowCut]]]:
-        from evalsuite.encode import EncodeOptions
+        from evalsuite.chat.encode import EncodeOptions
 
         setup = self.ctx.setup
         opts = EncodeOptions(setup.train_on_inputs, setup.max_length)

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalsuite.encode import EncodeOptions, encode_batch
+from evalsuite.chat.encode import EncodeOptions, encode_batch
 from evalsuite.errors import EvalsuiteError
 from evalsuite.lint.findings import RULES, Finding, exit_code
 from evalsuite.lint.model_rules import MODEL_RULES

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalsuite.data import Sample, load_samples, read_records
-from evalsuite.datasets_spec import CustomFormat, DatasetSpec
+from evalsuite.chat.tokenizer import TokenizerInfo, load_tokenizer
+from evalsuite.config.datasets import CustomFormat, DatasetSpec
+from evalsuite.config.rows import Sample, load_samples, read_records
 from evalsuite.errors import EvalsuiteError
-from evalsuite.tokenizer_files import TokenizerInfo, load_tokenizer
+from evalsuite.files import read_json
 
 COLLATORS = ("trl", "mask-pad-id")
 
@@ -76,10 +77,7 @@ def local_dir(value: str, base: Path, where: str, key: str) -> Path:
 
 
 def read_stop_ids(path: Path) -> set[int]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EvalsuiteError(f"{path}: cannot read generation config: {e}") from None
+    data = read_json(path, "generation config")
     eos = data.get("eos_token_id") if isinstance(data, dict) else None
     ids = eos if isinstance(eos, list) else [eos]
     return {i for i in ids if isinstance(i, int) and not isinstance(i, bool)}
@@ -114,8 +112,8 @@ def _stops(setup: LintSetup, gen_config: Path | None) -> None:
 
 
 def from_config(path: str | Path, collator: str | None = None, generation_config: str | None = None) -> LintSetup:
-    from evalsuite.chat_template import resolve_template
-    from evalsuite.config import load_config, resolve_path
+    from evalsuite.chat.template import resolve_template
+    from evalsuite.config.load import load_config, resolve_path
 
     config = load_config(path)
     base = config.path.parent

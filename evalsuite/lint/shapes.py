@@ -11,13 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from evalsuite.chat_template import TemplateRaised, TemplateRefused
-from evalsuite.encode import chat_planner, end_of_turn_token
-from evalsuite.layout import Cut, Messages, Planner, ShapeKey, ShapePlan, sentinel_a, sentinel_messages, shape_key
+from evalsuite.chat.encode import chat_planner, end_of_turn_token
+from evalsuite.chat.layout import Cut, Messages, Planner, ShapeKey, ShapePlan, sentinel_a, sentinel_messages, shape_key
+from evalsuite.chat.template import ASSISTANT_WORDS, TemplateRaised, TemplateRefused
 from evalsuite.lint.setup import LintSetup
 
 _CORE = re.compile("(?:\u2003\u3000)?\ue000([\ue100-\ue8ff])\ue001(?:\u3000\u2003)?")
-ROLE_WORDS = ("assistant", "model", "gpt", "bot")
 
 
 @dataclass
@@ -140,4 +139,4 @@ def turn_glue(facts: ShapeFacts, i: int) -> tuple[str, str] | None:
 
 def has_role_word(text: str) -> bool:
     low = text.lower()
-    return any(w in low for w in ROLE_WORDS)
+    return any(w in low for w in ASSISTANT_WORDS)

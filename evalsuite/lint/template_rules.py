@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from evalsuite.chat_template import TemplateRaised, TemplateRefused
+from evalsuite.chat.template import TemplateRaised, TemplateRefused
 from evalsuite.lint.findings import Finding
 from evalsuite.lint.shapes import Context, ShapeFacts, has_role_word, turn_glue
 
@@ -61,7 +61,7 @@ def role_not_in_template(ctx: Context) -> list[Finding]:
 def _reads_generation_prompt(source: str) -> bool:
     import jinja2.meta
 
-    from evalsuite.chat_template import compile_template
+    from evalsuite.chat.template import compile_template
 
     ast = compile_template(source).environment.parse(source)
     return "add_generation_prompt" in jinja2.meta.find_undeclared_variables(ast)

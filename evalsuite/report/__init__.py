@@ -13,9 +13,9 @@ def build_report(paths: list[Path], output: Path | None = None, markdown: Path |
                  baseline: Path | None = None, gates: list[Any] | None = None, alpha: float = 0.05,
                  title: str = "evalsuite report") -> Any:
     """Build the model, write the requested files atomically, and return the model."""
+    from evalsuite.files import atomic_write_text
     from evalsuite.report.build import build_model
     from evalsuite.report.render import render_html, render_markdown
-    from evalsuite.results import atomic_write_text
 
     model = build_model(paths, baseline, gates, alpha, with_plots=output is not None)
     if output is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalsuite.gates import Gate
-from evalsuite.gates_eval import GateResult, evaluate_gates
+from evalsuite.gates.evaluate import GateResult, evaluate_gates
+from evalsuite.gates.expr import Gate
 from evalsuite.report import plots
 from evalsuite.report.model import (
     TEN_BATTERY,
@@ -20,7 +20,8 @@ from evalsuite.report.model import (
     make_columns,
 )
 from evalsuite.report.runs import run_rows
-from evalsuite.results import Results, load_results
+from evalsuite.results.io import load_results
+from evalsuite.results.schema import Results
 
 
 def _labels(files: list[Path]) -> list[str]:

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from evalsuite.gates_config import resolve_gates
+    from evalsuite.gates.declared import resolve_gates
     from evalsuite.report import build_report
 
     output = args.output if args.output is not None or args.markdown is not None else Path("report.html")

@@ -3,7 +3,7 @@
 Columns are (results file, adapter) pairs. Every column has a reference column for deltas: the
 first column, or with ``--baseline`` the baseline column paired the way regression gates pair
 (same adapter name, else same role). Deltas carry the paired test's p-value from
-:func:`evalsuite.gates_eval.compare_paired`, so the report and the gates never disagree.
+:func:`evalsuite.gates.evaluate.compare_paired`, so the report and the gates never disagree.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.gates_eval import GateResult, compare_paired, pair_adapter
-from evalsuite.metric_rows import spec_of
+from evalsuite.gates.evaluate import GateResult, compare_paired, pair_adapter
 from evalsuite.report.textdiff import Segment, diff_segments
-from evalsuite.results import AdapterInfo, Metric, Results, Sample
+from evalsuite.results.aggregate import spec_of
+from evalsuite.results.schema import AdapterInfo, Metric, Results, Sample
 
 TEN_BATTERY = "llama32-ten"
 MAX_OUTPUT_CHARS = 4000
@@ -234,7 +234,7 @@ def battery_view(battery: str, cols: list[Column], alpha: float) -> BatteryView:
 
 
 def finish_counts(cols: list[Column]) -> tuple[list[str], list[dict[str, int]]]:
-    from evalsuite.results import FINISH_REASONS
+    from evalsuite.results.schema import FINISH_REASONS
 
     counts = []
     for col in cols:

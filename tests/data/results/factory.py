@@ -15,8 +15,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))  # run as a script from anywhere
 
-from evalsuite.metric_rows import compute_metrics  # noqa: E402
-from evalsuite.results import AdapterInfo, EngineInfo, Results, Sample, ScorerRef, write_results  # noqa: E402
+from evalsuite.results.aggregate import compute_metrics  # noqa: E402
+from evalsuite.results.io import write_results  # noqa: E402
+from evalsuite.results.schema import AdapterInfo, EngineInfo, Results, Sample, ScorerRef  # noqa: E402
 
 TEN = [
     "Explain quantum computing to a 10-year-old.",

@@ -1,0 +1,283 @@
+"""Sandboxed chat-template rendering that matches ``transformers``' ``apply_chat_template``.
+
+Templates from the hub are untrusted code, so they only ever run in jinja2's immutable sandbox. The environment
+mirrors what transformers sets up (``trim_blocks``, ``lstrip_blocks``, loop controls, the ``{% generation %}`` tag,
+``tojson`` without HTML escaping, ``raise_exception``, ``strftime_now``, a guarded ``namespace``) so that what the lint
+sees is exactly what the trainer and the inference server see. This module imports jinja2 only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+import jinja2.ext
+import jinja2.nodes
+import jinja2.utils
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from evalsuite.errors import EvalsuiteError
+
+# The names templates give the answering turn: ChatML/Llama/Phi "assistant", Gemma "model", ShareGPT-style "gpt" and
+# "bot". The lint asks whether a header opens such a turn; the probe counts any role header as the start of a new turn.
+ASSISTANT_WORDS = ("assistant", "model", "gpt", "bot")
+ROLE_WORDS = ("system", "user", *ASSISTANT_WORDS)
+
+
+class TemplateRaised(EvalsuiteError):
+    """The template failed while rendering (or refused the conversation: see :class:`TemplateRefused`)."""
+
+
+class TemplateRefused(TemplateRaised):
+    """The template called ``raise_exception(...)``: it deliberately refuses this conversation (Gemma and system
+    messages, strict user/assistant alternation). The lint reports this as ``template-error``."""
+
+
+class _Refusal(jinja2.exceptions.TemplateError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    # Character spans produced inside ``{% generation %}`` blocks; empty when the template has none.
+    generation_spans: tuple[tuple[int, int], ...] = ()
+
+
+class _GenerationTracker(jinja2.ext.Extension):
+    """Implements ``{% generation %}...{% endgeneration %}``: records the character span its body renders to."""
+
+    tags = {"generation"}  # noqa: RUF012 (jinja's Extension declares it as a plain class attribute)
+
+    def __init__(self, environment: jinja2.Environment) -> None:
+        super().__init__(environment)
+        self.blocks: list[str] | None = None
+        self.spans: list[tuple[int, int]] | None = None
+
+    def parse(self, parser: Any) -> jinja2.nodes.Node:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        call = self.call_method("_track", [], [], None, None, lineno=lineno)
+        return jinja2.nodes.CallBlock(call, [], [], body).set_lineno(lineno)
+
+    def _track(self, caller: Any) -> str:
+        text = str(caller())
+        if self.blocks is not None and self.spans is not None:
+            start = sum(len(b) for b in self.blocks)
+            self.spans.append((start, start + len(text)))
+        return text
+
+
+def _raise_exception(message: str) -> None:
+    raise _Refusal(message)
+
+
+def _tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
+            sort_keys: bool = False) -> str:
+    # jinja's own tojson HTML-escapes (&, <, >), which would change what the model is trained on.
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+class _SafeNamespace(jinja2.utils.Namespace):
+    """``namespace()`` that refuses underscore attributes, closing a route to interpreter internals."""
+
+    def __init__(*args: Any, **kwargs: Any) -> None:
+        self, rest = args[0], args[1:]
+        attrs = dict(*rest, **kwargs)
+        for name in attrs:
+            _SafeNamespace._check(name)
+        jinja2.utils.Namespace.__init__(self, attrs)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        _SafeNamespace._check(name)
+        jinja2.utils.Namespace.__setitem__(self, name, value)
+
+    @staticmethod
+    def _check(name: object) -> None:
+        if isinstance(name, str) and name.startswith("_"):
+            raise jinja2.exceptions.SecurityError(f"namespace attribute {name!r} is not allowed")
+
+
+class _SafeDict:
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        return dict(*args, **kwargs)
+
+    def fromkeys(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        return dict.fromkeys(*args, **kwargs)
+
+
+class _StrictSandbox(ImmutableSandboxedEnvironment):
+    """Like transformers' sandbox, but an unsafe attribute access fails loudly instead of rendering as ''.
+
+    Legitimate templates never touch ``__class__``/``__globals__``; one that does is an escape attempt, and the user
+    should hear about it rather than train on a silently altered prompt.
+    """
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        raise jinja2.exceptions.SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
+        )
+
+
+def _environment() -> _StrictSandbox:
+    env = _StrictSandbox(
+        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTracker, jinja2.ext.loopcontrols]
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    env.globals["dict"] = _SafeDict()
+    env.globals["namespace"] = _SafeNamespace
+    return env
+
+
+@lru_cache(maxsize=64)
+def compile_template(source: str) -> jinja2.Template:
+    """Compile once per distinct template text (rendering 20k rows must not recompile)."""
+    env = _environment()
+    try:
+        return env.from_string(source)
+    except jinja2.TemplateSyntaxError as e:
+        raise EvalsuiteError(f"chat template: line {e.lineno}: syntax error: {e.message}") from None
+
+
+class ContentUseTracker:
+    """Counts how often an instrumented template ran an expression that inspects message content."""
+
+    def __init__(self) -> None:
+        self.fired = 0
+
+    def __call__(self, value: Any) -> Any:
+        self.fired += 1
+        return value
+
+
+@lru_cache(maxsize=64)
+def compile_instrumented(source: str) -> tuple[jinja2.Template, ContentUseTracker, int]:
+    """The template with every content-inspecting expression wrapped in a counter (see ``evalsuite.chat.taint``).
+
+    Used only to learn layouts from sentinel renders; its output is identical to :func:`compile_template`'s.
+    Returns the template, its tracker and the number of instrumented expressions.
+    """
+    from evalsuite.chat.taint import MARKER, find_content_uses, instrument
+
+    compile_template(source)  # syntax errors surface with the usual message
+    env = _environment()
+    tracker = ContentUseTracker()
+    env.globals[MARKER] = tracker
+    ast = env.parse(source)
+    count = instrument(ast, find_content_uses(ast))
+    template = env.template_class.from_code(env, env.compile(ast), env.make_globals(None), None)
+    return template, tracker, count
+
+
+def _tracker(template: jinja2.Template) -> _GenerationTracker:
+    ext = template.environment.extensions[_GenerationTracker.identifier]
+    assert isinstance(ext, _GenerationTracker)
+    return ext
+
+
+def has_generation_tags(source: str) -> bool:
+    return "generation" in source and any(
+        tok.type == "name" and tok.value == "generation"
+        for tok in _lex_block_names(source)
+    )
+
+
+def _lex_block_names(source: str) -> Iterator[Any]:
+    env = jinja2.Environment()
+    prev_block_begin = False
+    for tok in env.lexer.tokenize(source):
+        if prev_block_begin:
+            yield tok
+        prev_block_begin = tok.type == "block_begin"
+
+
+def _plain(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    # transformers drops None-valued keys (content=None from OpenAI-style data) before rendering.
+    return [{k: v for k, v in m.items() if v is not None} for m in messages]
+
+
+def render(
+    source: str,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    add_generation_prompt: bool = False,
+    special_tokens: Mapping[str, str | None] | None = None,
+    tools: list[dict[str, Any]] | None = None,
+    documents: list[dict[str, Any]] | None = None,
+    track_generation: bool = False,
+    instrumented: bool = False,
+    **kwargs: Any,
+) -> Rendered:
+    """Render ``messages`` the way ``tokenizer.apply_chat_template(..., tokenize=False)`` does.
+
+    ``special_tokens`` are the tokenizer's named special tokens (``bos_token``, ``eos_token``, ...); templates read
+    them as variables. Raises :class:`TemplateRefused` when the template calls ``raise_exception`` and
+    :class:`TemplateRaised` when it fails otherwise. ``instrumented`` renders the content-tracking variant.
+    """
+    template = compile_instrumented(source)[0] if instrumented else compile_template(source)
+    variables: dict[str, Any] = {k: v for k, v in (special_tokens or {}).items() if v is not None}
+    variables.update(kwargs)
+    context = dict(messages=_plain(messages), tools=tools, documents=documents,
+                   add_generation_prompt=add_generation_prompt, **variables)
+    try:
+        if not track_generation:
+            return Rendered(template.render(**context))
+        tracker = _tracker(template)
+        blocks: list[str] = []
+        spans: list[tuple[int, int]] = []
+        tracker.blocks, tracker.spans = blocks, spans
+        try:
+            for block in template.generate(**context):
+                blocks.append(block)
+        finally:
+            tracker.blocks, tracker.spans = None, None
+        return Rendered("".join(blocks), tuple(spans))
+    except _Refusal as e:
+        raise TemplateRefused(f"chat template raised: {e}") from None
+    except jinja2.exceptions.SecurityError as e:
+        raise TemplateRaised(f"chat template: refused by the sandbox: {e}") from None
+    except jinja2.exceptions.TemplateError as e:
+        raise TemplateRaised(f"chat template raised: {e}") from None
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+        raise TemplateRaised(f"chat template failed: {type(e).__name__}: {e}") from None
+
+
+# Our own ChatML template (the layout is a published convention; the text is ours).
+CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def resolve_template(setting: str, jinja: str | None, tokenizer_template: str | None, where: str) -> str | None:
+    """The template a config selects: ``tokenizer_default``, ``chatml``, ``jinja`` (file or text), or an axolotl
+    template name. We do not ship copies of vendors' templates, so a name resolves to the tokenizer's own one."""
+    from pathlib import Path
+
+    if setting == "chatml":
+        return CHATML
+    if setting == "jinja":
+        assert jinja is not None
+        p = Path(jinja).expanduser()
+        if ("{" not in jinja and p.suffix in (".jinja", ".j2", ".txt")) or p.is_file():
+            if not p.is_file():
+                raise EvalsuiteError(f"{where}: chat_template_jinja: no such file {jinja}")
+            return p.read_text(encoding="utf-8")
+        return jinja
+    if tokenizer_template is None and setting != "tokenizer_default":
+        raise EvalsuiteError(f"{where}: chat_template: {setting!r} is not bundled with evalsuite and the tokenizer "
+                             "has no template; set chat_template: jinja and chat_template_jinja: FILE")
+    return tokenizer_template

@@ -1,0 +1,220 @@
+"""Dataset rows -> :class:`Sample` (chat messages or prompt/completion text), with file:row errors.
+
+Local JSON/JSONL files are parsed here rather than by ``datasets`` so that a malformed row is reported with its file
+and line, and so the lint path stays free of heavy imports; parquet files and hub ids go through
+``datasets.load_dataset`` (hub only when online). The trainer wraps the same samples in a ``datasets.Dataset``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalsuite.config.datasets import DEFAULT_ROLE_MAP, CustomFormat, DatasetSpec
+from evalsuite.errors import EvalsuiteError
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training example. Chat rows carry ``messages``; text rows carry ``prompt`` (masked unless
+    train_on_inputs) and ``completion`` (trained, EOS appended)."""
+
+    source: str
+    row: int
+    messages: tuple[Message, ...] | None = None
+    prompt: str | None = None
+    completion: str | None = None
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.row}"
+
+
+def read_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield (row number, record) from a .json array or a .jsonl file. JSONL rows are numbered by line."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise EvalsuiteError(f"{path}: no such file") from None
+    except OSError as e:
+        raise EvalsuiteError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        bad_line = raw[: e.start].count(b"\n") + 1
+        raise EvalsuiteError(f"{path}:{bad_line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})"
+                             ) from None
+    stripped = text.lstrip()
+    body = stripped.rstrip()
+    if path.suffix == ".json" and body.startswith("{") and "\n" in body and "\n{" not in body:
+        # One JSON object (e.g. SQuAD's {"data": [...]}) is not a list of records.
+        try:
+            keys = sorted(json.loads(text))[:5]
+        except json.JSONDecodeError as e:
+            raise EvalsuiteError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+        raise EvalsuiteError(f"{path}:1: expected a JSON array of records or JSON Lines, got one object with keys "
+                             f"{keys}")
+    if path.suffix == ".json" and stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise EvalsuiteError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+        yield from enumerate(data, start=1)
+        return
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise EvalsuiteError(f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+
+
+def _hub_records(spec: DatasetSpec) -> Iterator[tuple[int, Any]]:
+    try:
+        import datasets
+    except ImportError:
+        raise EvalsuiteError(f"{spec.path}: reading parquet or hub datasets needs `pip install evalsuite[train]`") \
+            from None
+    local = Path(spec.path)
+    try:
+        if local.suffix == ".parquet" or spec.ds_type == "parquet":
+            ds = datasets.load_dataset("parquet", data_files=str(local), split=spec.split)
+        else:
+            ds = datasets.load_dataset(spec.path, spec.name, split=spec.split, data_files=spec.data_files)
+    except FileNotFoundError:
+        raise EvalsuiteError(f"{spec.path}: not a local file, and not found on the hub") from None
+    except (ConnectionError, OSError) as e:
+        raise EvalsuiteError(f"{spec.path}: not a local file, and the hub is unreachable ({type(e).__name__})") \
+            from None
+    yield from enumerate(ds, start=1)
+
+
+def _expect_str(value: Any, where: str, field: str) -> str:
+    if not isinstance(value, str):
+        got = "missing" if value is _MISSING else f"got {json.dumps(value, ensure_ascii=False)[:60]}"
+        raise EvalsuiteError(f"{where}: {field}: expected a string, {got}")
+    return value
+
+
+_MISSING = object()
+
+
+def _messages(rec: Any, spec: DatasetSpec, where: str) -> tuple[Message, ...]:
+    sharegpt = spec.type == "sharegpt"
+    field = spec.field_messages or ("conversations" if sharegpt or "messages" not in rec else "messages")
+    turns = rec.get(field, _MISSING) if isinstance(rec, dict) else _MISSING
+    if not isinstance(turns, list) or not turns:
+        raise EvalsuiteError(f"{where}: {field}: expected a non-empty list of messages")
+    role_key = spec.message_field_role or ("from" if sharegpt or "from" in turns[0] else "role")
+    content_key = spec.message_field_content or ("value" if sharegpt or "value" in turns[0] else "content")
+    role_map = {**DEFAULT_ROLE_MAP, **spec.roles}
+    out: list[Message] = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            raise EvalsuiteError(f"{where}: {field}[{i}]: expected an object with {role_key} and {content_key}")
+        role = _expect_str(turn.get(role_key, _MISSING), where, f"{field}[{i}].{role_key}")
+        content = _expect_str(turn.get(content_key, _MISSING), where, f"{field}[{i}].{content_key}")
+        role = role_map.get(role, role)
+        if role == "system" and spec.drop_system_message:
+            continue
+        out.append({"role": role, "content": content})
+    if spec.system_prompt is not None and not any(m["role"] == "system" for m in out):
+        out.insert(0, {"role": "system", "content": spec.system_prompt})
+    return tuple(out)
+
+
+def _alpaca(rec: Any, spec: DatasetSpec, where: str) -> tuple[Message, ...]:
+    instruction = _expect_str(rec.get("instruction", _MISSING), where, "instruction")
+    extra = rec.get("input") or ""
+    _expect_str(extra, where, "input")
+    output = _expect_str(rec.get("output", _MISSING), where, "output")
+    user = f"{instruction}\n\n{extra}" if extra else instruction
+    system = [{"role": "system", "content": spec.system_prompt}] if spec.system_prompt else []
+    return (*system, {"role": "user", "content": user}, {"role": "assistant", "content": output})
+
+
+def _custom(rec: Any, fmt: CustomFormat, where: str) -> tuple[str, str]:
+    instruction = _expect_str(rec.get(fmt.field_instruction, _MISSING), where, fmt.field_instruction)
+    extra = rec.get(fmt.field_input) or ""
+    _expect_str(extra, where, fmt.field_input)
+    output = _expect_output(rec.get(fmt.field_output, _MISSING), where, fmt.field_output)
+    system = rec.get(fmt.field_system) or fmt.system_prompt or ""
+    template = fmt.format if extra or not fmt.no_input_format else fmt.no_input_format
+    try:
+        prompt = template.format(instruction=instruction, input=extra, system=system)
+        head = fmt.system_format.format(system=system) if system and "{system}" not in template else ""
+    except (KeyError, IndexError) as e:
+        raise EvalsuiteError(f"{where}: format: unknown placeholder {e} (use {{instruction}}, {{input}}, "
+                             "{system})") from None
+    return head + prompt, output
+
+
+def _expect_output(value: Any, where: str, field: str) -> str:
+    # SQuAD-style rows keep answers as {"text": [...], "answer_start": [...]}; train on the first answer.
+    if isinstance(value, dict) and isinstance(value.get("text"), list) and value["text"]:
+        value = value["text"][0]
+    return _expect_str(value, where, field)
+
+
+def to_sample(rec: Any, spec: DatasetSpec, source: str, row: int) -> Sample:
+    where = f"{source}:{row}"
+    if not isinstance(rec, dict):
+        raise EvalsuiteError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    if spec.type in ("chat_template", "messages", "sharegpt"):
+        return Sample(source, row, messages=_messages(rec, spec, where))
+    if spec.type == "alpaca":
+        return Sample(source, row, messages=_alpaca(rec, spec, where))
+    if spec.type == "completion":
+        return Sample(source, row, prompt="", completion=_expect_str(rec.get(spec.field, _MISSING), where,
+                                                                      spec.field))
+    assert spec.custom is not None
+    prompt, completion = _custom(rec, spec.custom, where)
+    return Sample(source, row, prompt=prompt, completion=completion)
+
+
+def _local_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl", ".parquet"))
+        if not files:
+            raise EvalsuiteError(f"{path}: no .json, .jsonl or .parquet files in this directory")
+        return files
+    return [path]
+
+
+def load_samples(spec: DatasetSpec, base_dir: Path | None = None, limit: int | None = None) -> list[Sample]:
+    """Read one dataset entry into samples. ``base_dir`` is the config's folder (fallback for relative paths)."""
+    path = Path(spec.path).expanduser()
+    if not path.exists() and base_dir is not None and (base_dir / path).exists():
+        path = base_dir / path
+    samples: list[Sample] = []
+    if path.exists():
+        for f in _local_files(path):
+            records = _hub_records(_with_path(spec, f)) if f.suffix == ".parquet" else read_records(f)
+            for row, rec in records:
+                samples.append(to_sample(rec, spec, str(f), row))
+                if limit is not None and len(samples) >= limit:
+                    return samples
+        return samples
+    if path.suffix in (".json", ".jsonl", ".parquet") or spec.path.startswith((".", "/", "~")):
+        raise EvalsuiteError(f"{spec.path}: no such file")
+    for row, rec in _hub_records(spec):
+        samples.append(to_sample(rec, spec, spec.path, row))
+        if limit is not None and len(samples) >= limit:
+            break
+    return samples
+
+
+def _with_path(spec: DatasetSpec, path: Path) -> DatasetSpec:
+    from dataclasses import replace
+
+    return replace(spec, path=str(path))

@@ -1,0 +1,110 @@
+"""Files: content hashes for provenance (manifests, caches), the one atomic writer, and the one JSON reader whose
+errors name the file.
+
+Every file evalsuite writes (manifests, generation configs, results, baselines, the generation cache, reports) goes
+through :func:`atomic_write_text`: a temp file in the same folder, fsync, ``os.replace``, then fsync of the folder,
+so a crash leaves the old file or the whole new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from evalsuite.errors import EvalsuiteError
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return sha256_bytes(text.encode("utf-8"))
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_files(paths: Iterable[Path]) -> str:
+    """One digest over several files (names and contents), order-independent."""
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        h.update(p.name.encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    return sha256_text(json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
+
+
+def read_json(path: Path, what: str = "JSON", missing: str | None = None) -> Any:
+    """Parse a JSON file. Each failure is one :class:`EvalsuiteError` naming the file: ``missing`` (default
+    ``PATH: no such WHAT file``) when it does not exist, ``PATH: cannot read: ...``, ``PATH:LINE: invalid JSON: ...``.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EvalsuiteError(missing or f"{path}: no such {what} file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvalsuiteError(f"{path}: cannot read: {e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise EvalsuiteError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the whole new one, never half."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        os.chmod(tmp, _file_mode(target))  # mkstemp makes 0600; keep what a plain open() would give
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """``data`` as indented JSON through :func:`atomic_write_text`."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _file_mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist the rename itself; not possible on every platform, harmless to skip there."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

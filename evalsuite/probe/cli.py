@@ -1,0 +1,134 @@
+"""``evalsuite probe`` (the battery runner without pytest) and ``evalsuite score squad`` (the official-style
+SQuAD v1.1 scorer over a predictions file). Heavy imports happen inside the handlers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from evalsuite.errors import EvalsuiteError
+from evalsuite.files import read_json
+
+
+def register(sub: Any) -> None:
+    """Called once by ``evalsuite.cli``: adds ``probe`` and ``score``."""
+    _add_probe(sub)
+    _add_score(sub)
+
+
+def _add_probe(sub: Any) -> None:
+    p = sub.add_parser("probe", help="run probe batteries on adapters (and the base) and write results.json",
+                       description="Load the base once, attach every adapter, run the batteries, score, and write "
+                                   "a results file. Exit 0 when every case passed, 1 when some failed, 2 on bad input.")
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="DIR", help="run dir(s) written by `evalsuite train`")
+    p.add_argument("--base", action="store_true", help="also probe the plain base model as a control column")
+    p.add_argument("--battery", action="append", default=[], metavar="NAME",
+                   help="battery name or .yaml path (repeatable; default: all built-in batteries)")
+    p.add_argument("--out", type=Path, default=Path("results.json"), help="results file (written atomically)")
+    p.add_argument("--base-model", help="override the base model recorded in the run dirs (path or hub id)")
+    p.add_argument("--allow-pickle", action="store_true", help="allow pickle (.bin) weights, which can run code")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+    p.add_argument("--batch-size", type=int, default=64, help="prompts per generation batch (default 64)")
+    p.add_argument("--max-new-tokens", type=int, help="override every battery's max_new_tokens")
+    p.add_argument("--max-batch-seconds", type=float, default=120.0, help="wall-time cap per batch (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--no-cache", action="store_true", help="regenerate even when cached generations exist")
+    p.add_argument("--squad-dataset", help="SQuAD v1.1 dev JSON path or hub id (default: $EVALSUITE_FIXTURES/...)")
+    p.add_argument("--squad-n", type=int, help="questions sampled from the SQuAD dev set (0: all)")
+    p.add_argument("--engine", choices=("hf", "vllm"), default="hf",
+                   help="generation engine: hf (transformers + peft) or vllm (multi-LoRA; pip install "
+                        "'evalsuite[vllm]', needs a GPU)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, metavar="N", help="vllm: GPUs per model")
+    p.add_argument("--num-processes", type=int, default=1, metavar="N",
+                   help="data-parallel probing: re-launches under `accelerate launch`, shards the batches over N "
+                        "processes (one per GPU; gloo on CPU) and writes one results file")
+    p.set_defaults(func=run_probe_cli)
+
+
+def _add_score(sub: Any) -> None:
+    p = sub.add_parser("score", help="score saved predictions (squad: official v1.1 exact match and F1)")
+    kinds = p.add_subparsers(dest="metric", metavar="METRIC", required=True)
+    sq = kinds.add_parser("squad", help='print {"exact_match": ..., "f1": ...} like the official v1.1 script')
+    sq.add_argument("--dataset", type=Path, required=True, help="SQuAD v1.1 JSON (e.g. dev-v1.1.json)")
+    sq.add_argument("--predictions", type=Path, required=True, help='JSON object {"question id": "answer"}')
+    sq.set_defaults(func=run_score_squad)
+
+
+def run_probe_cli(args: argparse.Namespace) -> int:
+    from evalsuite import launch
+
+    if args.num_processes < 1:
+        raise EvalsuiteError(f"--num-processes: expected a positive integer, got {args.num_processes}")
+    from evalsuite.probe.runner import ProbeOptions, plan_probes, run_probes
+
+    options = ProbeOptions(
+        batteries=args.battery, include_base=args.base, base_model=args.base_model, allow_pickle=args.allow_pickle,
+        trust_remote_code=args.trust_remote_code, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+        max_batch_seconds=args.max_batch_seconds or None, seed=args.seed, device=args.device,
+        use_cache=not args.no_cache, squad_dataset=args.squad_dataset, squad_n=args.squad_n,
+        explicit_batteries=bool(args.battery), engine=args.engine, tensor_parallel_size=args.tensor_parallel_size)
+    if args.num_processes > 1 and not launch.inside_launch():
+        plan_probes(args.run_dirs, options)  # bad input is one clear error here, before any process starts
+        code = launch.relaunch_cli(getattr(args, "_argv", sys.argv[1:]), args.num_processes)
+        if code != 0:
+            return code
+        from evalsuite.results.io import load_results
+
+        return _report(load_results(args.out), args.out)
+    run = run_probes(args.run_dirs, options, out=args.out)
+    if launch.inside_launch():
+        return 0  # a rank of a data-parallel run: the launching process reads the results and gives the verdict
+    return _report(run.results, args.out)
+
+
+def _report(results: Any, out: Path) -> int:
+    from evalsuite.probe.runner import summary_lines
+
+    for line in summary_lines(results):
+        print(line)
+    print(f"results: {out}")
+    return 0 if all(s.passed for s in results.samples) else 1
+
+
+def squad_references(dataset: Any, path: Path) -> list[dict[str, Any]]:
+    """The dev set's questions in file order, in the ``evaluate`` squad layout."""
+    refs = []
+    try:
+        for article in dataset["data"]:
+            for para in article["paragraphs"]:
+                for qa in para["qas"]:
+                    answers = {"text": [a["text"] for a in qa["answers"]],
+                               "answer_start": [a["answer_start"] for a in qa["answers"]]}
+                    refs.append({"id": qa["id"], "answers": answers})
+    except (KeyError, TypeError) as e:
+        raise EvalsuiteError(f"{path}: not a SQuAD v1.1 dataset (data[].paragraphs[].qas[]): missing {e}") from None
+    return refs
+
+
+def run_score_squad(args: argparse.Namespace) -> int:
+    dataset = read_json(args.dataset, "dataset")
+    if isinstance(dataset, dict) and dataset.get("version") != "1.1":
+        print(f"warning: {args.dataset}: evaluation expects v-1.1, but got dataset with v-{dataset.get('version')}",
+              file=sys.stderr)
+    refs = squad_references(dataset, args.dataset)
+    preds = read_json(args.predictions, "predictions")
+    if not isinstance(preds, dict):
+        raise EvalsuiteError(f'{args.predictions}: expected a JSON object {{"question id": "answer", ...}}')
+    for qid, text in preds.items():
+        if not isinstance(text, str):
+            raise EvalsuiteError(f"{args.predictions}: {qid}: expected an answer string, got {text!r}")
+    missing = sum(r["id"] not in preds for r in refs)
+    if missing:
+        print(f"warning: {missing} question(s) without a prediction score 0", file=sys.stderr)
+    from evalsuite.metrics import load_squad_v11
+
+    metric = load_squad_v11()
+    # evaluate pairs predictions with references one to one; a missing answer goes in as null and scores 0.
+    scores = metric.compute(predictions=[{"id": r["id"], "prediction_text": preds.get(r["id"])} for r in refs],
+                            references=refs)
+    print(json.dumps({"exact_match": scores["exact_match"], "f1": scores["f1"]}))
+    return 0

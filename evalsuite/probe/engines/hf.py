@@ -1,0 +1,185 @@
+"""The hf engine: transformers + peft.
+
+:class:`HFEngine` loads the base once, attaches N LoRA adapters (peft multi-adapter) and decodes greedily in batches
+that mix columns: each row names its adapter (``__base__`` for the plain base), so one pass serves every adapter and
+the base, which is what makes N adapters in one session cheaper than N sessions. Prompts are sorted by length and
+left-padded with an attention mask; decoding (:mod:`evalsuite.probe.engines.decode`) uses the KV cache, drops rows as
+they stop, and honours a wall-time cap per batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from evalsuite.errors import EvalsuiteError
+from evalsuite.probe.engines.decode import greedy_decode
+from evalsuite.probe.generation import Generation, GenerationSettings, PromptCodec, Request
+
+
+class HFEngine:
+    """transformers + peft. ``adapters`` maps a column name to an adapter dir; ``None`` selects the plain base."""
+
+    def __init__(self, base_model: str, codecs: dict[str | None, PromptCodec], adapters: dict[str, Path] | None = None,
+                 device: str | None = None, allow_pickle: bool = False, trust_remote_code: bool = False) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = torch.float32 if self.device == "cpu" else torch.bfloat16
+        self.base_model = base_model
+        self.codecs = codecs
+        self.adapters = dict(adapters or {})
+        with quiet_libraries():
+            model = _load_base(base_model, self.dtype, allow_pickle, trust_remote_code)
+            for i, (name, path) in enumerate(self.adapters.items()):
+                model = _attach(model, name, path, base_model, first=i == 0)
+        self.model = model.to(self.device).eval()
+
+    def generate(self, requests: Sequence[Request], adapter: str | None,
+                 settings: GenerationSettings) -> list[Generation]:
+        """Generations for one column, in the order of ``requests``."""
+        return self.generate_mixed([(adapter, r) for r in requests], settings)
+
+    def generate_mixed(self, jobs: Sequence[tuple[str | None, Request]],
+                       settings: GenerationSettings) -> list[Generation]:
+        """Generations for (column, request) pairs, in order, in one pass over every column: a column's rows fill
+        batches together (sorted by prompt length), and columns share a batch where one would otherwise be short
+        (peft's mixed-adapter batches: each row through its own adapter, ``__base__`` through none); a batch never
+        mixes different ``max_new_tokens`` or stop-token sets."""
+        out = self.generate_shard(jobs, settings, 0, 1)
+        return [out[i] for i in range(len(jobs))]
+
+    def generate_shard(self, jobs: Sequence[tuple[str | None, Request]], settings: GenerationSettings, rank: int,
+                       world: int) -> dict[int, Generation]:
+        """The batches ``k`` with ``k % world == rank`` of the plan ``generate_mixed`` runs, by job index: the unit
+        data-parallel probing shards (``evalsuite.probe.parallel``), so a batch is the same in whichever process runs
+        it."""
+        for adapter, _ in jobs:
+            if adapter is not None and adapter not in self.adapters:
+                raise EvalsuiteError(f"no adapter named {adapter!r} is loaded")
+        codecs = [self.codecs.get(a) or self.codecs[None] for a, _ in jobs]
+        encoded = [c.prompt_ids(r.messages) for c, (_, r) in zip(codecs, jobs, strict=True)]
+        groups = [(r.max_new_tokens, tuple(c.generation_stop_ids)) for c, (_, r) in zip(codecs, jobs, strict=True)]
+        # Same settings together, then one column after another, shortest prompts first: batches hold one adapter
+        # whenever a column fills them (the cheap path), and mix columns only when rows would otherwise be few.
+        column = {a: k for k, a in enumerate(dict.fromkeys(a for a, _ in jobs))}
+        order = sorted(range(len(jobs)), key=lambda i: (groups[i], column[jobs[i][0]], len(encoded[i])))
+        out: dict[int, Generation] = {}
+        for k, batch in enumerate(_batches(order, groups, settings.batch_size)):
+            if k % world != rank:
+                continue
+            gens = self._batch([encoded[i] for i in batch], [jobs[i][0] for i in batch], [codecs[i] for i in batch],
+                               jobs[batch[0]][1].max_new_tokens, settings)
+            out.update(zip(batch, gens, strict=True))
+        return out
+
+    def _batch(self, prompts: list[list[int]], adapters: list[str | None], codecs: list[PromptCodec], max_new: int,
+               settings: GenerationSettings) -> list[Generation]:
+        torch = self.torch
+        width = max(len(p) for p in prompts)
+        pad = codecs[0].tk.token_id(codecs[0].tk.pad_token)
+        pad = pad if pad is not None else codecs[0].stop_ids[0]
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        names, route = self._route(adapters)
+        torch.manual_seed(settings.seed)
+        with torch.inference_mode(), quiet_libraries(), route:
+            decoded = greedy_decode(self.model, ids, mask, max_new, set(codecs[0].generation_stop_ids), names,
+                                    settings.max_batch_seconds)
+        elapsed, capped = decoded.seconds, decoded.capped
+        results = []
+        for row, codec in zip(decoded.rows, codecs, strict=True):
+            kept, reason, produced = codec.finish(row, settings.stop_strings)
+            text, raw = codec.decode(kept)
+            results.append(Generation(text, reason, produced, elapsed / len(prompts), raw,
+                                      time_capped=capped and reason == "max-tokens"))
+        return results
+
+
+    def _route(self, adapters: list[str | None]) -> tuple[list[str] | None, Any]:
+        """How a batch reaches its adapters: one adapter -> ``set_adapter`` (no per-call hooks); only the base ->
+        adapters disabled; several -> peft's per-row ``adapter_names`` (hooks on every LoRA layer, ~1.6x per step)."""
+        if not self.adapters:
+            return None, contextlib.nullcontext()
+        if len(set(adapters)) > 1:
+            return [a or "__base__" for a in adapters], contextlib.nullcontext()
+        if adapters[0] is None:
+            return None, self.model.disable_adapter()
+        self.model.set_adapter(adapters[0])
+        return None, contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence library chatter that is noise in a probe run (weight-loading progress bars, bitsandbytes' optional
+    CPU kernel notice, deprecation warnings, the "exceeded the model's maximum length" reminder on long SQuAD
+    prompts), and restore the caller's settings afterwards."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    bnb = logging.getLogger("bitsandbytes")
+    bnb_level = bnb.level
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    bnb.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        bnb.setLevel(bnb_level)
+
+
+def _batches(order: list[int], groups: Sequence[Any], size: int) -> Iterator[list[int]]:
+    """Consecutive runs of ``order`` of at most ``size`` whose ``groups`` agree."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) >= size or groups[i] != groups[batch[0]]):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def _load_base(base_model: str, dtype: Any, allow_pickle: bool, trust_remote_code: bool) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    path = Path(base_model)
+    if path.is_dir() and not any(path.glob("*.safetensors")) and any(path.glob("*.bin")) and not allow_pickle:
+        raise EvalsuiteError(f"{path}: base model weights are pickles (*.bin), which can run code when loaded; "
+                             "pass --allow-pickle if you trust them")
+    try:
+        return AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                    use_safetensors=None if allow_pickle else True)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EvalsuiteError(f"{base_model}: cannot load the base model: {first}") from None
+
+
+def _attach(model: Any, name: str, path: Path, base_model: str, first: bool) -> Any:
+    """Attach one adapter; a shape mismatch (an adapter trained on another base) is one clear error."""
+    from peft import PeftModel
+
+    try:
+        if first:
+            return PeftModel.from_pretrained(model, str(path), adapter_name=name)
+        model.load_adapter(str(path), adapter_name=name)
+        return model
+    except (RuntimeError, ValueError, KeyError, OSError) as e:
+        detail = " ".join(str(e).split())
+        if "size mismatch" in detail:
+            at = detail.index("size mismatch")
+            detail = detail[at:at + 240]
+        raise EvalsuiteError(f"{path}: adapter {name!r} does not fit the base model {base_model} "
+                             f"(trained for another base?): {detail[:300]}") from None

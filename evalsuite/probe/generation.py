@@ -1,0 +1,145 @@
+"""What generation means to the probe, whatever the engine: prompts rendered exactly as training did, requests and
+settings, and why each generation ended.
+
+:class:`PromptCodec` renders conversations with evalsuite's sandboxed renderer and the run dir's template (the one
+the adapter was trained with), and classifies the generated ids: ``eos`` (a stop token: the tokenizer's eos, the
+generation config's ``eos_token_id``, the template's end-of-turn token), ``new-turn`` (a token that opens a role
+header, such as ``<|im_start|>`` or ``<|start_header_id|>``: the model ran into the next turn, the seeds'
+``HELLO<|im_start|>assistant``), ``stop-string`` (a configured text stop), or ``max-tokens`` (no stop within the
+new-token or wall-time budget: a runaway, recorded as a result rather than an error).
+
+The engines that turn requests into generations live in :mod:`evalsuite.probe.engines`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from evalsuite.chat.template import ROLE_WORDS, render
+from evalsuite.chat.tokenizer import TokenizerInfo
+from evalsuite.errors import EvalsuiteError
+
+Messages = Sequence[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 64
+    batch_size: int = 64
+    seed: int = 0
+    max_batch_seconds: float | None = 120.0
+    stop_strings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str  # special tokens skipped, cut at the stop
+    finish_reason: str
+    tokens: int  # new tokens the model produced, the terminating one included
+    latency_s: float  # the batch's wall time shared out over its prompts
+    raw: str  # the same ids decoded with special tokens kept (terminator excluded), for leakage checks
+    time_capped: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt for one column (adapter name, or None for the plain base)."""
+
+    messages: tuple[dict[str, str], ...]
+    max_new_tokens: int
+
+
+class Generator(Protocol):
+    def generate(self, requests: Sequence[Request], adapter: str | None,
+                 settings: GenerationSettings) -> list[Generation]: ...
+
+
+@dataclass
+class PromptCodec:
+    """One tokenizer + one template: renders prompts, classifies and decodes generated ids."""
+
+    tk: TokenizerInfo
+    template: str
+    stop_ids: list[int]
+    turn_start_ids: set[int] = field(default_factory=set)
+    headers: tuple[str, ...] = ()
+
+    @classmethod
+    def build(cls, tk: TokenizerInfo, template: str, stop_ids: Sequence[int]) -> PromptCodec:
+        starts, headers = role_headers(tk, template)
+        stops = list(dict.fromkeys([*stop_ids, *(i for i in [tk.token_id(tk.eos_token)] if i is not None)]))
+        return cls(tk, template, stops, starts, headers)
+
+    def prompt_text(self, messages: Messages) -> str:
+        return render(self.template, messages, add_generation_prompt=True,
+                      special_tokens=self.tk.template_variables()).text
+
+    def prompt_ids(self, messages: Messages) -> list[int]:
+        return self.tk.encode(self.prompt_text(messages), add_special_tokens=False)
+
+    @property
+    def generation_stop_ids(self) -> list[int]:
+        """Ids that end generation: stops and turn starts (a new turn is classified, then cut)."""
+        return sorted({*self.stop_ids, *self.turn_start_ids})
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """Strings that must never appear in an answer: the tokenizer's special tokens and the role headers."""
+        specials = tuple(c for c, (_i, special) in self.tk.added_tokens.items() if special)
+        return tuple(dict.fromkeys([*specials, *self.headers]))
+
+    def finish(self, ids: Sequence[int], stop_strings: Sequence[str] = ()) -> tuple[list[int], str, int]:
+        """Cut generated ids at the first stop; return (kept ids, finish reason, tokens produced)."""
+        for i, t in enumerate(ids):
+            if t in self.turn_start_ids:  # checked first: a template may also list it as an end of turn
+                return list(ids[:i]), "new-turn", i + 1
+            if t in self.stop_ids:
+                return list(ids[:i]), "eos", i + 1
+        kept = list(ids)
+        if stop_strings:
+            text = self.tk.decode(kept)
+            cuts = [(text.index(s), s) for s in stop_strings if s in text]
+            if cuts:
+                at, _s = min(cuts)
+                prefix = text[:at]
+                n = next((k for k in range(len(kept) + 1) if len(self.tk.decode(kept[:k])) >= len(prefix)),
+                         len(kept))
+                return kept[:n], "stop-string", len(kept)
+        return kept, "max-tokens", len(kept)
+
+    def decode(self, ids: list[int]) -> tuple[str, str]:
+        """(text with special tokens skipped, raw text with them kept)."""
+        return self.tk.decode(ids, skip_special_tokens=True), self.tk.decode(ids, skip_special_tokens=False)
+
+
+def role_headers(tk: TokenizerInfo, template: str) -> tuple[set[int], tuple[str, ...]]:
+    """Special tokens that open a role turn, and the rendered header strings, found by rendering a probe chat.
+
+    A special token opens a turn when a role name follows it (``<|im_start|>user``, ``<|start_header_id|>user``,
+    ``<start_of_turn>model``) or when it names a role itself (Phi-3's ``<|user|>``, ``<|assistant|>``).
+    """
+    a, b = "\u2063a\u2063", "\u2063b\u2063"
+    chat = [{"role": "user", "content": a}, {"role": "assistant", "content": b}, {"role": "user", "content": a}]
+    text = ""
+    for messages in ([{"role": "system", "content": b}, *chat], chat):  # some templates refuse a system turn
+        try:
+            text = render(template, messages, add_generation_prompt=True, special_tokens=tk.template_variables()).text
+            break
+        except EvalsuiteError:
+            continue
+    specials = {c: i for c, (i, special) in tk.added_tokens.items() if special}
+    starts: set[int] = set()
+    headers: list[str] = []
+    for content, tid in specials.items():
+        pos = text.find(content)
+        while pos >= 0:
+            rest = text[pos + len(content):]
+            names_role = any(r in content.lower() for r in ROLE_WORDS)
+            if names_role or rest.lstrip(" ").lower().startswith(ROLE_WORDS):
+                starts.add(tid)
+                newline = rest.find("\n")
+                headers.append(content if names_role or not 0 <= newline <= 40 else content + rest[:newline + 1])
+            pos = text.find(content, pos + 1)
+    return starts, tuple(dict.fromkeys(h for h in headers if a not in h and b not in h))

@@ -1,0 +1,181 @@
+"""The results file: what the probe runner writes and gates/reports read (``schema_version`` 1).
+
+One JSON object::
+
+    {"schema_version": 1, "created": ISO-8601, "evalsuite_version": str,
+     "engine": {"name": str, "seed": int, "max_new_tokens": int, ...free-form generation settings},
+     "adapters": [{"name", "path", "kind": "adapter"|"base", "base_model", "weights_sha256",
+                   "manifest_digest", "manifest"}],
+     "samples": [{"battery", "case", "adapter", "prompt", "output", "expected", "finish_reason",
+                  "tokens", "latency_s", "scorer": {"name", "args"}, "passed", "score", "details"}],
+     "metrics": [{"battery", "adapter", "name", "value", "ci_low", "ci_high", "n", "method",
+                  "source", "scale", "higher_is_better"}],
+     "baseline": {...}   # only in files written by ``evalsuite baseline record``}
+
+``source``/``scale``/``higher_is_better`` on a metric row are optional: they say how the metric is
+computed from the samples (``scale * mean`` of ``passed``, ``not passed`` or ``score``) so a gate can
+redo the paired test on any metric, including ones a user battery declares. Missing, they default
+from the built-in metric table in :mod:`evalsuite.results.aggregate`.
+
+The dataclasses here import nothing from evalsuite but the error type; :mod:`evalsuite.results.validate` builds
+them from parsed JSON and :mod:`evalsuite.results.io` reads and writes files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+SCHEMA_VERSION = 1
+ADAPTER_KINDS = ("adapter", "base")
+CI_METHODS = ("wilson", "bootstrap", "none")
+METRIC_SOURCES = ("passed", "failed", "score")
+
+FinishReason = Literal["eos", "stop-string", "max-tokens", "new-turn"]
+FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
+
+
+@dataclass
+class EngineInfo:
+    """Generation engine and settings; keys beyond the three fixed ones live in ``settings``."""
+
+    name: str
+    seed: int
+    max_new_tokens: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AdapterInfo:
+    """One column of results: a LoRA adapter (``kind="adapter"``) or the plain base model."""
+
+    name: str
+    kind: str
+    base_model: str
+    path: str | None = None
+    weights_sha256: str | None = None
+    manifest_digest: str | None = None
+    manifest: dict[str, Any] | None = None
+
+
+@dataclass
+class ScorerRef:
+    """The registered scorer name and its arguments, so every number traces back to code."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Sample:
+    """One generation for one probe case under one adapter, with its score."""
+
+    battery: str
+    case: str
+    adapter: str
+    prompt: str
+    output: str
+    finish_reason: str
+    tokens: int
+    latency_s: float
+    scorer: ScorerRef
+    passed: bool
+    score: float
+    expected: Any = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Metric:
+    """One aggregate number per (battery, adapter, name) with its confidence interval."""
+
+    battery: str
+    adapter: str
+    name: str
+    value: float
+    n: int
+    method: str
+    ci_low: float | None = None
+    ci_high: float | None = None
+    source: str | None = None
+    scale: float = 1.0
+    higher_is_better: bool | None = None
+
+
+@dataclass
+class Results:
+    """A whole results file. ``baseline`` is set only on files recorded as baselines."""
+
+    created: str
+    evalsuite_version: str
+    engine: EngineInfo
+    adapters: list[AdapterInfo]
+    samples: list[Sample]
+    metrics: list[Metric]
+    schema_version: int = SCHEMA_VERSION
+    baseline: dict[str, Any] | None = None
+    path: Path | None = field(default=None, compare=False, repr=False)
+
+    def adapter(self, name: str) -> AdapterInfo:
+        for info in self.adapters:
+            if info.name == name:
+                return info
+        raise KeyError(name)
+
+    def batteries(self) -> list[str]:
+        """Battery names in order of first appearance (samples, then metrics)."""
+        seen = dict.fromkeys(s.battery for s in self.samples)
+        seen.update(dict.fromkeys(m.battery for m in self.metrics))
+        return list(seen)
+
+    def samples_for(self, battery: str, adapter: str) -> list[Sample]:
+        return [s for s in self.samples if s.battery == battery and s.adapter == adapter]
+
+    def metric(self, battery: str, adapter: str, name: str) -> Metric | None:
+        for m in self.metrics:
+            if (m.battery, m.adapter, m.name) == (battery, adapter, name):
+                return m
+        return None
+
+    def metric_names(self, battery: str) -> list[str]:
+        return list(dict.fromkeys(m.name for m in self.metrics if m.battery == battery))
+
+    def gated_adapters(self) -> list[str]:
+        """The adapters gates apply to: every non-base adapter, or the base when it is alone."""
+        names = [a.name for a in self.adapters if a.kind != "base"]
+        return names or [a.name for a in self.adapters]
+
+    def to_dict(self) -> dict[str, Any]:
+        engine = {"name": self.engine.name, "seed": self.engine.seed,
+                  "max_new_tokens": self.engine.max_new_tokens, **self.engine.settings}
+        out: dict[str, Any] = {
+            "schema_version": self.schema_version, "created": self.created,
+            "evalsuite_version": self.evalsuite_version, "engine": engine,
+            "adapters": [_adapter_dict(a) for a in self.adapters],
+            "samples": [_sample_dict(s) for s in self.samples],
+            "metrics": [_metric_dict(m) for m in self.metrics],
+        }
+        if self.baseline is not None:
+            out["baseline"] = self.baseline
+        return out
+
+
+def _adapter_dict(a: AdapterInfo) -> dict[str, Any]:
+    return {"name": a.name, "path": a.path, "kind": a.kind, "base_model": a.base_model,
+            "weights_sha256": a.weights_sha256, "manifest_digest": a.manifest_digest,
+            "manifest": a.manifest}
+
+
+def _sample_dict(s: Sample) -> dict[str, Any]:
+    return {"battery": s.battery, "case": s.case, "adapter": s.adapter, "prompt": s.prompt,
+            "output": s.output, "expected": s.expected, "finish_reason": s.finish_reason,
+            "tokens": s.tokens, "latency_s": s.latency_s,
+            "scorer": {"name": s.scorer.name, "args": s.scorer.args},
+            "passed": s.passed, "score": s.score, "details": s.details}
+
+
+def _metric_dict(m: Metric) -> dict[str, Any]:
+    return {"battery": m.battery, "adapter": m.adapter, "name": m.name, "value": m.value,
+            "ci_low": m.ci_low, "ci_high": m.ci_high, "n": m.n, "method": m.method,
+            "source": m.source, "scale": m.scale, "higher_is_better": m.higher_is_better}
