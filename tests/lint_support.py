@@ -198,7 +198,7 @@ SEVERITY = {
     "stop-token-not-generated": "error",
     "open-turn-at-end": "error",
     "missing-generation-prompt": "error",
-    "control-token-split": "error",
+    "control-token-split": "error",  # warning when the marker is plain text by the tokenizer's design
     "special-text-in-content": "warning",
     "train-infer-mismatch": "error",
     "not-prefix-preserving": "warning",
@@ -218,6 +218,11 @@ SEVERITY = {
     "untrained-special-embeddings": "error",  # info when modules_to_save trains those rows
     "span-mismatch": "warning",
     "tokenizer-not-replayed": "warning",
+    "reasoning-dropped": "error",
+    "empty-reasoning": "warning",
+    "tools-ignored": "error",
+    "tool-calls-dropped": "error",
+    "tool-call-as-text": "warning",
 }
 
 

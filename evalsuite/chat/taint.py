@@ -340,3 +340,11 @@ def _marker_call(expr: nodes.Node) -> nodes.Call:
     call = nodes.Call(nodes.Name(MARKER, "load"), [expr], [], None, None)
     call.set_lineno(expr.lineno or 1)
     return call
+
+
+def referenced_names(ast: nodes.Template) -> frozenset[str]:
+    """Every attribute name and string constant of a template: a message key outside this set can never change its
+    render (conservative: a name counts wherever it appears)."""
+    names = {n.attr for n in ast.find_all(nodes.Getattr)}
+    names |= {n.value for n in ast.find_all(nodes.Const) if isinstance(n.value, str)}
+    return frozenset(names)

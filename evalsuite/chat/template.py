@@ -180,6 +180,14 @@ def compile_instrumented(source: str) -> tuple[jinja2.Template, ContentUseTracke
     return template, tracker, count
 
 
+@lru_cache(maxsize=64)
+def template_names(source: str) -> frozenset[str]:
+    """The names a template can read from a message (see ``evalsuite.chat.taint.referenced_names``)."""
+    from evalsuite.chat.taint import referenced_names
+
+    return referenced_names(compile_template(source).environment.parse(source))
+
+
 def _tracker(template: jinja2.Template) -> _GenerationTracker:
     ext = template.environment.extensions[_GenerationTracker.identifier]
     assert isinstance(ext, _GenerationTracker)

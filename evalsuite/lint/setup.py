@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalsuite.chat.encode import EncodeOptions
 from evalsuite.chat.tokenizer import TokenizerInfo, load_tokenizer
 from evalsuite.config.datasets import CustomFormat, DatasetSpec
 from evalsuite.config.rows import Sample, load_samples, read_records
@@ -33,6 +34,7 @@ class LintSetup:
     source: str
     train_on_inputs: bool = False
     max_length: int | None = None
+    train_on_reasoning: bool = True
     packing: bool = False
     collator: str = "trl"
     stop_ids: set[int] = field(default_factory=set)
@@ -46,6 +48,10 @@ class LintSetup:
     @property
     def pad_id(self) -> int | None:
         return self.tk.token_id(self.tk.pad_token)
+
+    def encode_options(self) -> EncodeOptions:
+        """The trainer's encoding options for this set-up."""
+        return EncodeOptions(self.train_on_inputs, self.max_length, self.train_on_reasoning)
 
 
 def hub_snapshot(repo_id: str) -> Path | None:
