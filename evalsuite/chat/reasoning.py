@@ -76,14 +76,20 @@ def split_reasoning(text: str, opened: bool = False) -> ReasoningSplit:
 
 
 def reasoning_end(text: str, start: int, end: int) -> int | None:
-    """Where the reasoning block of the assistant segment ``text[start:end]`` ends (just after its closing marker),
-    when the segment starts with one or the generation prompt before it opened one; None otherwise."""
+    """Where the reasoning block of the assistant segment ``text[start:end]`` ends (after its closing marker and the
+    whitespace that follows it, so the answer starts with its first character), when the segment starts with one or
+    the generation prompt before it opened one; None otherwise."""
     found = _opening(text, start)
     pair = found[1] if found is not None else _opened_before(text, start)
     if pair is None:
         return None
     close = text.find(pair[1], found[0] if found is not None else start, end)
-    return None if close < 0 else close + len(pair[1])
+    if close < 0:
+        return None
+    k = close + len(pair[1])
+    while k < end and text[k] in " \n\t\r":
+        k += 1
+    return k
 
 
 def inline_reasoning(content: str) -> str | None:
