@@ -6,7 +6,8 @@ or has the shape of one: ``<|im_start|>``, DeepSeek's full-width ``<｜User｜>`
 
 - an **error** when the tokenizer has it as an added token and encoding still splits it, when the tokenizer's own
   added tokens use the same shape (its family defines such tokens: Mistral v7's ``[SYSTEM_PROMPT]`` on a tokenizer
-  with ``[INST]`` tokens but not that one), or when the shape is one no text ever uses (full-width bars);
+  with ``[INST]`` tokens but not that one), or when the shape is one no text ever uses (full-width bars, namespaced
+  tags: the template expects a tokenizer that has them);
 - a **warning** otherwise: the marker is plain text by the model's design (zephyr's ``<|user|>`` and Llama-2's
   ``<<SYS>>`` were never tokens of their tokenizers), which costs tokens and is learned as text.
 
@@ -27,7 +28,7 @@ NAMESPACED = re.compile(r"</?([^\W\d]\w{0,15}):[^<>\s]{1,40}>")
 XML = re.compile(r"</?[^\W\d][\w\-.]{0,40}>")
 SHAPES = (("ascii-bar", ASCII_BAR), ("full-width-bar", FULL_BAR), ("bracket", BRACKET),
           ("double-angle", DOUBLE_ANGLE), ("namespaced", NAMESPACED))
-NEVER_TEXT = ("full-width-bar",)  # shapes no prose writes: always meant as a token
+NEVER_TEXT = ("full-width-bar", "namespaced")  # shapes no prose writes: always meant as a token
 
 
 def family(token: str) -> str | None:
@@ -62,7 +63,7 @@ def judge(token: str, added: set[str]) -> Verdict | None:
     kind = family(token)
     if kind is None:
         return None
-    if kind in NEVER_TEXT:
+    if kind in NEVER_TEXT or kind.startswith("namespaced:"):
         return Verdict("error", "markers of this shape are never text, so the template expects a tokenizer that "
                                 "has it as a token: this tokenizer is not the template's")
     if any(family(t) == kind for t in added):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from evalsuite.chat.reasoning import OPENS
 from evalsuite.chat.template import TemplateRaised
 from evalsuite.lint.findings import Finding
 from evalsuite.lint.rows import RowPass
@@ -98,9 +99,15 @@ def prompt_text_findings(ctx: Context, rp: RowPass) -> list[Finding]:
     except TemplateRaised:
         prompt = text = ""
     k = next((j for j, (a, b) in enumerate(zip(prompt, text)) if a != b), min(len(prompt), len(text)))
+    hint = ""
+    if any(prompt[k:].lstrip().startswith(o) or prompt[:k].rstrip().endswith(o) for o in OPENS):
+        hint = (" The generation prompt opens a reasoning block that this training answer does not start with: give "
+                "every trained answer its reasoning (<think>...</think> first), or, where the template strips the "
+                "reasoning of earlier turns, train only the last answer (weight: 0 on earlier ones)")
     return [_f("train-infer-mismatch", f"{len(rows)} rows: the inference prompt is not a prefix of the training "
                f"text (e.g. {sample.where}, assistant turn {turn}: the prompt continues {prompt[k:k + 40]!r} where "
-               f"training has {text[k:k + 40]!r}), so the model is trained on a context it is never served", rows)]
+               f"training has {text[k:k + 40]!r}), so the model is trained on a context it is never served.{hint}",
+               rows)]
 
 
 def stop_findings(ctx: Context, rp: RowPass) -> list[Finding]:

@@ -54,8 +54,8 @@ def tools_dropped(ctx: Context, rp: RowPass) -> list[Finding]:
     if rows:
         out.append(_f("tool-calls-dropped", f"{len(set(rows))} rows have assistant `tool_calls` that the "
                       "template does not render: those turns are trained without the call (the template has no "
-                      "tool-call support, or expects another shape, e.g. DeepSeek-R1's needs `content: null`, "
-                      "which apply_chat_template drops)", rows))
+                      "tool-call support, or reads calls in another shape: DeepSeek-R1's renders them only for "
+                      "`content: null`, which apply_chat_template drops)", rows))
     return out
 
 
