@@ -268,43 +268,47 @@ class Planner:
         plan = ShapePlan(key)
         if not key.plain:
             plan.why_slow = "its rows carry tools, or message fields beyond role and a string content"
-            return plan
-        if len(key.turns) > MAX_SPLICE_MESSAGES:
+        elif len(key.turns) > MAX_SPLICE_MESSAGES:
             plan.why_slow = "too many messages for sentinel splicing"
-            return plan
+        else:
+            plan.why_slow = self._sentinel_cut(plan) or self._learn(plan)
+        return plan
+
+    def _sentinel_cut(self, plan: ShapePlan) -> str | None:
+        """Cut the shape's sentinel render through the instrumented template; why the shape cannot be spliced, or
+        None. Sets ``plan.cut``, or ``plan.error`` when the template refuses the shape whatever the contents."""
         _template, tracker, _count = compile_instrumented(self.template)
-        messages = sentinel_messages(key, sentinel_a)
         fired = tracker.fired
         try:
-            plan.cut = self.slow_cut(messages, instrumented=True)
+            plan.cut = self.slow_cut(sentinel_messages(plan.key, sentinel_a), instrumented=True)
         except TemplateRaised as e:
             if tracker.fired == fired:
                 plan.error = e  # raised whatever the contents: every row of this shape fails the same way
-            else:
-                plan.why_slow = "the template inspects message content (and raised for sentinel contents)"
-            return plan
+                return None
+            return "the template inspects message content (and raised for sentinel contents)"
         if tracker.fired != fired:
-            plan.why_slow = "the template inspects message content"
-            return plan
+            return "the template inspects message content"
         if plan.cut.touches_content:
-            plan.why_slow = "a turn boundary of this non-prefix-preserving render depends on the contents"
-            return plan
+            return "a turn boundary of this non-prefix-preserving render depends on the contents"
         if any(g is None for _i, g in plan.cut.gen_points):
             # The generation prompt may reach into the answer (`<think>\n` opened for the model): whether it is a
             # prefix of the training text depends on each row's text, so each row is rendered and judged.
-            plan.why_slow = "the generation prompt is not a prefix of the render with placeholder contents"
-            return plan
+            return "the generation prompt is not a prefix of the render with placeholder contents"
+        return None
+
+    def _learn(self, plan: ShapePlan) -> str | None:
+        """Turn a sentinel cut into a verified layout (``plan.layout``); why not, or None."""
+        if plan.cut is None:  # the shape raised: nothing to learn
+            return None
         layout = _to_layout(plan.cut)
-        if layout is not None and layout.notes:
-            layout = replace(layout, guard=self.stop_strings)
         if layout is None:
-            plan.why_slow = "the template transforms message content"
-            return plan
-        if not self._verify(layout, key):
-            plan.why_slow = "the spliced layout does not reproduce the template's render"
-            return plan
+            return "the template transforms message content"
+        if layout.notes:
+            layout = replace(layout, guard=self.stop_strings)
+        if not self._verify(layout, plan.key):
+            return "the spliced layout does not reproduce the template's render"
         plan.layout = layout
-        return plan
+        return None
 
     def _verify(self, layout: Layout, key: ShapeKey) -> bool:
         messages = sentinel_messages(key, sentinel_b)
