@@ -30,12 +30,12 @@ from evalsuite.chat.encode import (
     text_tokens,
     tokenize_cuts,
 )
-from evalsuite.chat.layout import APoint, Layout, ShapeKey
+from evalsuite.chat.layout import Layout, ShapeKey
 from evalsuite.chat.messages import text_of
 from evalsuite.chat.reasoning import CLOSES, OPENS
 from evalsuite.chat.template import TemplateRefused
 from evalsuite.lint.shapes import Context
-from evalsuite.lint.terminators import TerminatorReader
+from evalsuite.lint.terminators import StopCheck
 from evalsuite.lint.turns import TurnChecks, check_turns
 
 CHUNK = 4096
@@ -82,14 +82,6 @@ class Encoded(NamedTuple):
     penc: list[Any]
 
 
-@dataclass(frozen=True, slots=True)
-class BadEnd:
-    """A span end of a layout whose terminator run holds no stop id."""
-
-    point: APoint
-    terminator: str
-
-
 @dataclass
 class RowPass:
     rows: int = 0
@@ -133,9 +125,8 @@ class RowChecker:
         self.special = special_pattern(ctx)
         self.special_firsts = {t[0] for t in ctx.setup.tk.added_tokens if t} if self.special is not None else set()
         self.anchors: dict[Any, list[tuple[int, int, int]]] = {}
-        self.bad_ends: dict[Any, list[BadEnd]] = {}
-        self.terminators = TerminatorReader(self.tk)
         self.out = RowPass()
+        self.ends = StopCheck(self.tk, setup.stop_ids, self.pad_id, self.out.unstopped)
 
     # -- marks: positions of stop / pad tokens ------------------------------------------------------------------
     def _layout_marks(self, key: Any) -> list[tuple[int, int, int]]:
@@ -167,51 +158,6 @@ class RowChecker:
             if t is not None:
                 out.append((t, tid))
         return out
-
-    # -- terminators ----------------------------------------------------------------------------------------------
-    def _unstopped(self, run: Sequence[str]) -> str | None:
-        """The terminator run as text when none of its trained tokens is a stop id; None when fine or empty."""
-        ids = [self.tk.token_id(t) for t in run]
-        trained = [i for i in ids if i is not None and i != self.pad_id]
-        if not trained or any(i in self.ctx.setup.stop_ids for i in trained):
-            return None
-        return "".join(run)
-
-    def _layout_bad_ends(self, key: Any, layout: Layout) -> list[BadEnd]:
-        """Span ends of a layout whose terminator (inside its literals) has no stop id: decided once per shape."""
-        cached = self.bad_ends.get(key)
-        if cached is None:
-            cached = []
-            text, starts = layout.build(["x"] * len(key.turns))
-            bounds = layout.positions(text, starts)
-            for end in self.terminators.span_ends(text, bounds, layout.roles, layout.trained):
-                bad = self._unstopped(end.tokens)
-                if bad is not None:
-                    cached.append(BadEnd(layout.points[end.segment + 1], bad))
-            self.bad_ends[key] = cached
-        return cached
-
-    def _end_kept(self, enc: Any, pos: int, eff: int) -> bool:
-        t = enc.char_to_token(max(pos - 1, 0))
-        return t is not None and t < eff
-
-    def _check_spliced_ends(self, entry: Spliced, enc: Any, eff: int) -> bool:
-        bad = False
-        for end in self._layout_bad_ends(entry.key, entry.layout):
-            if self._end_kept(enc, entry.layout.position(end.point, entry.text, entry.starts), eff):
-                self.out.unstopped[end.terminator] += 1
-                bad = True
-        return bad
-
-    def _check_row_ends(self, text: str, bounds: Sequence[int], roles: Sequence[str], trained: Sequence[bool],
-                        enc: Any, eff: int) -> bool:
-        bad = False
-        for end in self.terminators.span_ends(text, bounds, roles, trained):
-            run = self._unstopped(end.tokens)
-            if run is not None and self._end_kept(enc, bounds[end.segment + 1], eff):
-                self.out.unstopped[run] += 1
-                bad = True
-        return bad
 
     # -- facts ----------------------------------------------------------------------------------------------------
     def facts(self, n: int, tb: Sequence[int], trained: Sequence[bool], roles: Sequence[str],
@@ -316,7 +262,7 @@ class RowChecker:
         starts = entry.starts
         gens = [None if a is None else starts[a[0]] + a[1] for _i, a in entry.layout.gen_points]
         f = self._chat(entry.row, entry.text, entry.bounds, entry.trained, entry.roles, enc, marks, gens)
-        if self._check_spliced_ends(entry, enc, self._eff(enc)):
+        if self.ends.spliced(entry.key, entry.layout, entry.text, entry.starts, enc, self._eff(enc)):
             self.out.hit("stop-token-not-generated", entry.row)
         self.record(entry.row, f, len(enc))
 
@@ -326,7 +272,7 @@ class RowChecker:
         cut = rc.cut
         gens = [pos for _i, pos in cut.gen_points] if cut is not None else []
         f = self._chat(row, rc.text, rc.bounds, rc.trained, rc.roles, enc, self._ids_marks(enc), gens)
-        if self._check_row_ends(rc.text, rc.bounds, rc.roles, rc.trained, enc, self._eff(enc)):
+        if self.ends.row(rc.text, rc.bounds, rc.roles, rc.trained, enc, self._eff(enc)):
             self.out.hit("stop-token-not-generated", row)
         if cut is not None:
             missing = [i for i, pos in cut.gen_points if pos is None]

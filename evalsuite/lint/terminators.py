@@ -8,9 +8,12 @@ run is read from the text (an added token's text is always encoded as that token
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from evalsuite.chat.layout import APoint, Layout
 from evalsuite.chat.tokenizer import TokenizerInfo
 
 ANSWER_ROLES = ("assistant", "reasoning")
@@ -70,3 +73,70 @@ class TerminatorReader:
                 continue
             out.append(SpanEnd(j, self.run_before(text, bounds[j + 1], bounds[j])))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class BadEnd:
+    """A span end of a layout whose terminator run holds no stop id."""
+
+    point: APoint
+    terminator: str
+
+
+class StopCheck:
+    """The row pass's terminator judgement: a trained span whose terminator run holds no id the server stops on
+    counts into ``unstopped`` (terminator text -> spans). Spliced rows are judged once per layout (their terminators
+    are literals); rows rendered in full, one by one. Spans cut off by ``sequence_len`` do not count."""
+
+    def __init__(self, tk: TokenizerInfo, server_stops: set[int], pad_id: int | None, unstopped: Counter[str]
+                 ) -> None:
+        self.tk = tk
+        self.server_stops = server_stops
+        self.pad_id = pad_id  # masked by a mask-pad-id collator: never trained
+        self.unstopped = unstopped
+        self.reader = TerminatorReader(tk)
+        self.bad_ends: dict[Any, list[BadEnd]] = {}
+
+    def judge(self, run: Sequence[str]) -> str | None:
+        """The terminator run as text when none of its trained tokens is a stop id; None when fine or empty."""
+        ids = [self.tk.token_id(t) for t in run]
+        trained = [i for i in ids if i is not None and i != self.pad_id]
+        if not trained or any(i in self.server_stops for i in trained):
+            return None
+        return "".join(run)
+
+    def _layout(self, key: Any, layout: Layout) -> list[BadEnd]:
+        cached = self.bad_ends.get(key)
+        if cached is None:
+            cached = []
+            text, starts = layout.build(["x"] * len(key.turns))
+            bounds = layout.positions(text, starts)
+            for end in self.reader.span_ends(text, bounds, layout.roles, layout.trained):
+                bad = self.judge(end.tokens)
+                if bad is not None:
+                    cached.append(BadEnd(layout.points[end.segment + 1], bad))
+            self.bad_ends[key] = cached
+        return cached
+
+    @staticmethod
+    def _kept(enc: Any, pos: int, eff: int) -> bool:
+        t = enc.char_to_token(max(pos - 1, 0))
+        return t is not None and t < eff
+
+    def spliced(self, key: Any, layout: Layout, text: str, starts: Sequence[int], enc: Any, eff: int) -> bool:
+        bad = False
+        for end in self._layout(key, layout):
+            if self._kept(enc, layout.position(end.point, text, starts), eff):
+                self.unstopped[end.terminator] += 1
+                bad = True
+        return bad
+
+    def row(self, text: str, bounds: Sequence[int], roles: Sequence[str], trained: Sequence[bool], enc: Any,
+            eff: int) -> bool:
+        bad = False
+        for end in self.reader.span_ends(text, bounds, roles, trained):
+            run = self.judge(end.tokens)
+            if run is not None and self._kept(enc, bounds[end.segment + 1], eff):
+                self.unstopped[run] += 1
+                bad = True
+        return bad
