@@ -70,6 +70,7 @@ def _screenshot(driver: Any, name: str, width: int) -> Path:
     """Full-page screenshot by growing the window (captureBeyondViewport mis-paints sticky cells)."""
     height = int(driver.execute_script("return document.documentElement.scrollHeight"))
     driver.set_window_size(width, min(height + 150, MAX_SHOT_HEIGHT))
+    driver.execute_script("window.scrollTo(0, 0)")  # clicking a filter scrolled the page; shoot from the top
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
     driver.save_screenshot(str(path))
