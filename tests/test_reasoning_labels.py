@@ -77,3 +77,22 @@ def test_the_lint_label_view_shows_the_reasoning_segment(qwq: Path, tmp_path: Pa
     assert masked.stats["trainable_fraction_by_role"]["reasoning"] == 0.0
     assert masked.stats["tokens_by_role"]["reasoning"] == shown.stats["tokens_by_role"]["reasoning"] > 0
     assert "special-text-in-content" not in rules(shown)  # <think> in a reasoning answer is its format
+
+
+@pytest.mark.parametrize("output,opened,expected", [
+    ("<think>\nweigh it\n</think>\n\nParis.", False, ("\nweigh it\n", "Paris.", True)),
+    ("weigh it</think>\nParis.", True, ("weigh it", "Paris.", True)),
+    ("weigh it</think>Paris.", False, ("weigh it", "Paris.", True)),  # the prompt opened it unannounced
+    ("still weighing it", True, ("still weighing it", "", False)),
+    ("<think>\nstill weighing", False, ("\nstill weighing", "", False)),
+    ("Paris.", False, (None, "Paris.", True)),
+    ("<seed:think>ok</seed:think>Paris.", False, ("ok", "Paris.", True)),
+    ("<|channel|>analysis<|message|>ok<|end|><|start|>assistant<|channel|>final<|message|>Paris.", False,
+     ("ok", "<|start|>assistant<|channel|>final<|message|>Paris.", True)),
+])
+def test_split_reasoning_for_the_probes(output: str, opened: bool, expected: tuple[Any, str, bool]) -> None:
+    """The helper the probes use to score the answer after the reasoning block and to tell an unclosed block."""
+    from evalsuite.chat.reasoning import split_reasoning
+
+    s = split_reasoning(output, opened=opened)
+    assert (s.reasoning, s.answer, s.closed) == expected

@@ -173,7 +173,9 @@ class Locator:
             if m.get("tool_calls"):
                 self._piece(i, "tool_calls", [], ("tool_calls",))
         if self.tools:
-            self._piece(TOOLS, "tools", [], ())
+            # `tool | tojson` (Qwen), `tojson(indent=4)` (Llama-3.1); other renderings are found by perturbing
+            texts = [json.dumps(t, ensure_ascii=False, indent=indent) for t in self.tools for indent in (None, 4)]
+            self._piece(TOOLS, "tools", texts, ())
         return self.out
 
 
