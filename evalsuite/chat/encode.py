@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalsuite.chat.layout import Cut, Planner, planner, resolve
-from evalsuite.chat.reasoning import CLOSES, reasoning_end
+from evalsuite.chat.reasoning import has_reasoning_marker, reasoning_end
 from evalsuite.chat.template import TemplateRaised, render
 from evalsuite.chat.tokenizer import TokenizerInfo
 from evalsuite.config.rows import Sample
@@ -95,16 +95,16 @@ def cut_sample(sample: Sample, tk: TokenizerInfo, template: str | None, opts: En
         raise type(e)(f"{sample.where}: {e}") from None
     bounds, roles, trained = split_reasoning_segments(cut.text, resolve(cut.points, cut.text), cut.roles,
                                                       cut.trained, opts.train_on_reasoning)
-    return RowCut(sample, cut.text, bounds, roles, trained, chat=True, cut=cut)
+    return RowCut(sample, cut.text, bounds, list(roles), list(trained), chat=True, cut=cut)
 
 
 def split_reasoning_segments(text: str, bounds: list[int], roles: Sequence[str], trained: Sequence[bool],
-                             train_on_reasoning: bool) -> tuple[list[int], list[str], list[bool]]:
+                             train_on_reasoning: bool) -> tuple[list[int], Sequence[str], Sequence[bool]]:
     """Give the reasoning block at the start of each assistant segment its own segment (role ``reasoning``, trained
     when ``train_on_reasoning``), so labels, the trainer and the lint's role counts all see it. Rows without a
-    closing reasoning marker come back unchanged (one substring scan per marker)."""
-    if not any(c in text for c in CLOSES):
-        return bounds, list(roles), list(trained)
+    reasoning marker come back as they are (this runs on every row)."""
+    if not has_reasoning_marker(text):
+        return bounds, roles, trained
     out_b, out_r, out_t = [bounds[0]], [], []
     for j, role in enumerate(roles):
         a, b = bounds[j], bounds[j + 1]

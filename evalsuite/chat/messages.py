@@ -57,10 +57,18 @@ def _extras(m: Mapping[str, Any], read: frozenset[str]) -> str:
     return "+".join(sorted(names))
 
 
+_PLAIN: dict[tuple[str, bool], Turn] = {}
+
+
 def turn_of(m: Mapping[str, Any], read: frozenset[str] = frozenset()) -> Turn:
     content = m.get("content")
     if len(m) == 2 and type(content) is str:
-        return Turn(m["role"], content != "")
+        # Plain messages (almost every row) reuse one Turn per (role, emptiness): this runs on every message.
+        plain = (m["role"], content != "")
+        turn = _PLAIN.get(plain)
+        if turn is None:
+            turn = _PLAIN[plain] = Turn(*plain)
+        return turn
     return Turn(m["role"], text_of(content) != "", _extras(m, read))
 
 

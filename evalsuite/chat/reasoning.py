@@ -12,6 +12,7 @@ answer after the block and to tell outputs that never close it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # (open, close) pairs, most specific first.
@@ -26,6 +27,15 @@ OPENS = tuple(o for o, _c in MARKERS)
 CLOSES = tuple(c for _o, c in MARKERS)
 # Closing strings that can only end a reasoning block (gpt-oss's <|end|> also ends every other message).
 _REASONING_ONLY_CLOSES = tuple(c for c in CLOSES if c != "<|end|>")
+# A text holding none of these has no reasoning block (Phi-3's <|end|> alone does not count).
+_MARKED = re.compile("|".join(re.escape(m) for m in (*OPENS, *_REASONING_ONLY_CLOSES)))
+
+
+def has_reasoning_marker(text: str) -> bool:
+    """Whether ``text`` holds a reasoning marker. Runs on every training row: substring scans for a piece of every
+    marker first ("think", "THINK", gpt-oss's "analysis<|message|>"), the regex only when one of them hits."""
+    hinted = "think" in text or "THINK" in text or "analysis<|message|>" in text
+    return hinted and _MARKED.search(text) is not None
 
 
 @dataclass(frozen=True)

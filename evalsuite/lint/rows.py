@@ -325,13 +325,14 @@ class RowChecker:
     def _prepare(self, idx: list[int], samples: Sequence[Any]) -> tuple[list[Spliced], list[tuple[int, RowCut]]]:
         setup = self.ctx.setup
         planner = self.ctx.planner
+        keys = self.ctx.row_keys
         spliced: list[Spliced] = []
         cuts: list[tuple[int, RowCut]] = []
         for i in idx:
             sample = samples[i]
             msgs = sample.messages
-            if msgs is not None and planner is not None:
-                key = planner.key(msgs, sample.tools)
+            key = keys[i]
+            if msgs is not None and planner is not None and key is not None:
                 layout = planner.shape(key).layout
                 entry = self._splice(i, msgs, key, layout) if layout is not None else None
                 if entry is not None:

@@ -76,6 +76,7 @@ class Context:
     shapes: dict[ShapeKey, ShapeFacts]
     text_rows: list[int]
     eot: str | None
+    row_keys: list[ShapeKey | None] = field(default_factory=list)  # each row's shape (None: a text row)
 
     def render(self, messages: Messages, add_generation_prompt: bool = False, tools: Tools = None) -> str:
         assert self.planner is not None
@@ -88,20 +89,23 @@ class Context:
 def build_context(setup: LintSetup) -> Context:
     shapes: dict[ShapeKey, ShapeFacts] = {}
     text_rows: list[int] = []
+    row_keys: list[ShapeKey | None] = []
     has_chat = any(s.messages is not None for s in setup.samples)
     planner = chat_planner(setup.tk, setup.template, setup.train_on_inputs) if setup.template and has_chat else None
     for i, sample in enumerate(setup.samples):
         if sample.messages is None:
             text_rows.append(i)
+            row_keys.append(None)
             continue
         assert planner is not None  # run_lint refuses chat rows without a template
         key = planner.key(sample.messages, sample.tools)
+        row_keys.append(key)
         facts = shapes.get(key)
         if facts is None:
             facts = shapes[key] = ShapeFacts(key)
         facts.rows.append(i)
     eot = end_of_turn_token(setup.template, setup.tk) if setup.template else None
-    ctx = Context(setup, planner, shapes, text_rows, eot)
+    ctx = Context(setup, planner, shapes, text_rows, eot, row_keys)
     for facts in shapes.values():
         _exemplar(ctx, facts)
     return ctx
