@@ -108,4 +108,5 @@ def _plots(model: ReportModel, views: list[BatteryView]) -> dict[str, str]:
         "finish": plots.stacked_bars("Finish reasons", [c.label for c in model.columns],
                                      model.finish_reasons, model.finish_counts) if model.columns else None,
     }
-    return {k: v for k, v in out.items() if v}
+    # every key stays ("" when there is no plot): the template reads each one under StrictUndefined
+    return {k: v or "" for k, v in out.items()}

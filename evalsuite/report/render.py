@@ -13,20 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite import __version__
+from evalsuite.github import md_escape  # the one Markdown cell escaper (gate summaries use it too)
 from evalsuite.report.model import ReportModel
 
 HERE = Path(__file__).resolve().parent
 MD_CELL_CHARS = 400
-
-
-def md_escape(value: Any) -> str:
-    """Make any value safe inside a GitHub Markdown table cell (newlines become ``<br>``)."""
-    if value is None:
-        return ""
-    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    for ch in "\\`*_[]|#~":
-        text = text.replace(ch, "\\" + ch)
-    return text.replace("\r\n", "\n").replace("\n", "<br>")
 
 
 def _truncate(text: str, limit: int = MD_CELL_CHARS) -> str:
