@@ -308,3 +308,15 @@ def test_changed_files_map_to_the_configs_that_read_them(tiny_tok: Path, tmp_pat
     assert refused.returncode == 2 and "--changed prints text or github annotations" in refused.stderr
     two = cli("lint", "cfg/b.yml", "cfg/a.yaml", cwd=tmp_path)
     assert two.returncode == 2 and "give one CONFIG, got 2" in two.stderr
+
+
+def test_report_without_a_0_100_metric(tmp_path: Path) -> None:
+    """The HTML report of results without SQuAD (the example workflow's batteries) has no score plot to show."""
+    data = json.loads(GOOD.read_text(encoding="utf-8"))
+    data["samples"] = [s for s in data["samples"] if s["battery"] != "squad"]
+    data["metrics"] = [m for m in data["metrics"] if m["battery"] != "squad"]
+    (tmp_path / "nosquad.json").write_text(json.dumps(data), encoding="utf-8")
+    proc = cli("report", "nosquad.json", "-o", "r.html", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert 'alt="accuracy per battery"' in html and 'alt="scores on a 0-100 scale"' not in html
