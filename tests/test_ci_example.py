@@ -142,7 +142,8 @@ def record_baseline(repo: Path, env: dict[str, str], wf: dict[str, Any]) -> None
                  ["baseline", "record", "trusted.json", "-o", wf["env"]["EVALSUITE_BASELINE"], "--force"]):
         proc = subprocess.run([sys.executable, "-m", "evalsuite.cli", *argv], cwd=repo, env=cmd_env,
                               capture_output=True, text=True, timeout=STEP_TIMEOUT)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        # `evalsuite probe` exits 1 when some case failed (the tiny adapter fails a few); the file is written
+        assert proc.returncode in ((0, 1) if argv[0] == "probe" else (0,)), proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
