@@ -255,7 +255,7 @@ def test_report_summary_is_the_markdown_report(tmp_path: Path) -> None:
         return "\n".join(line for line in text.splitlines() if "generated 20" not in line)
 
     assert strip(body) == strip(markdown)
-    assert "**squad**" in body and "### Gates" not in body  # no gates given: the report has none
+    assert "#### squad" in body and "### Gates" not in body  # no gates given: the report has none
     assert f"appended the Markdown report to {summary}" in proc.stdout
 
 
