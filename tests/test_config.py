@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from evalsuite.cli import main
+from evalsuite.config.fields import F, check_value
 from evalsuite.config.load import ConfigWarning, load_config
 from evalsuite.config.rows import load_samples
+from evalsuite.errors import EvalsuiteError
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "tests" / "configs"
@@ -126,3 +130,27 @@ def test_bad_config_from_a_real_process_has_no_traceback(tmp_path: Path) -> None
 def test_missing_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["train", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("kind", "good", "value", "bad", "expected"), [
+    ("str", 7, "7", True, "a string"),
+    ("bool", False, False, "no", "true or false"),
+    ("bool_auto", "auto", "auto", 1, "true, false or auto"),
+    ("posint", 3, 3, 0, "a positive integer"),
+    ("nonnegint", 0, 0, -1, "a non-negative integer"),
+    ("posfloat", "2e-4", 2e-4, 0, "a positive number"),
+    ("nonnegfloat", 0, 0.0, -0.5, "a non-negative number"),
+    ("fraction", 0.5, 0.5, 1, "a number in [0, 1)"),
+    ("enum", "b", "b", "c", "one of a, b"),
+    ("str_list", "q_proj", ["q_proj"], [1], "a list of strings"),
+    ("str_map", {"pad": "x"}, {"pad": "x"}, {"pad": 1}, "a mapping of names to strings"),
+])
+def test_each_field_kind_converts_good_values_and_names_what_it_expected(kind: str, good: Any, value: Any, bad: Any,
+                                                                          expected: str) -> None:
+    spec = F(kind, "the default", "doc", ("a", "b"))
+    where = "c.yaml:3: key: {}".format
+    assert check_value(spec, None, where) == "the default"
+    got = check_value(spec, good, where)
+    assert got == value and type(got) is type(value)
+    with pytest.raises(EvalsuiteError, match="^" + re.escape(f"c.yaml:3: key: expected {expected}, got")):
+        check_value(spec, bad, where)

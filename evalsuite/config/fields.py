@@ -119,56 +119,86 @@ def check_value(spec: Field, raw: Any, where: Callable[[str], str]) -> Any:
     """Validate one raw YAML value against its field; ``where(msg)`` formats the located error."""
     if raw is None:
         return spec.default
-    kind = spec.kind
+    kind = KINDS.get(spec.kind)
+    if kind is None:
+        raise AssertionError(f"unknown field kind {spec.kind}")
+    convert, expected = kind
+    value = convert(raw, spec)
+    if value is None:
+        expected = expected or "one of " + ", ".join(spec.choices)
+        raise EvalsuiteError(where(f"expected {expected}, got {_describe(raw)}"))
+    return value
 
-    def bad(expected: str) -> EvalsuiteError:
-        return EvalsuiteError(where(f"expected {expected}, got {_describe(raw)}"))
 
-    if kind == "any":
-        return raw
-    if kind == "str":
-        if isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
-            return str(raw)
-        raise bad("a string")
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        raise bad("true or false")
-    if kind == "bool_auto":
-        if isinstance(raw, bool) or raw == "auto":
-            return raw
-        raise bad("true, false or auto")
-    if kind in ("posint", "nonnegint"):
-        if isinstance(raw, int) and not isinstance(raw, bool) and (raw > 0 or (kind == "nonnegint" and raw == 0)):
-            return raw
-        raise bad("a positive integer" if kind == "posint" else "a non-negative integer")
-    if kind in ("posfloat", "nonnegfloat", "fraction"):
-        value = _as_float(raw)
-        ok = value is not None and (
-            (kind == "posfloat" and value > 0)
-            or (kind == "nonnegfloat" and value >= 0)
-            or (kind == "fraction" and 0 <= value < 1)
-        )
-        if ok:
-            return value
-        expected = {"posfloat": "a positive number", "nonnegfloat": "a non-negative number",
-                    "fraction": "a number in [0, 1)"}[kind]
-        raise bad(expected)
-    if kind == "enum":
-        if isinstance(raw, str) and raw in spec.choices:
-            return raw
-        raise bad("one of " + ", ".join(spec.choices))
-    if kind == "str_list":
-        if isinstance(raw, str):
-            return [raw]
-        if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
-            return list(raw)
-        raise bad("a list of strings")
-    if kind == "str_map":
-        if isinstance(raw, dict) and all(isinstance(v, str) for v in raw.values()):
-            return {str(k): v for k, v in raw.items()}
-        raise bad("a mapping of names to strings")
-    raise AssertionError(f"unknown field kind {kind}")
+# Each converter returns the checked value, or None when ``raw`` (never None itself) is not of its kind.
+Converter = Callable[[Any, Field], Any]
+
+
+def _to_str(raw: Any, _spec: Field) -> str | None:
+    # YAML reads `revision: 1234` or `base_model: 7` as numbers; they are names here.
+    return str(raw) if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) else None
+
+
+def _to_bool(raw: Any, _spec: Field) -> bool | None:
+    return raw if isinstance(raw, bool) else None
+
+
+def _to_bool_auto(raw: Any, _spec: Field) -> bool | str | None:
+    return raw if isinstance(raw, bool) or raw == "auto" else None
+
+
+def _to_int(raw: Any, spec: Field) -> int | None:
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        return None
+    lowest = 0 if spec.kind == "nonnegint" else 1
+    return raw if raw >= lowest else None
+
+
+FLOAT_RANGES: dict[str, Callable[[float], bool]] = {
+    "posfloat": lambda v: v > 0,
+    "nonnegfloat": lambda v: v >= 0,
+    "fraction": lambda v: 0 <= v < 1,
+}
+
+
+def _to_float(raw: Any, spec: Field) -> float | None:
+    value = _as_float(raw)
+    return value if value is not None and FLOAT_RANGES[spec.kind](value) else None
+
+
+def _to_choice(raw: Any, spec: Field) -> str | None:
+    return raw if isinstance(raw, str) and raw in spec.choices else None
+
+
+def _to_str_list(raw: Any, _spec: Field) -> list[str] | None:
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        return list(raw)
+    return None
+
+
+def _to_str_map(raw: Any, _spec: Field) -> dict[str, str] | None:
+    if isinstance(raw, dict) and all(isinstance(v, str) for v in raw.values()):
+        return {str(k): v for k, v in raw.items()}
+    return None
+
+
+# kind -> (converter, what the error says was expected; "" for enum: its choices are listed instead)
+KINDS: dict[str, tuple[Converter, str]] = {
+    "any": (lambda raw, _spec: raw, ""),
+    "str": (_to_str, "a string"),
+    "bool": (_to_bool, "true or false"),
+    "bool_auto": (_to_bool_auto, "true, false or auto"),
+    "posint": (_to_int, "a positive integer"),
+    "nonnegint": (_to_int, "a non-negative integer"),
+    "posfloat": (_to_float, "a positive number"),
+    "nonnegfloat": (_to_float, "a non-negative number"),
+    "fraction": (_to_float, "a number in [0, 1)"),
+    "enum": (_to_choice, ""),
+    "str_list": (_to_str_list, "a list of strings"),
+    "str_map": (_to_str_map, "a mapping of names to strings"),
+}
 
 
 def _as_float(raw: Any) -> float | None:
