@@ -136,7 +136,9 @@ def _lora_config(config: Config) -> Any:
     from peft import LoraConfig
 
     targets: Any = "all-linear" if config.lora_target_linear else config.lora_target_modules
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+    # peft annotates lora_alpha as int; it only divides by r, and axolotl configs may give a float alpha.
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,  # type: ignore[arg-type]
+                      lora_dropout=config.lora_dropout,
                       target_modules=targets, modules_to_save=config.lora_modules_to_save, task_type="CAUSAL_LM")
 
 
@@ -156,9 +158,9 @@ def _build_trainer(config: Config, out_dir: Path, model: Any, hf_tok: Any, datas
         warmup_steps=config.warmup_steps if config.warmup_steps is not None else config.warmup_ratio,
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
-        **{k: config.values[k] for k in ("adam_beta1", "adam_beta2", "adam_epsilon")
-           if config.values[k] is not None},
-        gradient_checkpointing_kwargs=config.gradient_checkpointing_kwargs,
+        **{k: v for k, v in config.settings(("adam_beta1", "adam_beta2", "adam_epsilon")).items() if v is not None},
+        # passed through unchecked, as axolotl does; transformers validates it
+        gradient_checkpointing_kwargs=config.gradient_checkpointing_kwargs,  # type: ignore[arg-type]
         logging_steps=config.logging_steps,
         logging_first_step=True,
         save_strategy="steps" if config.save_steps else "no",

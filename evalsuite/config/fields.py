@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from evalsuite.errors import EvalsuiteError
 
-OPTIMIZERS = (
+# The enum keys' choices, as types (``Config`` declares its attributes with them) and as the tuples checked here.
+Optimizer = Literal[
     "adamw_torch", "adamw_torch_fused", "adamw_hf", "adafactor", "sgd", "adamw_bnb_8bit", "adamw_8bit",
     "paged_adamw_8bit", "paged_adamw_32bit", "lion_8bit", "paged_lion_8bit", "paged_adamw", "adamw_torch_4bit",
-)
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
-              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "reduce_lr_on_plateau")
+]
+Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
+                    "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "reduce_lr_on_plateau"]
+AdapterName = Literal["lora", "qlora"]
+QuantType = Literal["nf4", "fp4"]
+ComputeDtype = Literal["bfloat16", "float16", "float32"]
+Collator = Literal["trl", "mask-pad-id"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ FIELDS: dict[str, Field] = {
     "logging_steps": F("posint", 10, "log the loss every N steps"),
     "save_steps": F("posint", None, "write a checkpoint every N steps (resume with `evalsuite train --resume`)"),
     "save_total_limit": F("posint", None, "keep at most N checkpoints"),
-    "adapter": F("enum", "lora", "lora or qlora", ("lora", "qlora")),
+    "adapter": F("enum", "lora", "lora or qlora", get_args(AdapterName)),
     "lora_r": F("posint", 8, "LoRA rank"),
     "lora_alpha": F("posfloat", 16, "LoRA alpha (scale = alpha / r)"),
     "lora_dropout": F("fraction", 0.0, "dropout on the LoRA path"),
@@ -65,9 +72,9 @@ FIELDS: dict[str, Field] = {
                                                 "(e.g. embed_tokens, lm_head when adding tokens)"),
     "load_in_8bit": F("bool", False, "load the base in 8-bit (bitsandbytes)"),
     "load_in_4bit": F("bool", False, "load the base in 4-bit (bitsandbytes; QLoRA)"),
-    "bnb_4bit_quant_type": F("enum", "nf4", "4-bit quantisation type", ("nf4", "fp4")),
+    "bnb_4bit_quant_type": F("enum", "nf4", "4-bit quantisation type", get_args(QuantType)),
     "bnb_4bit_compute_dtype": F("enum", "bfloat16", "compute dtype of 4-bit layers",
-                                ("bfloat16", "float16", "float32")),
+                                get_args(ComputeDtype)),
     "bnb_4bit_use_double_quant": F("bool", True, "quantise the quantisation constants too"),
     "bf16": F("bool_auto", "auto", "train in bfloat16 (auto: when the device supports it)"),
     "fp16": F("bool", False, "train in float16 mixed precision"),
@@ -85,7 +92,7 @@ FIELDS: dict[str, Field] = {
     "lint_collator": F("enum", "trl", "label collator the lint models: trl (labels padded with -100; evalsuite's "
                                       "backend) or mask-pad-id (labels -100 wherever input_ids == pad_token_id, as "
                                       "transformers' DataCollatorForLanguageModeling; evalsuite key)",
-                       ("trl", "mask-pad-id")),
+                       get_args(Collator)),
     "gates": F("any", None, "quality gates (evalsuite key; see `evalsuite gate --help`)"),
     "backend": F("str", "trl", "trainer backend (evalsuite key; see `evalsuite backends`)"),
     "deepspeed": F("str", None, "DeepSpeed config passed through to accelerate"),
