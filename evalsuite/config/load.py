@@ -1,6 +1,6 @@
 """The one config file: axolotl-compatible YAML, parsed into a typed, validated :class:`Config`.
 
-The same file drives lint, train and probe. We support a documented subset of axolotl's keys (``SUPPORTED`` below);
+The same file drives lint, train and probe. We support a documented subset of axolotl's keys (``fields.FIELDS``);
 keys axolotl knows that we do not act on are accepted with a warning, and so are unknown keys (axolotl has
 hundreds, and a config must keep working in axolotl). Every error names ``file:line: key``.
 """
