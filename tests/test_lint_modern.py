@@ -202,6 +202,11 @@ def test_reasoning_dropped_from_earlier_turns_and_never_rendered(request: pytest
     assert "last turn" in f.message and "2 earlier answers" in f.message
     assert "reasoning-dropped" not in rules(lint_rows(request, "Qwen-Qwen3-0.6B.jinja",
                                                       [reasoning_turns(1, field=True)], tmp_path))
+    # earlier answers that are context only (weight 0) are not trained without their reasoning
+    context = reasoning_turns(3, field=True)
+    context["messages"] = [{**m, "weight": 0} if m["role"] == "assistant" and i < 5 else m
+                           for i, m in enumerate(context["messages"])]
+    assert "reasoning-dropped" not in rules(lint_rows(request, "Qwen-Qwen3-0.6B.jinja", [context], tmp_path))
     llama = lint_rows(request, "Meta-Llama-3-8B-Instruct.jinja", [reasoning_turns(2, field=True)], tmp_path)
     assert "never renders" in rules(llama)["reasoning-dropped"].message
     # reasoning written in the content is copied by a template that only copies content

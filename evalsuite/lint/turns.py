@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalsuite.chat.messages import reasoning_of, text_of
+from evalsuite.chat.messages import reasoning_of, text_of, trained_turn
 from evalsuite.chat.reasoning import MARKERS
 from evalsuite.lint.locate import find_text
 from evalsuite.lint.terminators import ANSWER_ROLES
@@ -22,7 +22,7 @@ from evalsuite.lint.terminators import ANSWER_ROLES
 class TurnChecks:
     """Counts over the rows checked, for the findings' messages."""
 
-    reasoning_turns: int = 0  # assistant turns whose data has reasoning
+    reasoning_turns: int = 0  # trained assistant turns whose data has reasoning
     dropped_earlier: int = 0  # ... not rendered, in rows where a later turn's reasoning is
     dropped_all: int = 0  # ... not rendered, in rows where no turn's reasoning is
     empty_blocks: int = 0  # empty reasoning blocks in trained spans that the data did not write
@@ -46,7 +46,7 @@ def count_empty_blocks(text: str, start: int = 0, end: int | None = None) -> int
 
 
 def _reasoning(acc: TurnChecks, msgs: Sequence[Mapping[str, Any]], text: str) -> bool:
-    found = [find_text(text, r) is not None for m in msgs if m["role"] == "assistant"
+    found = [find_text(text, r) is not None for m in msgs if m["role"] == "assistant" and trained_turn(m)
              for r in (reasoning_of(m),) if r]
     acc.reasoning_turns += len(found)
     lost = found.count(False)
@@ -96,7 +96,7 @@ def _calls_as_text(acc: TurnChecks, msgs: Sequence[Mapping[str, Any]], tools: An
     names = tool_names(tools)
     if not names:
         return False
-    hits = sum(1 for m in msgs if m["role"] == "assistant" and not m.get("tool_calls")
+    hits = sum(1 for m in msgs if m["role"] == "assistant" and trained_turn(m) and not m.get("tool_calls")
                and _is_call(text_of(m.get("content")), names))
     acc.calls_as_text += hits
     return hits > 0
