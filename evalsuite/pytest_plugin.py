@@ -169,6 +169,28 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state = config.stash.get(STATE, None)
     if state is None:
         return
+    state.plan = plan = _plan(config, state)
+    for name, reason in plan.skipped.items():
+        node = BatteryNode.from_parent(session, name=name, nodeid=f"probes/{name}")
+        stub = UnavailableBattery.from_parent(node, name=f"{name}[unavailable]", reason=reason)
+        _report_collected(config, node, [stub])
+        items.append(stub)
+    for battery in plan.batteries:
+        node = BatteryNode.from_parent(session, name=battery.name, nodeid=f"probes/{battery.name}")
+        node.add_marker(MARKER)
+        mine: list[pytest.Item] = []
+        for target in plan.targets:
+            for case in battery.cases:
+                item = ProbeItem.from_parent(node, name=f"{battery.name}[{target.name}-{case.id}]",
+                                             battery=battery, target=target, case=case)
+                item.add_marker(MARKER)
+                mine.append(item)
+        _report_collected(config, node, mine)
+        items.extend(mine)
+
+
+def _plan(config: pytest.Config, state: _State) -> ProbePlan:
+    """Run dirs and batteries checked (a usage error each), their warnings shown as pytest's."""
     import warnings
 
     from evalsuite.errors import EvalsuiteError
@@ -177,29 +199,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            state.plan = plan_probes(state.run_dirs, state.options)
+            plan = plan_probes(state.run_dirs, state.options)
     except EvalsuiteError as e:
         raise pytest.UsageError(f"evalsuite: {e}") from None
     for w in caught:
         if "skipping battery" not in str(w.message):
             config.issue_config_time_warning(pytest.PytestWarning(f"evalsuite: {w.message}"), stacklevel=2)
-    for name, reason in state.plan.skipped.items():
-        node = BatteryNode.from_parent(session, name=name, nodeid=f"probes/{name}")
-        stub = UnavailableBattery.from_parent(node, name=f"{name}[unavailable]", reason=reason)
-        _report_collected(config, node, [stub])
-        items.append(stub)
-    for battery in state.plan.batteries:
-        node = BatteryNode.from_parent(session, name=battery.name, nodeid=f"probes/{battery.name}")
-        node.add_marker(MARKER)
-        mine: list[pytest.Item] = []
-        for target in state.plan.targets:
-            for case in battery.cases:
-                item = ProbeItem.from_parent(node, name=f"{battery.name}[{target.name}-{case.id}]",
-                                             battery=battery, target=target, case=case)
-                item.add_marker(MARKER)
-                mine.append(item)
-        _report_collected(config, node, mine)
-        items.extend(mine)
+    return plan
 
 
 def _report_collected(config: pytest.Config, node: pytest.Collector, items: list[pytest.Item]) -> None:
