@@ -169,7 +169,8 @@ def squad_config(fx: Path, tmp: Path) -> Built:
     data = _write(tmp / "squad.jsonl", squad_rows(fx, 150))
     lines = [f"base_model: {_phi3(fx)}", "sequence_len: 160", "lint_collator: mask-pad-id", "datasets:",
              f"  - path: {data}", "    type:", "      field_instruction: question", "      field_input: context",
-             "      field_output: answers", '      format: "<|user|>\\n{instruction} {input}<|end|>\\n<|assistant|>\\n"']
+             "      field_output: answers",
+             '      format: "<|user|>\\n{instruction} {input}<|end|>\\n<|assistant|>\\n"']
     cfg = tmp / "squad.yaml"
     cfg.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return Built(config=cfg)
@@ -253,7 +254,8 @@ def realistic(template: str, n: int) -> Callable[[Path, Path], Built]:
         tok = _standin(fx, tmp, template)
         rows = realistic_rows(fx, BY_TEMPLATE[template], n=n, all_turns=True)
         rows += [tricky_row(i) for i in range(0, 44, 2)]
-        return Built(tok, [_write(tmp / "real.jsonl", rows)], {"generation_config": str(tok / "generation_config.json")})
+        return Built(tok, [_write(tmp / "real.jsonl", rows)],
+                     {"generation_config": str(tok / "generation_config.json")})
 
     return build
 
