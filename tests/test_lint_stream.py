@@ -64,8 +64,9 @@ class Counted:
 def test_the_lint_holds_a_chunk_of_rows_not_the_dataset() -> None:
     """3,000 rows linted in chunks of 40: at any time only the chunk being checked and the few rows findings show
     are alive, whatever the row count."""
-    from evalsuite.chat.tokenizer import load_tokenizer
     from evalsuite.fixtures.tiny_model import tiny_tokenizer_dir
+
+    from evalsuite.chat.tokenizer import load_tokenizer
     from evalsuite.lint.runner import run_lint
     from evalsuite.lint.setup import LintSetup
 
@@ -78,3 +79,61 @@ def test_the_lint_holds_a_chunk_of_rows_not_the_dataset() -> None:
     kept = len(report.kept)
     assert kept <= 3 * (len(report.findings) + 1) + 1
     assert rows.most <= 2 * 40 + kept + 10, rows.most  # a chunk (and the next one being read), not 3,000
+
+
+def _cached_dataset(cache: Path, repo: str, rows: list[dict[str, object]]) -> None:
+    """A dataset repository as huggingface_hub leaves it in its cache: refs/main naming a snapshot."""
+    folder = cache / ("datasets--" + repo.replace("/", "--"))
+    snap = folder / "snapshots" / "0123abcd"
+    (snap / "data").mkdir(parents=True)
+    (snap / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0123abcd", encoding="utf-8")
+
+
+def test_a_cached_hub_dataset_is_streamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub id whose files are in the local hub cache is read with load_dataset(..., streaming=True), offline, row
+    by row; its samples are those of the same rows in a local file."""
+    datasets = pytest.importorskip("datasets")
+    from evalsuite.config.datasets import DatasetSpec
+    from evalsuite.config.rows import iter_samples
+
+    rows = [tricky_row(i) for i in (0, 1, 8, 9)]
+    _cached_dataset(tmp_path / "hub", "someone/tricky", rows)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    calls: list[dict[str, object]] = []
+    real = datasets.load_dataset
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", spy)
+    streamed = iter_samples(DatasetSpec(path="someone/tricky", type="chat_template"), streaming=True)
+    assert not calls  # nothing is read before the first row is asked for
+    hub = list(streamed)
+    assert [c.get("streaming") for c in calls] == [True]
+    local = list(iter_samples(DatasetSpec(path=str(_write_jsonl(tmp_path / "t.jsonl", rows)), type="chat_template")))
+    assert [(s.row, s.messages, s.tools) for s in hub] == [(s.row, s.messages, s.tools) for s in local]
+    assert {s.source for s in hub} == {"someone/tricky"}
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_a_dataset_not_in_the_cache_is_not_streamed_from_a_guess(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a cached snapshot the hub id goes to load_dataset as before (not streamed): offline, that is the
+    usual clear error naming the dataset."""
+    pytest.importorskip("datasets")
+    from evalsuite.config.datasets import DatasetSpec
+    from evalsuite.config.rows import iter_samples
+    from evalsuite.errors import EvalsuiteError
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(EvalsuiteError, match="nobody/nothing"):
+        list(iter_samples(DatasetSpec(path="nobody/nothing", type="chat_template"), streaming=True))
