@@ -21,6 +21,7 @@ from evalsuite.errors import EvalsuiteError
 
 BLOCK = 1 << 20  # characters read at a time from a JSON array file
 _WS = " \t\n\r"
+_NUMBER = "0123456789.eE+-"  # what may follow a number's prefix that parses on its own
 
 
 def _open(path: Path) -> IO[str]:
@@ -129,8 +130,9 @@ class ArrayReader:
     ``buf`` holds the unconsumed text; ``lines`` counts the line breaks before it and ``column`` the characters
     between the last of them and its start, so positions inside ``buf`` map to the file's line and column (line
     breaks up to ``mark`` are counted once, in ``mark_lines``). A failed parse is retried with more text until the
-    stream ends (a record may span reads); a value that ends exactly at the end of the buffer is parsed again with
-    more text too (a number may go on). The buffer grows only to hold one element."""
+    stream ends (a record may span reads); a value followed by nothing but number characters up to the end of the
+    buffer is parsed again with more text too (``0.`` may be the start of ``0.5``). The buffer grows only to hold
+    one element."""
 
     def __init__(self, fh: IO[str], block: int | None = None) -> None:
         self.fh = fh
@@ -184,9 +186,9 @@ class ArrayReader:
                     raise
                 pos = self._more(pos)
                 continue
-            if end < len(self.buf) or self.eof:
+            if self.eof or self.buf[end:].strip(_NUMBER):
                 return value, pos, end
-            pos = self._more(pos)
+            pos = self._more(pos)  # "1" of "1.5", or "0" of "0e3": a number may go on in the next block
 
     def __iter__(self) -> Iterator[tuple[int, int, Any]]:
         pos = self._skip(0)
