@@ -8,6 +8,7 @@ so a crash leaves the old file or the whole new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -158,7 +159,5 @@ def check_output_path(path: str | os.PathLike[str], what: str = "output file", *
 
 def remove_if_empty(folder: Path) -> None:
     """Remove a folder a failed command created, when nothing was written into it."""
-    try:
+    with contextlib.suppress(OSError):
         folder.rmdir()  # only ever removes an empty folder
-    except OSError:
-        pass

@@ -72,13 +72,16 @@ def read_template_file(path: object, what: str = "chat template") -> str:
 
     p = Path(str(path))
     try:
-        return named_template(p.read_text(encoding="utf-8"), p, is_file=True)
+        text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise EvalsuiteError(f"{p}: no such {what} file") from None
     except UnicodeDecodeError as e:
         raise EvalsuiteError(f"{p}: {what} is not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise EvalsuiteError(f"{p}: cannot read the {what}: {e.strerror or e}") from None
+    if not text.strip():
+        raise EvalsuiteError(f"{p}: {what} is empty")
+    return named_template(text, p, is_file=True)
 
 
 @dataclass(frozen=True)

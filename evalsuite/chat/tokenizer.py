@@ -107,7 +107,9 @@ def _chat_template(path: Path, config: dict[str, Any]) -> str | None:
     if isinstance(value, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
         named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
         value = named.get("default") or next(iter(named.values()), None)
-    return named_template(value, f"{json_file}: chat_template") if isinstance(value, str) else None
+    if not isinstance(value, str) or not value.strip():
+        return None  # an empty template is no template
+    return named_template(value, f"{json_file}: chat_template")
 
 
 _CACHE: dict[tuple[Any, ...], TokenizerInfo] = {}
