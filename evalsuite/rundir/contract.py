@@ -130,7 +130,7 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 def resumable_checkpoint(out_dir: Path) -> tuple[Path | None, list[str]]:
     """The newest checkpoint that can be resumed from, and one line for each newer one skipped, and why."""
-    skipped = []
+    skipped: list[str] = []
     for ckpt in checkpoints(out_dir):
         why = checkpoint_problem(ckpt)
         if why is None:
