@@ -41,23 +41,25 @@ class _State(threading.local):
 
 
 _state = _State()
+_monotonic = time.monotonic
 
 
-class Deadline:
-    """Arms the time budget of one render (re-entrant renders keep the outer deadline)."""
+def arm() -> float:
+    """Start the time budget of one render; returns what :func:`disarm` restores (a render inside a render keeps
+    the outer deadline)."""
+    outer = _state.deadline
+    if outer == float("inf"):
+        _state.seconds = SECONDS
+        _state.deadline = _monotonic() + SECONDS
+    return outer
 
-    def __enter__(self) -> None:
-        self._outer = _state.deadline
-        if self._outer == float("inf"):
-            _state.seconds = SECONDS
-            _state.deadline = time.monotonic() + SECONDS
 
-    def __exit__(self, *exc: object) -> None:
-        _state.deadline = self._outer
+def disarm(outer: float) -> None:
+    _state.deadline = outer
 
 
 def check_time() -> None:
-    if time.monotonic() > _state.deadline:
+    if _monotonic() > _state.deadline:
         raise OverBudget(f"ran longer than {_state.seconds:g} s, the render budget (a loop that never ends?)")
 
 
@@ -70,20 +72,25 @@ def _length(x: Any) -> int:
     return len(x) if isinstance(x, (str, list, tuple)) else 0
 
 
-def bounded_output(blocks: Iterable[str]) -> Iterator[str]:
-    """The render's output blocks, stopped once their total goes over the size budget."""
+def join_output(blocks: Iterable[str]) -> str:
+    """The render's output blocks joined, stopped once their total goes over the size budget."""
+    parts = []
     total = 0
     for block in blocks:
         total += len(block)
-        check_size(total, "an output")
-        yield block
+        if total > CHARS:
+            check_size(total, "an output")
+        parts.append(block)
+    return "".join(parts)
 
 
 def loop(iterable: Any) -> Iterator[Any]:
     """Wraps every ``{% for %}`` iterable: the time budget is checked per iteration."""
+    state = _state
     check_time()
     for item in iterable:
-        check_time()
+        if _monotonic() > state.deadline:
+            check_time()
         yield item
 
 
@@ -94,6 +101,16 @@ def concat(*parts: Any) -> str:
     return "".join(strings)
 
 
+_SEQUENCES = (str, list, tuple)
+
+
+def add(left: Any, right: Any) -> Any:
+    """``left + right`` (the commonest operator in templates, so the quick path comes first)."""
+    if isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES) and len(left) + len(right) > CHARS:
+        check_size(len(left) + len(right))
+    return left + right
+
+
 def check_binop(operator: str, left: Any, right: Any) -> None:
     if operator == "*":
         for seq, n in ((left, right), (right, left)):
@@ -102,8 +119,6 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
     elif operator == "**":
         if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:
             check_size(left.bit_length() * right // 8, "a number of bytes")
-    elif operator == "+":
-        check_size(_length(left) + _length(right))
     elif operator == "%" and isinstance(left, str):
         _check_format(left, right if isinstance(right, tuple) else (right,))
 
@@ -121,7 +136,8 @@ def _check_format(spec: str, args: Iterable[Any]) -> None:
 def check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     """Before a call from template code: the time budget, and the size of what a string method would build.
     Returns the arguments to call with (an iterable given to ``join`` is materialised once, to measure it)."""
-    check_time()
+    if _monotonic() > _state.deadline:
+        check_time()
     owner = getattr(obj, "__self__", None)
     if not isinstance(owner, str):
         return args

@@ -174,8 +174,10 @@ class _StrictSandbox(ImmutableSandboxedEnvironment):
         )
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "+":
+            return budget.add(left, right)
         budget.check_binop(operator, left, right)
-        return super().call_binop(context, operator, left, right)
+        return self.binop_table[operator](left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         args = budget.check_call(__obj, args, kwargs)
@@ -311,20 +313,23 @@ def render(
     context = dict(messages=_plain(messages), tools=tools, documents=documents,
                    add_generation_prompt=add_generation_prompt, **variables)
     label = template_name(source)
+    outer = budget.arm()
     try:
-        with budget.Deadline():
-            if not track_generation:
-                return Rendered("".join(budget.bounded_output(template.generate(**context))))
-            tracker = _tracker(template)
-            blocks: list[str] = []
-            spans: list[tuple[int, int]] = []
-            tracker.blocks, tracker.spans = blocks, spans
-            try:
-                for block in budget.bounded_output(template.generate(**context)):
-                    blocks.append(block)
-            finally:
-                tracker.blocks, tracker.spans = None, None
-            return Rendered("".join(blocks), tuple(spans))
+        if not track_generation:
+            return Rendered(budget.join_output(template.generate(**context)))
+        tracker = _tracker(template)
+        blocks: list[str] = []
+        spans: list[tuple[int, int]] = []
+        tracker.blocks, tracker.spans = blocks, spans
+        total = 0
+        try:
+            for block in template.generate(**context):
+                total += len(block)
+                budget.check_size(total, "an output")
+                blocks.append(block)
+        finally:
+            tracker.blocks, tracker.spans = None, None
+        return Rendered("".join(blocks), tuple(spans))
     except _Refusal as e:
         raise TemplateRefused(f"chat template raised: {e}") from None
     except budget.OverBudget as e:
@@ -338,6 +343,8 @@ def render(
     # Anything else a template can make Python raise (1/0, range limits, bad arguments) is the template's error.
     except (TypeError, ValueError, AttributeError, LookupError, ArithmeticError, RuntimeError, MemoryError) as e:
         raise TemplateRaised(f"{label} failed: {type(e).__name__}: {e}") from None
+    finally:
+        budget.disarm(outer)
 
 
 # Our own ChatML template (the layout is a published convention; the text is ours).
