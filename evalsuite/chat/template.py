@@ -315,15 +315,17 @@ def render(
     label = template_name(source)
     outer = budget.arm()
     try:
+        # root_render_func directly, as Template.render does, minus its traceback rewriting (only messages are kept)
+        blocks_of = template.root_render_func(template.new_context(context))
         if not track_generation:
-            return Rendered(budget.join_output(template.generate(**context)))
+            return Rendered(budget.join_output(blocks_of))
         tracker = _tracker(template)
         blocks: list[str] = []
         spans: list[tuple[int, int]] = []
         tracker.blocks, tracker.spans = blocks, spans
         total = 0
         try:
-            for block in template.generate(**context):
+            for block in blocks_of:
                 total += len(block)
                 budget.check_size(total, "an output")
                 blocks.append(block)
