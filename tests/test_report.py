@@ -1,13 +1,17 @@
-"""`evalsuite report`: HTML and Markdown content, escaping of model text, deltas, gate verdicts."""
+"""`evalsuite report`: HTML and Markdown content, escaping of model text, deltas, gate verdicts, the CLI.
+
+The reading of issue 16 (summary first, deltas against the control, bases and settings, plots, fail reasons,
+per-case tables, budgets, training runs, print and baselines) is in test_report_reading.py.
+"""
 
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from cli_helpers import call_main
+from report_support import md_tables, parse
 
 from evalsuite.gates.expr import parse_gates
 from evalsuite.report import build_report
@@ -27,70 +31,50 @@ def _empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(work)  # no pyproject with gates in sight
 
 
-class _Collector(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: dict[str, int] = {}
-        self.srcs: list[str] = []
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags[tag] = self.tags.get(tag, 0) + 1
-        d = dict(attrs)
-        if d.get("src"):
-            self.srcs.append(d["src"] or "")
-        if tag == "link" and d.get("href"):
-            self.hrefs.append(d["href"] or "")
-
-
-def _parse(html: str) -> _Collector:
-    c = _Collector()
-    c.feed(html)
-    return c
-
-
 def test_html_report_is_self_contained_and_escapes_model_text(tmp_path: Path) -> None:
     out = tmp_path / "report.html"
     build_report([GOOD, BAD], out, gates=parse_gates(["squad.exact_match >= 60"]))
     html = out.read_text()
-    parsed = _parse(html)
-    assert parsed.tags.get("script", 0) == 0  # the model's <script> is text, not a tag
-    assert parsed.tags.get("img", 0) == 4  # accuracy, 0-100 scores, finish reasons, loss curves
-    assert all(src.startswith("data:image/png;base64,") for src in parsed.srcs)
-    assert all(h.startswith("data:") for h in parsed.hrefs)
+    doc = parse(html)
+    assert doc.tags.get("script", 0) == 0  # the model's <script> is text, not a tag
+    # accuracy and 0-100 overviews, one delta plot per battery (4), the loss curves
+    assert doc.tags.get("img", 0) == 7, doc.img_alts
+    assert all(src.startswith("data:image/png;base64,") for src in doc.srcs)
+    assert all(h.startswith("data:") for h in doc.hrefs)
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", html)  # no network
+    assert "default-src 'none'; img-src data:; style-src 'unsafe-inline'" in html  # no script may run
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
     assert "onerror=alert(1)" not in html.replace("&lt;img src=x onerror=alert(1)&gt;", "")
-    # Columns, per-battery sections, the ten prompts, finish reasons, runs table.
     for text in ("uppercase-echo", "runaway-turns", "squad", "The ten open prompts",
-                 "Explain quantum computing to a 10-year-old.", "Finish reasons", "Training runs",
+                 "Explain quantum computing to a 10-year-old.", "Budgets and finish reasons", "Training runs",
                  "lora r=12, adamw_torch, seq 256, micro-batch 2", "cpu x86_64"):
         assert text in html, text
-    assert html.count('<th class="rowhead">ten-') == 10
+    assert len(doc.table("reading").rows) == 1 + 10
     # Gate verdicts per column, the base column gets none.
     assert re.search(r'<span class="badge FAIL">FAIL</span>\s*<div class="reason">43.33', html)
     assert '<span class="badge PASS">PASS</span>' in html
 
 
-def test_deltas_use_paired_tests_against_the_reference() -> None:
+def test_every_adapter_is_compared_with_the_base_by_paired_tests() -> None:
     model = build_model([GOOD, BAD], with_plots=False)
-    labels = [c.label for c in model.columns]
-    assert labels == ["base", "good", "bad"]  # the identical base of bad.json is shown once
-    assert model.reference == "column good"
+    assert [c.label for c in model.columns] == ["base", "good", "bad"]  # bad.json's identical base: shown once
+    base, good, bad = model.columns
+    assert good.ref is base and bad.ref is base and base.ref is None and base.is_control
     squad = next(b for b in model.batteries if b.name == "squad")
     f1 = next(r for r in squad.metrics if r.name == "f1")
-    _, good_cell, bad_cell = f1.cells
-    assert good_cell is not None and good_cell.delta == ""  # the reference itself
-    assert bad_cell is not None and bad_cell.delta.startswith("-") and bad_cell.direction == "worse"
-    assert bad_cell.significant and bad_cell.p_value is not None and bad_cell.p_value < 0.05
+    base_cell, good_cell, bad_cell = f1.cells
+    assert base_cell is not None and base_cell.delta is None  # the control itself
+    assert good_cell is not None and good_cell.delta is not None and bad_cell is not None and bad_cell.delta
+    assert good_cell.delta.value > bad_cell.delta.value > 0 and bad_cell.delta.direction == "better"
+    assert bad_cell.delta.significant and bad_cell.delta.p < 0.05
     rate = next(r for r in next(b for b in model.batteries if b.name == "runaway-turns").metrics
                 if r.name == "rate")
-    assert rate.cells[2] is not None and rate.cells[2].direction == "worse"  # higher rate is worse
-    assert rate.cells[2].delta.startswith("+")
-    # Cases where bad's verdict differs from good's are flagged for highlighting.
+    assert rate.cells[2] is not None and rate.cells[2].delta is not None
+    assert rate.cells[2].delta.value < 0 and rate.cells[2].delta.direction == "better"  # a lower rate is better
+    # Cases where bad's verdict differs from the base's are flagged, regressions first.
     echo = next(b for b in model.batteries if b.name == "uppercase-echo")
-    changed = [row.case for row in echo.cases if row.cells[2] is not None and row.cells[2].changed]
-    assert len(changed) == 5
+    flips = [row.cells[2].flip for row in echo.cases if row.cells[2] is not None and row.cells[2].flip]
+    assert len(flips) == 10 and set(flips) == {"fail->pass"}
 
 
 def test_baseline_mode_pairs_columns_by_role() -> None:
@@ -98,7 +82,7 @@ def test_baseline_mode_pairs_columns_by_role() -> None:
     assert [c.label for c in model.columns][:2] == ["base (baseline)", "good (baseline)"]
     refs = {c.label: c.ref.label if c.ref else None for c in model.columns}
     assert refs["bad"] == "good (baseline)"
-    assert refs["r4"] == "good (baseline)"  # ambiguous role: falls back to the first baseline column
+    assert refs["r4"] == "good (baseline)" and refs["r8"] == "good (baseline)"  # the baseline's only adapter
 
 
 def _pipes(line: str) -> int:
@@ -111,18 +95,12 @@ def test_markdown_escapes_and_tables(tmp_path: Path) -> None:
     md = md_path.read_text()
     assert "<script>" not in md and "&lt;script&gt;" in md
     assert "\\| a \\| b \\|" in md  # pipes in outputs cannot split cells
-    # Every row of a table has as many unescaped pipes as its header row.
-    lines = md.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("|---"):
-            width = _pipes(line)
-            j = i + 1
-            while j < len(lines) and lines[j].startswith("| "):
-                assert _pipes(lines[j]) == width, lines[j]
-                j += 1
-            assert _pipes(lines[i - 1]) == width
+    tables = md_tables(md)
+    assert len(tables) >= 8
+    for header, rows in tables:  # every row of a table has as many unescaped pipes as its header row
+        assert all(_pipes(row) == _pipes(header) for row in rows), header
     assert "**FAIL** 76.96 vs baseline 99.28" in md
-    assert "16 flipped cases" in md and "- pass-&gt;fail squad[q002]: Context" in md
+    assert "16 flipped cases" in md and "- pass→fail squad[q002]: Read the following" in md
     assert "### The ten open prompts" in md and "### Training runs" in md
     assert "_regression gates need --baseline" not in md
 
@@ -130,8 +108,8 @@ def test_markdown_escapes_and_tables(tmp_path: Path) -> None:
 def test_markdown_without_plots_and_single_file() -> None:
     model = build_model([GOOD], with_plots=False)
     md = render_markdown(model)
-    assert "Deltas against column good" in md
-    assert "| base | good | base | tiny-qwen |" in md
+    assert "its control (the base-model column)" in md
+    assert "| base | control | good | base | tiny-qwen |" in md
 
 
 def test_md_escape() -> None:
@@ -145,6 +123,9 @@ def test_diff_segments_mark_only_changes() -> None:
     assert "".join(s.text for s in segs) == "HELLO WORLd\nassistant"
     assert [s.text for s in segs if s.changed] == ["WORLd\nassistant"]
     assert diff_segments("same", "same") == [type(segs[0])("same", False)]
+    # the space between two changed words is part of one mark
+    assert [s.text for s in diff_segments("answer 0", "something else") if s.changed] == ["something else"]
+    assert [s.text for s in diff_segments("a b c", "x b y") if s.changed] == ["x", "y"]
 
 
 def test_report_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,8 +11,9 @@ from evalsuite.errors import EvalsuiteError
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "report", help="side-by-side HTML/Markdown report of results files",
-        description="Columns are (results file, adapter) pairs; deltas are against the first column, or "
-                    "the matching baseline column with --baseline, with paired-test p-values.")
+        description="Columns are (results file, adapter) pairs grouped by base model; deltas are candidate - "
+                    "control within a base model (the base column, or the matching baseline column with "
+                    "--baseline), with paired 95% CIs and p-values, summarised first.")
     p.add_argument("results", type=Path, nargs="+",
                    help="results.json files (each may hold several adapters)")
     p.add_argument("-o", "--output", type=Path, default=None,

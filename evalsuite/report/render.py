@@ -7,22 +7,33 @@ containing ``<script>``, ``|`` or a newline cannot break out of its table cell.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from evalsuite import __version__
+from evalsuite.report.cases import Turn, clip
+from evalsuite.report.columns import Column
 from evalsuite.report.model import ReportModel
 
 HERE = Path(__file__).resolve().parent
 MD_CELL_CHARS = 400
+MD_FLIPS = 20  # flipped cases listed per battery in the Markdown (the HTML has them all)
+MD_PROMPT_HEAD, MD_PROMPT_TAIL = 100, 200
 
 
 def md_escape(value: Any) -> str:
-    """Make any value safe inside a GitHub Markdown table cell (newlines become ``<br>``)."""
+    """Make any value safe inside a GitHub Markdown table cell (newlines become ``<br>``).
+
+    A :class:`~markupsafe.Markup` value is the output of one of the template's own macros, whose values were
+    escaped when the macro rendered them; it passes unchanged (escaping it again would garble it).
+    """
+    from markupsafe import Markup
+
     if value is None:
         return ""
+    if isinstance(value, Markup):
+        return str(value)
     text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     for ch in "\\`*_[]|#~":
         text = text.replace(ch, "\\" + ch)
@@ -43,11 +54,42 @@ def _num(value: Any, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _expected(value: Any) -> str:
-    """Strings as they are; lists (SQuAD answers) and other values as JSON, not Python repr."""
-    if value is None:
+def _pct(share: float) -> str:
+    return f"{100 * share:.0f}%"
+
+
+def _arrow(direction: str) -> str:
+    """``pass->fail`` as ``pass→fail``."""
+    return direction.replace("->", "→")
+
+
+def _mark(verdict: str) -> str:
+    """A verdict with a shape, so it reads without colour: ``▲ better``, ``▼ worse``."""
+    return {"better": "▲ better", "worse": "▼ worse"}.get(verdict, verdict)
+
+
+def _mdturns(turns: list[Turn]) -> str:
+    """A conversation in one Markdown cell: every turn, each cut in the middle to keep its end."""
+    if len(turns) == 1:
+        return clip(turns[0].content, MD_PROMPT_HEAD, MD_PROMPT_TAIL).text
+    return "\n".join(f"{t.role}: {clip(t.content, MD_PROMPT_HEAD, MD_PROMPT_TAIL).text}" for t in turns)
+
+
+def _mdclip(text: str) -> str:
+    return clip(text, MD_PROMPT_HEAD, MD_PROMPT_TAIL).text
+
+
+def _role(col: Column) -> str:
+    role = "baseline" if col.is_baseline else "candidate" if col.ref is not None else ""
+    return " + ".join(r for r in (role, "control" if col.is_control else "") if r) or "–"
+
+
+def _caps(col: Column) -> str:
+    """The max_new_tokens caps of a column's batteries: one number, or the range (per battery in Budgets)."""
+    caps = sorted({col.cap(b) for b in col.results.batteries() if col.results.samples_for(b, col.name)})
+    if not caps:
         return "–"
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return str(caps[0]) if len(caps) == 1 else f"{caps[0]}–{caps[-1]} (per battery)"
 
 
 def _environment(markdown: bool) -> Any:
@@ -62,7 +104,9 @@ def _environment(markdown: bool) -> Any:
         keep_trailing_newline=True,
         finalize=md_escape if markdown else None,
     )
-    env.filters.update(truncate_md=_truncate, short=_short, num=_num, expected=_expected)
+    env.filters.update(truncate_md=_truncate, short=_short, num=_num, pct=_pct, arrow=_arrow, role=_role,
+                       caps=_caps, mark=_mark, mdturns=_mdturns, mdclip=_mdclip,
+                       clip=clip)
     return env
 
 
@@ -72,6 +116,7 @@ def _context(model: ReportModel, title: str) -> dict[str, Any]:
         "title": title,
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "version": __version__,
+        "md_flips": MD_FLIPS,
         "files": list({c.file: c.results for c in model.columns}.items()),
     }
 

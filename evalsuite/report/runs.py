@@ -1,14 +1,15 @@
 """Training-run facts from the adapters' manifests: the memory/time table and the loss curves.
 
 Every manifest field is optional here (older runs, other backends, the plain base): the table shows
-what is there and a dash for the rest.
+what is there and a dash for the rest. The final loss is the one the backend recorded (``train.final_loss``:
+TRL's training loss over the run), shown beside the last logged point, which is a different number.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from evalsuite.report.model import Column
+from evalsuite.report.columns import Column
 
 
 def _get(d: Any, *keys: str) -> Any:
@@ -76,7 +77,8 @@ def run_rows(cols: list[Column]) -> list[dict[str, Any]]:
             "runtime_s": _num(train.get("runtime_s")),
             "samples_per_s": _num(train.get("samples_per_s")),
             "steps": _num(train.get("global_step")) or (curve[-1][0] if curve else None),
-            "final_loss": curve[-1][1] if curve else None,
+            "final_loss": _num(train.get("final_loss")),
+            "last_logged": curve[-1] if curve else None,
             "digest": col.adapter.manifest_digest,
             "curve": curve,
         })

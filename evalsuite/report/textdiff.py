@@ -26,12 +26,13 @@ def diff_segments(reference: str, text: str) -> list[Segment]:
     ref_tokens = _TOKEN.findall(reference)
     tokens = _TOKEN.findall(text)
     matcher = difflib.SequenceMatcher(a=ref_tokens, b=tokens, autojunk=False)
+    runs = [("".join(tokens[j1:j2]), tag != "equal") for tag, _i1, _i2, j1, j2 in matcher.get_opcodes()
+            if j1 != j2]
+    # Spaces between two changed words belong to the change: "something else" is one mark, not two.
+    runs = [(text, changed or (0 < i < len(runs) - 1 and not text.strip() and runs[i - 1][1] and runs[i + 1][1]))
+            for i, (text, changed) in enumerate(runs)]
     out: list[Segment] = []
-    for tag, _i1, _i2, j1, j2 in matcher.get_opcodes():
-        if j1 == j2:
-            continue
-        chunk = "".join(tokens[j1:j2])
-        changed = tag != "equal"
+    for chunk, changed in runs:
         if out and out[-1].changed == changed:
             out[-1] = Segment(out[-1].text + chunk, changed)
         else:

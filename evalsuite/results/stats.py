@@ -6,7 +6,9 @@
 - :func:`mcnemar_exact_p`: exact two-sided binomial test on the discordant pairs of two systems
   scored pass/fail on the same cases (the cases that flipped).
 - :func:`paired_bootstrap_p`: seeded paired bootstrap for a difference of means on paired
-  continuous scores.
+  continuous scores; :func:`bootstrap_p_floor` is the smallest p it can return.
+- :func:`paired_bootstrap_ci`: the confidence interval of that difference (the percentile bootstrap
+  of the per-case differences, i.e. :func:`bootstrap_mean_ci` applied to them).
 
 Everything is deterministic for a given seed so a re-gated results file gives the same verdict.
 """
@@ -138,3 +140,27 @@ def paired_bootstrap_p(
     means = centred[idx].mean(axis=1)
     extreme = int(np.count_nonzero(np.abs(means) >= abs(observed) - 1e-12))
     return observed, (extreme + 1) / (n_resamples + 1)
+
+
+def bootstrap_p_floor(n_resamples: int = DEFAULT_RESAMPLES) -> float:
+    """The smallest p :func:`paired_bootstrap_p` returns (no resample as extreme): ``1 / (n + 1)``.
+
+    A p-value there means "below the resolution of the test", not that exact number.
+    """
+    return 1.0 / (n_resamples + 1)
+
+
+def paired_bootstrap_ci(
+    a: Sequence[float],
+    b: Sequence[float],
+    confidence: float = DEFAULT_CONFIDENCE,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> tuple[float, float]:
+    """Confidence interval of ``mean(b) - mean(a)`` for paired samples: resampling cases (pairs), so
+    the correlation between the two systems on the same case narrows it as it should."""
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired samples differ in length: {x.size} vs {y.size}")
+    return bootstrap_mean_ci((y - x).tolist(), confidence, n_resamples, seed)
