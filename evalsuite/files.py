@@ -78,8 +78,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # a failed write does not say which file: say it
+            raise OSError(e.errno, e.strerror or str(e), str(target)) from e
         raise
     _fsync_dir(target.parent)
 
