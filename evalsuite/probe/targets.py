@@ -50,6 +50,14 @@ def check_safetensors(path: Path, what: str = "adapter weights") -> None:
         raise EvalsuiteError(f"{path}: corrupt {what} ({why})")
 
 
+def _check_base_weights(base_model: str) -> None:
+    """A local base whose safetensors files are truncated fails here, naming the file, before minutes of loading."""
+    folder = Path(base_model)
+    if folder.is_dir():
+        for f in sorted(folder.glob("*.safetensors")):
+            check_safetensors(f, "base model weights")
+
+
 def _weights(rd: RunDir) -> Path:
     if rd.weights.exists():
         check_safetensors(rd.weights)
@@ -114,6 +122,7 @@ def build_targets(run_dirs: list[Path], include_base: bool, base_override: str |
         raise EvalsuiteError(f"the adapters were trained on different base models ({listing}); probe them in "
                              "separate runs, or pass --base-model to force one")
     base_model = bases.pop()
+    _check_base_weights(base_model)
     targets = []
     for i, (rd, name) in enumerate(zip(opened, _column_names(run_dirs), strict=True)):
         weights = _weights(rd)
