@@ -165,7 +165,7 @@ def test_malicious_pickle_with_allow_pickle_runs_nothing_and_is_one_error(run: P
     (run / "adapter_model.bin").write_bytes(pickle.dumps(_Payload(marker)))
     rc, err = probe(capsys, run, "--allow-pickle", "--battery", small_battery(tmp_path), "--out",
                     tmp_path / "r.json")
-    assert rc == 2 and "adapter_model.bin" in one_error(err) or str(run) in one_error(err)
+    assert rc == 2 and str(run) in one_error(err)
     assert not marker.exists()
 
 

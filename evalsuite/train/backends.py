@@ -152,7 +152,7 @@ def resume_mismatches(config: Config, ckpt: Path) -> list[str]:
             saved = {ours: data.get(theirs) for theirs, ours in _PEFT_KEYS.items()}
     out = []
     for key, then in saved.items():
-        now = json.loads(json.dumps(config.values.get(key), default=str))
+        now = json.loads(json.dumps(getattr(config, key, None), default=str))
         if not _same(then, now):
             line = config.line_of(key)
             out.append(f"{key}: checkpoint {then!r}, config {now!r}" + (f" (line {line})" if line else ""))
