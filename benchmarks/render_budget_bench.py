@@ -65,10 +65,8 @@ def unbudgeted(source: str) -> Callable[[list[dict[str, str]], dict[str, Any]], 
     compiled = env.from_string(source)
 
     def render_before(messages: list[dict[str, str]], variables: dict[str, Any]) -> str:
-        # evalsuite's render() as it was: the same context, rendered in one piece
-        context = dict(messages=t._plain(messages), tools=None, documents=None, add_generation_prompt=False,
-                       **{k: v for k, v in variables.items() if v is not None})
-        return compiled.render(**context)
+        # evalsuite's render() as it was: the same context, rendered in one piece, no budget
+        return compiled.render(**t._context(messages, False, variables, None, None, {}))
 
     return render_before
 
