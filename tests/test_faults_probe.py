@@ -100,7 +100,7 @@ def test_full_disk_after_generating_keeps_the_generations(run: Path, tmp_path: P
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--max-batch-seconds", "-1"], "--max-batch-seconds: expected 0 (no cap) or a positive number, got -1"),
+    (["--max-batch-seconds", "-1"], "--max-batch-seconds: expected seconds >= 0 (0: no cap), got -1.0"),
     (["--squad-n", "-5"], "--squad-n: expected 0 (all) or a positive integer, got -5"),
     (["--device", "foo"], "--device: expected cpu, cuda or cuda:N, got 'foo'"),
 ])
