@@ -7,8 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,28 +17,6 @@ from evalsuite.files import check_output_path, write_failure
 
 DATA = Path(__file__).parent / "data" / "results"
 GOOD = DATA / "good.json"
-
-
-@pytest.fixture
-def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
-    """A folder no file can be created in: a read-only folder, or (as root, whom permissions do not stop) a
-    kernel filesystem that refuses new files."""
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        candidates = [folder, Path("/sys"), Path("/proc")]
-        for c in candidates:
-            try:
-                fd, probe = tempfile.mkstemp(dir=c)
-            except OSError:
-                yield c
-                return
-            os.close(fd)
-            os.unlink(probe)
-        pytest.skip("no unwritable folder on this machine")
-    finally:
-        folder.chmod(0o700)
 
 
 def bad_outputs(tmp: Path, unwritable: Path) -> list[tuple[Path, str]]:

@@ -138,7 +138,7 @@ def test_cuda_devices_this_machine_lacks_are_refused() -> None:
     validate(ProbeOptions(device="cpu"))
 
 
-def bad_outs(tmp_path: Path) -> tuple[Path, list[tuple[Path, str]]]:
+def bad_outs(tmp_path: Path, unwritable: Path) -> tuple[Path, list[tuple[Path, str]]]:
     """A run dir (only its name matters: outputs are checked before it is opened) and outputs refused for it."""
     run = tmp_path / "run"
     run.mkdir()
@@ -148,21 +148,23 @@ def bad_outs(tmp_path: Path) -> tuple[Path, list[tuple[Path, str]]]:
     (tmp_path / "a-file").write_text("mine", encoding="utf-8")
     return run, [(run / "adapter_model.safetensors", "inside the run dir"), (run / "new.json", "inside the run dir"),
                  (run, "is a folder"), (tmp_path / "a-file" / "r.json", "which is a file"),
-                 (battery, "is one of the inputs")]
+                 (battery, "is one of the inputs"), (unwritable / "r.json", f"in {unwritable}")]
 
 
-def test_cli_out_is_checked_before_anything_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run, cases = bad_outs(tmp_path)
+def test_cli_out_is_checked_before_anything_loads(tmp_path: Path, unwritable_dir: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    run, cases = bad_outs(tmp_path, unwritable_dir)
     before = tree_digest(tmp_path)
     for out, needle in cases:
         assert call_main(["probe", run, "--battery", tmp_path / "b.yaml", "--out", out], timeout=60) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and err.startswith(f"error: {out}: --out results file ") and needle in err, err
+        assert err.count("\n") == 1 and err.startswith(f"error: {out}: ") and "--out results file" in err and needle in err, err
     assert tree_digest(tmp_path) == before
 
 
-def test_plugin_probe_out_is_a_usage_error_before_collection(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    run, cases = bad_outs(tmp_path)
+def test_plugin_probe_out_is_a_usage_error_before_collection(pytester: pytest.Pytester, tmp_path: Path,
+                                                             unwritable_dir: Path) -> None:
+    run, cases = bad_outs(tmp_path, unwritable_dir)
     pytester.makeini("[pytest]\n")
     gates = tmp_path / "gates.yaml"
     gates.write_text("gates: []\n", encoding="utf-8")
@@ -171,6 +173,6 @@ def test_plugin_probe_out_is_a_usage_error_before_collection(pytester: pytest.Py
         result = pytester.runpytest_subprocess("--adapter", run, "--battery", tmp_path / "b.yaml",
                                                "--gate-config", gates, "--probe-out", out, timeout=120)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
-        result.stderr.fnmatch_lines([f"ERROR: evalsuite: {out}: --probe-out results file *{needle}*"])
+        result.stderr.fnmatch_lines([f"ERROR: evalsuite: {out}: *--probe-out results file *{needle}*"])
         assert "Traceback" not in result.stderr.str() + result.stdout.str()
     assert tree_digest(tmp_path) == before
