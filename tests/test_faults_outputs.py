@@ -84,3 +84,40 @@ def test_disk_full_while_writing_a_report_is_one_error(tmp_path: Path, capsys: p
     err = capsys.readouterr().err
     assert f"error: {tmp_path / 'r.html'}: No space left on device" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kept", ["cache", "side file", "nowhere"])
+def test_probe_results_on_a_full_disk_say_where_the_generations_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    kept: str) -> None:
+    """Minutes of generation are not lost to a full disk: the cache holds them (rerun to write the results), else
+    the results go to a side file in the temp folder; the one error says which."""
+    import tempfile
+
+    import evalsuite.results.io as io
+    from evalsuite.probe.runner import ProbeRun, write_run
+    from evalsuite.results.io import load_results
+
+    results, out, side_dir = load_results(GOOD), tmp_path / "results.json", tmp_path / "tmp"
+    side_dir.mkdir()
+    real = io.atomic_write_text
+
+    def full(path: str | os.PathLike[str], text: str) -> None:
+        if Path(path) == out or kept == "nowhere":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, text)
+
+    monkeypatch.setattr(io, "atomic_write_text", full)
+    monkeypatch.setattr(tempfile, "tempdir", str(side_dir))
+    run = ProbeRun(results, None, 2, 0, tmp_path / "cache" if kept == "cache" else None)  # type: ignore[arg-type]
+    with pytest.raises(EvalsuiteError) as err:
+        write_run(run, out)
+    message = str(err.value)
+    assert message.startswith(f"{out}: No space left on device; the results were not written. ")
+    assert not out.exists()
+    if kept == "cache":
+        assert f"kept in the generation cache ({tmp_path / 'cache'})" in message and not list(side_dir.iterdir())
+    elif kept == "side file":
+        side = Path(message.rsplit("They are kept in ", 1)[1])
+        assert side.parent == side_dir and load_results(side).to_dict() == results.to_dict()
+    else:
+        assert "could not be kept anywhere" in message and not list(side_dir.iterdir())
