@@ -206,15 +206,17 @@ def test_non_utf8_template_file(tmp_path: Path) -> None:
     assert done.returncode == 2 and f"{t}: --chat-template is not UTF-8 text" in one_error(done.stderr)
 
 
-def test_train_with_an_endless_template_stops_and_leaves_no_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source,expected", [(NESTED_LOOPS, "ran longer than 2 s"), BAD_TEMPLATES[0]],
+                         ids=["endless", "zero-division"])
+def test_train_with_a_broken_template_stops_and_leaves_no_folder(tmp_path: Path, source: str, expected: str) -> None:
     template = tmp_path / "loops.jinja"
-    template.write_text(NESTED_LOOPS, encoding="utf-8")
+    template.write_text(source, encoding="utf-8")
     cfg = config_file(tmp_path, chat_template="jinja", chat_template_jinja=str(template))
     before = tree_digest(cfg, template, tmp_path / "data.jsonl")
     done = run_cli("train", cfg, timeout=300, env={"EVALSUITE_RENDER_SECONDS": "2"})
     assert done.returncode == 2
     line = one_error(done.stderr)
-    assert f"chat template {template} ran longer than 2 s" in line
+    assert f"chat template {template}" in line and expected in line
     assert not (tmp_path / "run").exists()  # the failed run left no empty output folder
     assert tree_digest(cfg, template, tmp_path / "data.jsonl") == before
 
