@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cli_helpers import call_main, tree_digest
 
-from evalsuite.cli import build_parser, main
+from evalsuite.cli import build_parser
 from evalsuite.errors import EvalsuiteError
 from evalsuite.probe.options import OPTIONS, PLUGIN_DEST_PREFIX, ProbeOptions, options_from, validate
 
@@ -29,7 +29,7 @@ def flags_in(help_text: str) -> set[str]:
 
 def cli_help(capsys: pytest.CaptureFixture[str]) -> str:
     with pytest.raises(SystemExit):
-        main(["probe", "--help"])
+        call_main(["probe", "--help"], timeout=60)
     return capsys.readouterr().out
 
 
@@ -104,7 +104,7 @@ def test_max_batch_seconds_zero_means_no_cap() -> None:
 
 
 def test_cli_bad_option_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["probe", str(tmp_path), "--engine", "nope", "--out", str(tmp_path / "r.json")]) == 2
+    assert call_main(["probe", tmp_path, "--engine", "nope", "--out", tmp_path / "r.json"], timeout=60) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --engine: unknown engine 'nope'; known engines: ") and err.count("\n") == 1
     assert not (tmp_path / "r.json").exists()
