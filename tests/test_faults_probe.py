@@ -106,8 +106,9 @@ def test_full_disk_after_generating_keeps_the_generations(run: Path, tmp_path: P
 ])
 def test_bad_options_are_blamed_on_the_option(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                               args: list[str], needle: str) -> None:
+    battery = "squad" if "--squad-n" in args else small_battery(tmp_path)
     before = tree_digest(tmp_path)
-    rc, err = probe(capsys, run, "--battery", "squad" if "--squad-n" in args else small_battery(tmp_path), *args,
+    rc, err = probe(capsys, run, "--battery", battery, *args,
                     "--out", tmp_path / "r.json")
     assert rc == 2 and needle in one_error(err)
     assert "squad.yaml" not in one_error(err)
@@ -141,8 +142,9 @@ def test_truncated_base_weights(run: Path, tiny_base: Path, tmp_path: Path,
     shutil.copytree(tiny_base, base)
     weights = base / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    battery = small_battery(tmp_path)
     before = tree_digest(tmp_path)
-    rc, err = probe(capsys, run, "--base-model", base, "--battery", small_battery(tmp_path), "--out",
+    rc, err = probe(capsys, run, "--base-model", base, "--battery", battery, "--out",
                     tmp_path / "r.json")
     assert rc == 2 and f"{weights}: corrupt base model weights (tensor data truncated)" in one_error(err)
     assert tree_digest(tmp_path) == before
