@@ -80,12 +80,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def _configured_state(config: pytest.Config, run_dirs: list[Path]) -> _State:
     """Options and gates, validated before collection: bad values are usage errors before anything loads."""
     from evalsuite.gates.declared import resolve_gates
-    from evalsuite.probe.options import options_from
+    from evalsuite.probe.options import check_out, options_from
     from evalsuite.results.io import load_results
 
     probes = config.rootpath / "probes"
     options = options_from(config.getoption, "plugin", battery_dirs=[probes] if probes.is_dir() else [])
     opt = config.getoption
+    check_out(_path(opt("probe_out")), run_dirs, options, "plugin",
+              inputs=[_path(opt("gate_baseline")), _path(opt("gate_config"))])
     gates = resolve_gates(opt("gate"), _path(opt("gate_config")), _path(opt("gate_baseline")), opt("gate_alpha"))
     baseline = load_results(gates.baseline_path) if gates.gates and gates.baseline_path is not None else None
     return _State(options, _path(opt("probe_out")), gates, baseline, run_dirs=run_dirs)
@@ -240,9 +242,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     try:
         if state.out is not None:
-            from evalsuite.results.io import write_results
+            from evalsuite.probe.runner import write_run
 
-            write_results(state.run.results, state.out)
+            write_run(state.run, state.out)  # a full disk is one error saying where the generations are kept
         _apply_gates(state, state.run.results)
     except EvalsuiteError as e:
         state.gate_lines = [f"ERROR evalsuite: {e}"]

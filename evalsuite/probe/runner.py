@@ -14,6 +14,8 @@ Two steps so the pytest plugin can collect without loading a model:
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from evalsuite import __version__
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import write_failure
 from evalsuite.probe import parallel
 from evalsuite.probe.batteries import Battery, Case, load_battery, resolve_batteries
 from evalsuite.probe.cache import GenerationCache, base_fingerprint, column_key, prompt_key
@@ -35,7 +38,8 @@ from evalsuite.results.aggregate import compute_metrics
 from evalsuite.results.io import write_results
 from evalsuite.results.schema import EngineInfo, Results, Sample, ScorerRef
 
-__all__ = ["ProbeOptions", "ProbePlan", "ProbeRun", "execute", "plan_probes", "run_probes", "summary_lines"]
+__all__ = ["ProbeOptions", "ProbePlan", "ProbeRun", "execute", "plan_probes", "run_probes", "summary_lines",
+           "write_run"]
 
 log = logging.getLogger("evalsuite.probe")
 
@@ -57,6 +61,7 @@ class ProbeRun:
     plan: ProbePlan
     generated: int
     cached: int
+    cache_dir: Path | None = None  # where every generation of this run is cached; None: not all are (--no-cache)
 
 
 @dataclass(frozen=True)
@@ -131,10 +136,12 @@ def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFa
                  len({m.target.name for m in misses}), len(lookup.found))
         fresh = _generate(plan, misses, device, engine or engine_class(plan.options.engine))
         gens.update(((m.battery.name, m.case.id, m.target.name), g) for m, g in zip(misses, fresh, strict=True))
-        _save(cache, lookup, fresh)
+        cached = _save(cache, lookup, fresh)
+    else:
+        cached = cache.enabled
     samples = [_sample(b, t, c, gens[(b.name, c.id, t.name)]) for b, t, c in work]
     results = _results(plan, samples, device, len(misses), len(lookup.found))
-    return ProbeRun(results, plan, len(misses), len(lookup.found))
+    return ProbeRun(results, plan, len(misses), len(lookup.found), cache.root if cached else None)
 
 
 def _lookup(plan: ProbePlan, work: list[tuple[Battery, Target, Case]], cache: GenerationCache,
@@ -181,15 +188,22 @@ def _spec(plan: ProbePlan, base: str, device: str, columns: set[str]) -> EngineS
                       tensor_parallel_size=o.tensor_parallel_size)
 
 
-def _save(cache: GenerationCache, lookup: _Lookup, fresh: list[Generation]) -> None:
-    """Add the new generations to their columns' cache files; every process holds them all, one writes."""
+def _save(cache: GenerationCache, lookup: _Lookup, fresh: list[Generation]) -> bool:
+    """Add the new generations to their columns' cache files; every process holds them all, one writes. A cache
+    that cannot be written (disk full) is a warning, not the end of the run: the results still hold them all.
+    True when every new generation is in the cache."""
     if not parallel.is_main():
-        return
+        return False
     by_column: dict[str, dict[str, Generation]] = {}
     for miss, gen in zip(lookup.misses, fresh, strict=True):
         by_column.setdefault(miss.target.name, {})[miss.prompt_key] = gen
-    for name, entries in by_column.items():
-        cache.save(lookup.column_keys[name], entries)
+    try:
+        for name, entries in by_column.items():
+            cache.save(lookup.column_keys[name], entries)
+    except OSError as e:
+        warnings.warn(f"the generation cache was not saved ({write_failure(e) or e})", stacklevel=2)
+        return False
+    return cache.enabled
 
 
 def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sample:
@@ -232,8 +246,35 @@ def _engine_info(plan: ProbePlan, device: str, generated: int, cached: int) -> E
 def run_probes(run_dirs: Iterable[str | Path], options: ProbeOptions, out: Path | None = None) -> ProbeRun:
     run = execute(plan_probes(run_dirs, options))
     if out is not None and parallel.is_main():  # data-parallel runs gather everything; rank 0 writes one file
-        write_results(run.results, out)
+        write_run(run, out)
     return run
+
+
+def write_run(run: ProbeRun, out: Path) -> None:
+    """Write the results; when the disk refuses them (full, read-only), one error that says where the generations
+    are kept, so minutes of generation are not lost: the cache (rerunning writes the results without generating),
+    else a side file in the temp folder."""
+    try:
+        write_results(run.results, out)
+    except OSError as e:
+        failure = write_failure(e)
+        if failure is None:
+            raise
+        raise EvalsuiteError(f"{failure}; the results were not written. {_kept(run)}") from None
+
+
+def _kept(run: ProbeRun) -> str:
+    if run.cache_dir is not None:
+        return (f"The generations are kept in the generation cache ({run.cache_dir}): the same command with a "
+                "writable output writes the results without generating again")
+    fd, side = tempfile.mkstemp(prefix="evalsuite-results-", suffix=".json")
+    os.close(fd)
+    try:
+        write_results(run.results, side)
+    except OSError:
+        Path(side).unlink(missing_ok=True)
+        return "They could not be kept anywhere either (is the temp folder on the same full disk?)"
+    return f"They are kept in {side}"
 
 
 def summary_lines(results: Results) -> list[str]:
