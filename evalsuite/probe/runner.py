@@ -26,6 +26,7 @@ from evalsuite.probe import parallel
 from evalsuite.probe.batteries import Battery, Case, load_battery, resolve_batteries
 from evalsuite.probe.cache import GenerationCache, base_fingerprint, column_key, prompt_key
 from evalsuite.probe.generation import Generation, GenerationSettings, PromptCodec, Request
+from evalsuite.probe.reasoning import final_answer, prompt_opens_reasoning, reasoning_details
 from evalsuite.probe.scorers import Output
 from evalsuite.probe.sources import BatteryUnavailable
 from evalsuite.probe.targets import Target, build_targets
@@ -183,9 +184,15 @@ def _engine(plan: ProbePlan, device: str, columns: set[str]) -> Any:
 
 
 def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sample:
+    """Score one generation: a reasoning block is cut off first, so the scorer sees the final answer."""
     out = Output(gen.text, gen.finish_reason, gen.raw, gen.tokens, target.codec.markers)
-    score = battery.scorer(case, out)
+    tk = target.codec.tk
+    specials = [c for c, (_i, special) in tk.added_tokens.items() if special]
+    answer, split = final_answer(out, prompt_opens_reasoning(target.codec.prompt_text(case.messages)), specials)
+    score = battery.scorer(case, answer)
     details = dict(score.details)
+    if split is not None:
+        details.update(reasoning_details(split, answer.text, len(tk.encode(split.reasoning or ""))))
     if gen.raw != gen.text:
         details["raw_output"] = gen.raw
     if gen.time_capped:
@@ -238,6 +245,8 @@ def summary_lines(results: Results) -> list[str]:
             for s in samples:
                 reasons[s.finish_reason] = reasons.get(s.finish_reason, 0) + 1
             finish = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+            open_blocks = sum(bool(s.details.get("in_reasoning")) for s in samples)
+            finish += f"; in-reasoning {open_blocks}" if open_blocks else ""
             lines.append(f"{battery:<17} {a.name:<14} {sum(s.passed for s in samples):>4}/{len(samples):<4} "
                          f"{'; '.join(parts)}  (finish: {finish})")
     return lines

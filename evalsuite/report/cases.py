@@ -84,6 +84,8 @@ def fail_reason(sample: Sample) -> str:
         return ""
     d = sample.details
     parts = [str(p) for p in d.get("problems") or []]
+    if d.get("in_reasoning"):
+        parts.insert(0, "never closed its reasoning block (in-reasoning)")
     if d.get("failure"):
         parts.append(str(d["failure"]))
     if d.get("missing"):
