@@ -15,6 +15,7 @@ A battery file::
       - {source: synth_text, script: latin, n: 96, seed: 2024, id_prefix: heldout}
     metrics:                          # optional extra metric rows beyond accuracy (see evalsuite.results.aggregate)
       - {name: pass_rate_x100, source: passed, scale: 100}
+    rubric: ...                       # optional: what `evalsuite judge` asks its judge to weigh (default: open prompts)
 
 Errors name the file, the line and the field, and a bad battery stops the run before any model is loaded.
 """
@@ -35,7 +36,7 @@ from evalsuite.results.aggregate import MetricSpec
 
 EXPECT = {"upper": str.upper, "lower": str.lower, "identity": lambda s: s}
 TOP_KEYS = {"name", "description", "scorer", "expect", "system", "max_new_tokens", "cases", "cases_file",
-            "generate", "metrics"}
+            "generate", "metrics", "rubric"}
 CASE_KEYS = {"id", "prompt", "messages", "system", "expected"}
 DEFAULT_MAX_NEW_TOKENS = 64
 SLUG_MAX = 40
@@ -67,6 +68,7 @@ class Battery:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     description: str = ""
     metrics: list[MetricSpec] = field(default_factory=list)
+    rubric: str | None = None  # the judge's rubric for this battery (evalsuite judge)
 
 
 def builtin_dir() -> Path:
@@ -145,7 +147,8 @@ def load_battery(path: str | Path, overrides: dict[str, Any] | None = None) -> B
     _unique_ids(cases, p)
     return Battery(name=name, path=p, cases=cases, scorer_name=scorer_name, scorer_args=scorer_args,
                    scorer=scorer, max_new_tokens=_max_new(data, where),
-                   description=str(data.get("description", "")).strip(), metrics=_metrics(data, where))
+                   description=str(data.get("description", "")).strip(), metrics=_metrics(data, where),
+                   rubric=_string(data["rubric"], ("rubric",), where) if "rubric" in data else None)
 
 
 def _string(value: Any, keys: KeyPath, where: Any) -> str:
