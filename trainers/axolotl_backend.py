@@ -134,9 +134,10 @@ def axolotl_config(config: Config, out_dir: Path, *, resume_from: Path | None, c
             local = resolve_path(config, spec["path"])
             if local.exists():
                 spec["path"] = str(local.resolve())
+    ours = config.settings(EXPLICIT_DEFAULTS)
     for key in EXPLICIT_DEFAULTS:
         if key not in data and not any(data.get(a) is not None for a, k in ALIASES.items() if k == key):
-            data[key] = config.values[key]
+            data[key] = ours[key]
     if not cuda:
         if data.get("bf16") in (None, "auto"):
             data["bf16"] = False

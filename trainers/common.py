@@ -174,4 +174,4 @@ SUMMARY_KEYS = ("adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_
 
 
 def _config_summary(config: Config) -> dict[str, Any]:
-    return json.loads(json.dumps({k: config.values.get(k) for k in SUMMARY_KEYS}, default=str))
+    return json.loads(json.dumps(config.settings(SUMMARY_KEYS), default=str))
