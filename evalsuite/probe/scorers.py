@@ -78,6 +78,7 @@ BUILTIN: dict[str, str] = {
     "squad": "evalsuite.probe.scorers:squad",
     "open_ended": "evalsuite.probe.scorers:open_ended",
     "contains": "evalsuite.probe.scorers:contains",
+    "tool_call": "evalsuite.probe.scorers:tool_call",
 }
 SCORERS = Registry("scorer", BUILTIN, ENTRY_POINT_GROUP)
 
@@ -268,3 +269,19 @@ def _answer_problems(prompt: str, out: Output, min_chars: int, echo: bool,
     if script:
         found.append(("other-script", script))
     return found
+
+
+def tool_call() -> ScoreFn:
+    """The output calls a tool the case declared (``tools``, rendered into the prompt by the chat template): at
+    least one call parses as JSON, every call names a declared tool with its required arguments as an object, and
+    the expected tool (``expected: {name: NAME}`` or ``expected: NAME``) is called. Reasons in ``details.reasons``:
+    ``bad-json``, ``no-call``, ``unknown-tool``, ``bad-arguments``, ``missing-arguments``, ``wrong-tool``."""
+    from evalsuite.probe.toolcalls import call_problems
+
+    def score(case: CaseLike, out: Output) -> Score:
+        expected = case.expected.get("name") if isinstance(case.expected, dict) else case.expected
+        found = call_problems(out.text, getattr(case, "tools", ()) or (), expected)
+        return Score(not found, float(not found), {"problems": [m for _, m in found],
+                                                   "reasons": list(dict.fromkeys(r for r, _ in found))})
+
+    return score
