@@ -220,6 +220,17 @@ def test_axolotl_config_fills_defaults_drops_evalsuite_keys_and_fixes_cpu_runs(t
     assert (derived["bf16"], derived["fp16"]) == (False, False)  # resolved for a CPU
 
 
+def test_axolotl_refuses_masked_reasoning_it_would_train(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("base_model: x\ntrain_on_reasoning: false\ndatasets:\n  - path: d.jsonl\n    type: chat_template\n")
+    (tmp_path / "d.jsonl").write_text("{}\n")
+    with pytest.raises(EvalsuiteError, match=r"c\.yaml:2: train_on_reasoning: false is evalsuite's own"):
+        ax.axolotl_config(quiet_load(cfg), tmp_path / "run", resume_from=None, cuda=False)
+    cfg.write_text(cfg.read_text().replace("false", "true"))
+    assert "train_on_reasoning" not in ax.axolotl_config(quiet_load(cfg), tmp_path / "run", resume_from=None,
+                                                         cuda=False)
+
+
 # --- registry and `evalsuite backends` ---------------------------------------------------------------------------
 
 def test_registry_has_the_three_backends_and_each_implements_the_protocol() -> None:

@@ -20,9 +20,11 @@ SPEC_KEYS = {
     "message_property_mappings", "roles_to_train", "train_on_eos",
 }
 
-# axolotl's default role names; other roles pass through unchanged (the lint reports ones the template ignores).
+# axolotl's default role names, and LLaMA-Factory's ShareGPT tool results (`observation`; its `function_call` turns
+# become assistant tool calls in config/rows.py); other roles pass through unchanged (the lint reports ones the
+# template ignores).
 DEFAULT_ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                    "system": "system", "tool": "tool"}
+                    "system": "system", "tool": "tool", "observation": "tool"}
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,8 @@ FIELDS: dict[str, Field] = {
     "sample_packing": F("bool", False, "pack several samples per sequence; positions restart per sample and "
                                        "attention stays inside each sample"),
     "train_on_inputs": F("bool", False, "also train on prompt/user/system tokens (false: assistant tokens only)"),
+    "train_on_reasoning": F("bool", True, "train on the reasoning block that opens an answer (<think>...</think>; "
+                                          "false: it is context, only the answer after it is trained; evalsuite key)"),
     "special_tokens": F("str_map", None, "tokens to set on the tokenizer (pad_token, eos_token, ...)"),
     "seed": F("nonnegint", 42, "random seed"),
     "output_dir": F("str", "./outputs/out", "the run dir written by `evalsuite train`"),

@@ -90,6 +90,7 @@ class Config:
     flash_attention: bool = False
     sample_packing: bool = False
     train_on_inputs: bool = False
+    train_on_reasoning: bool = True
     special_tokens: dict[str, str] | None = None
     seed: int = 42
     output_dir: str = "./outputs/out"

@@ -39,6 +39,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--base-model", metavar="DIR", help="local model dir (config.json vocab size, embeddings)")
     p.add_argument("--max-length", type=int, metavar="N", help="sequence_len: truncate rows to N tokens")
     p.add_argument("--train-on-inputs", action="store_true", help="train prompt tokens too")
+    p.add_argument("--no-train-on-reasoning", dest="train_on_reasoning", action="store_false",
+                   help="mask the reasoning block that opens an answer (train only the answer after it)")
     p.add_argument("--packing", action="store_true", help="sample_packing on")
     p.add_argument("--pad-token", metavar="TOK", help="override the tokenizer's pad token")
     p.add_argument("--eos-token", metavar="TOK", help="override the tokenizer's eos token")
@@ -65,6 +67,8 @@ def _setup(args: argparse.Namespace) -> Any:
         overrides = {k: getattr(args, k) for k in ("chat_template", "max_length", "pad_token", "eos_token",
                                                    "base_model") if getattr(args, k) is not None}
         overrides |= {k: True for k in ("train_on_inputs", "packing") if getattr(args, k)}
+        if not args.train_on_reasoning:
+            overrides["no_train_on_reasoning"] = True
         if overrides:
             raise EvalsuiteError("lint: with a CONFIG, set these in the config file (they are options of the "
                                  "--tokenizer/--data form): " + ", ".join(f"--{k.replace('_', '-')}"
@@ -76,7 +80,8 @@ def _setup(args: argparse.Namespace) -> Any:
         raise EvalsuiteError(f"lint: --max-length: expected a positive integer, got {args.max_length}")
     return from_options(args.tokenizer, args.data, chat_template=args.chat_template,
                         generation_config=args.generation_config, max_length=args.max_length,
-                        train_on_inputs=args.train_on_inputs, packing=args.packing, pad_token=args.pad_token,
+                        train_on_inputs=args.train_on_inputs, train_on_reasoning=args.train_on_reasoning,
+                        packing=args.packing, pad_token=args.pad_token,
                         eos_token=args.eos_token, collator=args.collator, base_model=args.base_model)
 
 
