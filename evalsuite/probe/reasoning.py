@@ -7,62 +7,24 @@ prompt already opens the block (``<|im_start|>assistant\\n<think>\\n``), so the 
 marker is a special token, the output decoded without special tokens has lost it, so the split is made on the raw
 decode and the answer's special tokens are removed again.
 
-:func:`split_reasoning` mirrors ``evalsuite.chat.reasoning.split_reasoning`` on the issue-11 data branch (the
-encoder's view of the same blocks); once that module is on main this one imports it instead of keeping its own.
+The split itself is :func:`evalsuite.chat.reasoning.split_reasoning`, the encoder's view of the same blocks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
+from evalsuite.chat.reasoning import OPENS, ReasoningSplit, split_reasoning
 from evalsuite.probe.scorers import Output
 
-# (open, close) pairs, most specific first (published marker strings of the templates above).
-MARKERS: tuple[tuple[str, str], ...] = (
-    ("<seed:think>", "</seed:think>"),
-    ("<|START_THINKING|>", "<|END_THINKING|>"),
-    ("<|channel|>analysis<|message|>", "<|end|>"),
-    ("[THINK]", "[/THINK]"),
-    ("<think>", "</think>"),
-)
-_ONLY_REASONING_CLOSES = tuple(c for _o, c in MARKERS if c != "<|end|>")  # gpt-oss's <|end|> ends every message
 _SPACE = " \n\t\r"
-
-
-@dataclass(frozen=True)
-class ReasoningSplit:
-    """``reasoning`` is None when the text has no block; ``closed`` is False when the output ended inside it (then
-    ``answer`` is empty)."""
-
-    reasoning: str | None
-    answer: str
-    closed: bool = True
-
-
-def split_reasoning(text: str, opened: bool = False) -> ReasoningSplit:
-    """Cut an output into reasoning and answer. ``opened``: the prompt opened the block, so the output starts inside
-    it; a closing marker without an opening one is read the same way. Whitespace after the block is not answer."""
-    head = text.lstrip(_SPACE)
-    pair = next((p for p in MARKERS if head.startswith(p[0])), None)
-    if pair is not None:
-        body = len(text) - len(head) + len(pair[0])
-    else:
-        pair = next((p for p in MARKERS if p[1] in _ONLY_REASONING_CLOSES and p[1] in text), None)
-        if pair is None:
-            return ReasoningSplit(text, "", closed=False) if opened else ReasoningSplit(None, text)
-        body = 0
-    close = text.find(pair[1], body)
-    if close < 0:
-        return ReasoningSplit(text[body:], "", closed=False)
-    return ReasoningSplit(text[body:close], text[close + len(pair[1]):].lstrip(_SPACE))
 
 
 def prompt_opens_reasoning(prompt_text: str) -> bool:
     """The rendered prompt ends by opening a reasoning block (Qwen3, DeepSeek-R1's generation prompts)."""
-    tail = prompt_text.rstrip(_SPACE)
-    return any(tail.endswith(o) for o, _c in MARKERS)
+    return prompt_text.rstrip(_SPACE).endswith(OPENS)
 
 
 def final_answer(out: Output, opened: bool, specials: Sequence[str] = ()) -> tuple[Output, ReasoningSplit | None]:
