@@ -38,7 +38,13 @@ def _answers(path: Path, column: str) -> dict[str, str]:
 
 def _first_answer(messages: Any) -> str:
     text = messages[-1]["content"]
-    return text.split("[Answer A]\n", 1)[1].split("\n\n[Answer B]", 1)[0]
+    shown = text.split("[Answer A]\n", 1)[1].split("\n\n[Answer B]", 1)[0]
+    return "" if shown == "(empty)" else shown  # the prompt shows an empty answer as "(empty)"
+
+
+def _second_answer(messages: Any) -> str:
+    shown = messages[-1]["content"].split("[Answer B]\n", 1)[1].rsplit("\n\nWhich answer is better?", 1)[0]
+    return "" if shown == "(empty)" else shown
 
 
 def _judge(results: Path, judge: Path, script: Any, cache: Path, **options: Any) -> Any:
@@ -50,10 +56,11 @@ def _judge(results: Path, judge: Path, script: Any, cache: Path, **options: Any)
 
 def test_scripted_judges_one_prefers_a_one_is_biased_one_answers_garbage(results_file: Path, tiny_base: Path,
                                                                          tmp_path: Path) -> None:
-    lora = _answers(results_file, "lora")
+    lora, base = _answers(results_file, "lora"), _answers(results_file, "base")
+    lora_first = {(lora[c], base[c]) for c in lora}  # (first shown, second shown) when lora's answer is first
 
     def prefers_lora(adapter: Any, messages: Any) -> str:
-        return "Verdict: A" if _first_answer(messages) in lora.values() else "Verdict: B"
+        return "Verdict: A" if (_first_answer(messages), _second_answer(messages)) in lora_first else "Verdict: B"
 
     scripts = {"prefers-a": prefers_lora, "biased": lambda *_: "I pick the first one. Verdict: A",
                "garbage": lambda *_: "lorem ipsum dolor"}

@@ -32,6 +32,8 @@ def register(sub: Any) -> None:
         kwargs = option.kwargs("cli")
         if dest == "batteries":
             kwargs["help"] = "a battery of the results file (repeatable; default: every battery both columns ran)"
+        elif dest == "max_new_tokens":
+            kwargs["help"] = "tokens the judge may write per reply (default 64)"
         p.add_argument(option.flag("cli"), **kwargs)
     p.set_defaults(func=run_judge_cli)
 

@@ -14,12 +14,13 @@ from pathlib import Path
 from evalsuite.errors import EvalsuiteError
 from evalsuite.judge.pairs import Ask, asks_for, judgement, merge, pair_cases, parse_pair
 from evalsuite.judge.prompt import DEFAULT_RUBRIC, parse_verdict
+from evalsuite.judge.target import judge_target
 from evalsuite.probe.batteries import Battery, Case, load_battery, resolve_batteries
 from evalsuite.probe.engines import EngineFactory
 from evalsuite.probe.options import ProbeOptions
 from evalsuite.probe.runner import ProbePlan, execute
 from evalsuite.probe.scorers import CaseLike, Output, Score
-from evalsuite.probe.targets import Target, judge_target
+from evalsuite.probe.targets import Target
 from evalsuite.results.io import load_results, write_results
 from evalsuite.results.judgements import Judgement
 

@@ -74,11 +74,11 @@ def _base_ref(value: str) -> str:
 
 
 def _stop_ids(rd: RunDir, tk: TokenizerInfo, template: str, base_model: str) -> list[int]:
-    """The union of the run dir's generation config and the base's stop ids (:func:`_base_stop_ids`)."""
-    return list(dict.fromkeys([*rd.stop_token_ids, *_base_stop_ids(Path(base_model), tk, template)]))
+    """The union of the run dir's generation config and the base's stop ids (:func:`base_stop_ids`)."""
+    return list(dict.fromkeys([*rd.stop_token_ids, *base_stop_ids(Path(base_model), tk, template)]))
 
 
-def _base_stop_ids(model: Path, tk: TokenizerInfo, template: str) -> list[int]:
+def base_stop_ids(model: Path, tk: TokenizerInfo, template: str) -> list[int]:
     """The tokenizer's eos, the template's end-of-turn token and the model folder's own
     ``generation_config.eos_token_id``."""
     ids = [i for i in (tk.token_id(t) for t in (tk.eos_token, end_of_turn_token(template, tk))) if i is not None]
@@ -151,31 +151,3 @@ def build_targets(run_dirs: list[Path], include_base: bool, base_override: str |
         targets.insert(0, Target(name, "base", None, None, base_model, first.codec, info, hashes))
     return targets
 
-
-
-def model_target(model: Path, name: str | None = None) -> Target:
-    """A plain model folder (config, weights, tokenizer.json with a chat template) as a column of its own: the
-    base of no adapter, e.g. a judge."""
-    if not model.is_dir():
-        raise EvalsuiteError(f"{model}: no such model folder")
-    if not (model / "tokenizer.json").is_file():
-        raise EvalsuiteError(f"{model}: not a model folder (no tokenizer.json) nor a run dir (no "
-                             f"{ADAPTER_CONFIG})")
-    tk = load_tokenizer(model)
-    if tk.chat_template is None:
-        raise EvalsuiteError(f"{model}: the tokenizer has no chat template (tokenizer_config.json or "
-                             "chat_template.jinja)")
-    base = _base_ref(str(model))
-    codec = PromptCodec.build(tk, tk.chat_template, _base_stop_ids(model, tk, tk.chat_template))
-    hashes: dict[str, str | None] = {"weights": None, "adapter_config": None,
-                                     "template": sha256_text(tk.chat_template),
-                                     "tokenizer": sha256_file(model / "tokenizer.json")}
-    label = name or model.resolve().name
-    return Target(label, "base", None, None, base, codec, AdapterInfo(name=label, kind="base", base_model=base), hashes)
-
-
-def judge_target(path: Path, allow_pickle: bool = False) -> Target:
-    """A judge column: a run dir (its adapter on its base) or a plain model folder."""
-    if (path / ADAPTER_CONFIG).is_file():
-        return build_targets([path], False, None, allow_pickle)[0]
-    return model_target(path)
