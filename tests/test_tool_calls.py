@@ -87,3 +87,29 @@ def _no_case_attr(expected: Any) -> Any:
 def test_a_case_without_tools_declares_none() -> None:
     s = BATTERY.scorer(_no_case_attr(None), Output(json.dumps(WEATHER), "eos", ""))
     assert not s.passed and s.details["reasons"] == ["unknown-tool"]
+
+
+def test_the_battery_tools_reach_the_template_and_the_engine(shared_fixtures: Path, tiny_base: Path,
+                                                             tmp_path: Path) -> None:
+    from fake_engine import FakeEngine, register
+
+    from evalsuite.chat.tokenizer import load_tokenizer
+    from evalsuite.judge.target import model_target
+    from evalsuite.probe.generation import PromptCodec
+    from evalsuite.probe.runner import ProbeOptions, ProbePlan, execute
+
+    qwen = (shared_fixtures / "templates" / "Qwen-Qwen2.5-7B-Instruct.jinja").read_text(encoding="utf-8")
+    codec = PromptCodec.build(load_tokenizer(tiny_base), qwen, [])
+    case = BATTERY.cases[0]
+    with_tools, without = codec.prompt_text(case.messages, case.tools), codec.prompt_text(case.messages)
+    assert '"name": "get_weather"' in with_tools and "<tools>" in with_tools
+    assert "get_weather" not in without and with_tools.endswith("<|im_start|>assistant\n")
+
+    register()
+    FakeEngine.reset(lambda *_: json.dumps(WEATHER))
+    opts = ProbeOptions(engine="fake", cache_dir=tmp_path / "cache", device="cpu")
+    run = execute(ProbePlan(opts, [model_target(tiny_base)], [BATTERY], {}))
+    asked = [r for engine in FakeEngine.built for call in engine.calls for _, r in call]
+    assert len(asked) == len(BATTERY.cases) and all(r.tools == TOOLS for r in asked)
+    passed = {s.case: s.passed for s in run.results.samples}
+    assert passed == {c.id: c.expected["name"] == "get_weather" for c in BATTERY.cases}

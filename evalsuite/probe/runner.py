@@ -150,7 +150,7 @@ def _lookup(plan: ProbePlan, work: list[tuple[Battery, Target, Case]], cache: Ge
         key = lookup.column_keys[target.name] = column_key({**fingerprint, "engine": options.engine})
         entries = cache.load(key)
         for b, c in mine:
-            pkey = prompt_key(target.codec.prompt_text(c.messages), _max_new(b, options), options.stop_strings)
+            pkey = prompt_key(target.codec.prompt_text(c.messages, c.tools), _max_new(b, options), options.stop_strings)
             if pkey in entries:
                 lookup.found[(b.name, c.id, target.name)] = entries[pkey]
             else:
@@ -165,10 +165,13 @@ def _generate(plan: ProbePlan, misses: list[_Miss], device: str, factory: Engine
     for base in dict.fromkeys(m.target.base_model for m in misses):
         mine = [i for i, m in enumerate(misses) if m.target.base_model == base]
         engine = factory(_spec(plan, base, device, {misses[i].target.name for i in mine}))
-        jobs = [(misses[i].target.adapter_name, Request(misses[i].case.messages,
-                                                        _max_new(misses[i].battery, plan.options))) for i in mine]
+        jobs = [(misses[i].target.adapter_name, _request(misses[i], plan.options)) for i in mine]
         out.update(zip(mine, parallel.generate(engine, jobs, settings), strict=True))
     return [out[i] for i in range(len(misses))]
+
+
+def _request(miss: _Miss, options: ProbeOptions) -> Request:
+    return Request(miss.case.messages, _max_new(miss.battery, options), miss.case.tools)
 
 
 def _spec(plan: ProbePlan, base: str, device: str, columns: set[str]) -> EngineSpec:
@@ -198,7 +201,8 @@ def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sa
     out = Output(gen.text, gen.finish_reason, gen.raw, gen.tokens, target.codec.markers)
     tk = target.codec.tk
     specials = [c for c, (_i, special) in tk.added_tokens.items() if special]
-    answer, split = final_answer(out, prompt_opens_reasoning(target.codec.prompt_text(case.messages)), specials)
+    opened = prompt_opens_reasoning(target.codec.prompt_text(case.messages, case.tools))
+    answer, split = final_answer(out, opened, specials)
     score = battery.scorer(case, answer)
     details = dict(score.details)
     if split is not None:
