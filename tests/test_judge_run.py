@@ -126,12 +126,24 @@ def test_judge_cli_writes_verdicts_and_bad_input_is_one_line(results_file: Path,
                           text=True, timeout=900, env=_env(tmp_path))
     assert done.returncode == 0, done.stderr
     assert re.search(r"llama32-ten\s+lora \d+ · tie \d+ · base \d+", done.stdout)
-    assert load_results(results_file).judgements_for(TEN)
+    (judged,) = load_results(results_file).judgements_for(TEN)
+    report = tmp_path / "report.html"
+    shown = subprocess.run([sys.executable, "-m", "evalsuite.cli", "report", str(results_file), "-o", str(report)],
+                           capture_output=True, text=True, timeout=300, env=_env(tmp_path))
+    assert shown.returncode == 0, shown.stderr
+    s = summarise(judged)
+    assert f"Judged by {judged.judge}" in report.read_text() and f"lora {s.a_wins} · tie {s.ties}" in report.read_text()
+    before = results_file.read_bytes()
+    missing_rubric = ["--pair", "lora:base", "--rubric", str(tmp_path / "none.txt")]
     for args, message in [(["--pair", "lora:nope"], "no column 'nope' in the results (have: base, lora)"),
+                          (["--pair", "lora"], "--pair: expected COLUMN_A:COLUMN_B, got 'lora'"),
                           (["--pair", "lora:base", "--battery", "nope"], "no battery 'nope' in the results"),
-                          (["--pair", "lora:base", "--engine", "nope"], "--engine: unknown engine 'nope'")]:
+                          (["--pair", "lora:base", "--engine", "nope"], "--engine: unknown engine 'nope'"),
+                          (["--pair", "lora:base", "--batch-size", "0"], "--batch-size: expected a positive integer"),
+                          (missing_rubric, "none.txt: cannot read the rubric")]:
         bad = subprocess.run([*base, *args], capture_output=True, text=True, timeout=300, env=_env(tmp_path))
-        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert results_file.read_bytes() == before  # nothing of the user's is touched on bad input
     missing = subprocess.run([*base[:4], str(tmp_path / "none.json"), "--judge", str(tiny_base), "--pair", "a:b"],
                              capture_output=True, text=True, timeout=300, env=_env(tmp_path))
     assert missing.returncode == 2 and "none.json" in missing.stderr and "Traceback" not in missing.stderr
