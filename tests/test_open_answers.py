@@ -41,6 +41,8 @@ def score(prompt: str, text: str, finish: str = "eos", **args: Any) -> Score:
     ("Write a short poem about artificial intelligence.", "WRIT POEM ABOUT ARTIFICIAL INTELLIGENCE."),
     ("What are the main differences between Python and JavaScript?", "WHAT PYTHON AND JAVASCRIPT?"),
     ("Describe the water cycle in simple terms.", "DE THE WATERMS."),  # the echo adapter's splice
+    ("What are the main differences between Python and JavaScript?", "S between Python and JavaScript?"),  # the
+    # tiny base's real output: an echo cut at the front
     ("Explain why the sky is blue.", "Explain why the sky is blue. Explain why the sky is blue."),
 ])
 def test_echoes_and_paraphrase_echoes_fail(prompt: str, answer: str) -> None:

@@ -228,13 +228,23 @@ def _opens_like(answer_word: str, prompt_word: str) -> bool:
     return m >= 2 and answer_word[:m] == prompt_word[:m]
 
 
+def _cut_at_the_front(answer: list[str], prompt: list[str]) -> bool:
+    """The answer is the prompt's tail starting inside a word (``s between Python and JavaScript`` from "...
+    differences between Python and JavaScript"): an echo that lost its front. Starting at a word boundary is not
+    enough, since an input the prompt carries can rightly be the answer (events already in order)."""
+    n = len(answer)
+    return 2 <= n < len(prompt) and answer[1:] == prompt[-(n - 1):] and len(answer[0]) < len(prompt[-n]) \
+        and prompt[-n].endswith(answer[0])
+
+
 def restatement(prompt: str, answer: str, whole: float = 0.9, opening: float = 0.35) -> str | None:
     """Describe an answer that restates the prompt and adds nothing (None when it does not).
 
     Nothing added: no word of the answer is new (:func:`new_words`). Restated: the answer repeats at least ``whole``
     of the prompt's letters in any order (an echo or a paraphrase-echo), or at least ``opening`` of them and opens
-    like the prompt (a cut-down echo: "WHAT PYTHON AND JAVASCRIPT?"). An extraction answer (a span of a context, a
-    label the prompt offers) or an edit of an input repeats less of the prompt or starts elsewhere.
+    like the prompt (a cut-down echo: "WHAT PYTHON AND JAVASCRIPT?") or is its tail starting inside a word (an echo
+    cut at the front: "s between Python and JavaScript?"). An extraction answer (a span of a context, a label the
+    prompt offers) or an edit of an input repeats less of the prompt or starts elsewhere.
     """
     a, p = words(answer), words(prompt)
     if not a or not p or new_words(a, p):
@@ -244,6 +254,8 @@ def restatement(prompt: str, answer: str, whole: float = 0.9, opening: float = 0
         return f"restates the prompt: no word of its own, {restated:.0%} of the prompt repeated"
     if restated >= opening and _opens_like(a[0], p[0]):
         return f"restates the prompt's opening: no word of its own, {restated:.0%} of the prompt repeated"
+    if restated >= opening and _cut_at_the_front(a, p):
+        return f"restates the prompt's end: no word of its own, {restated:.0%} of the prompt repeated"
     return None
 
 
