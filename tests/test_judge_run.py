@@ -150,6 +150,9 @@ def test_judge_cli_writes_verdicts_and_bad_input_is_one_line(results_file: Path,
     nojudge = subprocess.run([*base[:5], "--judge", str(tmp_path), "--pair", "lora:base"], capture_output=True,
                              text=True, timeout=300, env=_env(tmp_path))
     assert nojudge.returncode == 2 and "not a model folder" in nojudge.stderr
+    a_file = subprocess.run([*base[:5], "--judge", str(results_file), "--pair", "lora:base"], capture_output=True,
+                            text=True, timeout=300, env=_env(tmp_path))
+    assert a_file.returncode == 2 and "results.json: a file, not a model folder or run dir" in a_file.stderr
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

@@ -25,7 +25,8 @@ def judge_target(path: Path, allow_pickle: bool = False) -> Target:
 def model_target(model: Path, name: str | None = None) -> Target:
     """A plain model folder as a column of its own, named after the folder."""
     if not model.is_dir():
-        raise EvalsuiteError(f"--judge: {model}: no such model folder or run dir")
+        what = "a file, not a" if model.exists() else "no such"
+        raise EvalsuiteError(f"--judge: {model}: {what} model folder or run dir")
     if not (model / "tokenizer.json").is_file():
         raise EvalsuiteError(f"--judge: {model}: not a model folder (no tokenizer.json) nor a run dir (no "
                              f"{ADAPTER_CONFIG})")
