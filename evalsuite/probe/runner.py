@@ -31,6 +31,7 @@ from evalsuite.probe.cache import GenerationCache, base_fingerprint, column_key,
 from evalsuite.probe.engines import EngineFactory, EngineSpec, engine_class
 from evalsuite.probe.generation import Generation, GenerationSettings, Request
 from evalsuite.probe.options import ProbeOptions, validate
+from evalsuite.probe.reasoning import final_answer, prompt_opens_reasoning, reasoning_details
 from evalsuite.probe.scorers import Output
 from evalsuite.probe.sources import BatteryUnavailable
 from evalsuite.probe.targets import Target, build_targets
@@ -156,7 +157,7 @@ def _lookup(plan: ProbePlan, work: list[tuple[Battery, Target, Case]], cache: Ge
         key = lookup.column_keys[target.name] = column_key({**fingerprint, "engine": options.engine})
         entries = cache.load(key)
         for b, c in mine:
-            pkey = prompt_key(target.codec.prompt_text(c.messages), _max_new(b, options), options.stop_strings)
+            pkey = prompt_key(target.codec.prompt_text(c.messages, c.tools), _max_new(b, options), options.stop_strings)
             if pkey in entries:
                 lookup.found[(b.name, c.id, target.name)] = entries[pkey]
             else:
@@ -171,10 +172,13 @@ def _generate(plan: ProbePlan, misses: list[_Miss], device: str, factory: Engine
     for base in dict.fromkeys(m.target.base_model for m in misses):
         mine = [i for i, m in enumerate(misses) if m.target.base_model == base]
         engine = factory(_spec(plan, base, device, {misses[i].target.name for i in mine}))
-        jobs = [(misses[i].target.adapter_name, Request(misses[i].case.messages,
-                                                        _max_new(misses[i].battery, plan.options))) for i in mine]
+        jobs = [(misses[i].target.adapter_name, _request(misses[i], plan.options)) for i in mine]
         out.update(zip(mine, parallel.generate(engine, jobs, settings), strict=True))
     return [out[i] for i in range(len(misses))]
+
+
+def _request(miss: _Miss, options: ProbeOptions) -> Request:
+    return Request(miss.case.messages, _max_new(miss.battery, options), miss.case.tools)
 
 
 def _spec(plan: ProbePlan, base: str, device: str, columns: set[str]) -> EngineSpec:
@@ -207,9 +211,16 @@ def _save(cache: GenerationCache, lookup: _Lookup, fresh: list[Generation]) -> b
 
 
 def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sample:
+    """Score one generation: a reasoning block is cut off first, so the scorer sees the final answer."""
     out = Output(gen.text, gen.finish_reason, gen.raw, gen.tokens, target.codec.markers)
-    score = battery.scorer(case, out)
+    tk = target.codec.tk
+    specials = [c for c, (_i, special) in tk.added_tokens.items() if special]
+    opened = prompt_opens_reasoning(target.codec.prompt_text(case.messages, case.tools))
+    answer, split = final_answer(out, opened, specials)
+    score = battery.scorer(case, answer)
     details = dict(score.details)
+    if split is not None:
+        details.update(reasoning_details(split, answer.text, len(tk.encode(split.reasoning or ""))))
     if gen.raw != gen.text:
         details["raw_output"] = gen.raw
     if gen.time_capped:
@@ -297,5 +308,7 @@ def _summary_line(results: Results, battery: str, adapter: str, samples: list[Sa
     for s in samples:
         reasons[s.finish_reason] = reasons.get(s.finish_reason, 0) + 1
     finish = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+    open_blocks = sum(bool(s.details.get("in_reasoning")) for s in samples)
+    finish += f"; in-reasoning {open_blocks}" if open_blocks else ""
     return (f"{battery:<17} {adapter:<14} {sum(s.passed for s in samples):>4}/{len(samples):<4} "
             f"{'; '.join(parts)}  (finish: {finish})")

@@ -71,19 +71,20 @@ def _base_ref(value: str) -> str:
 
 
 def _stop_ids(rd: RunDir, tk: TokenizerInfo, template: str, base_model: str) -> list[int]:
-    """The union of the run dir's generation config, the tokenizer's eos, the template's end-of-turn token and
-    the base model's own ``generation_config.eos_token_id``."""
-    ids = list(rd.stop_token_ids)
-    for token in (tk.eos_token, end_of_turn_token(template, tk)):
-        tid = tk.token_id(token)
-        if tid is not None:
-            ids.append(tid)
-    base_gen = Path(base_model) / "generation_config.json"
-    if base_gen.is_file():
+    """The union of the run dir's generation config and the base's stop ids (:func:`base_stop_ids`)."""
+    return list(dict.fromkeys([*rd.stop_token_ids, *base_stop_ids(Path(base_model), tk, template)]))
+
+
+def base_stop_ids(model: Path, tk: TokenizerInfo, template: str) -> list[int]:
+    """The tokenizer's eos, the template's end-of-turn token and the model folder's own
+    ``generation_config.eos_token_id``."""
+    ids = [i for i in (tk.token_id(t) for t in (tk.eos_token, end_of_turn_token(template, tk))) if i is not None]
+    gen = model / "generation_config.json"
+    if gen.is_file():
         try:
-            eos = json.loads(base_gen.read_text(encoding="utf-8")).get("eos_token_id")
+            eos = json.loads(gen.read_text(encoding="utf-8")).get("eos_token_id")
             ids += [eos] if isinstance(eos, int) else [i for i in (eos or []) if isinstance(i, int)]
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             pass
     return list(dict.fromkeys(ids))
 

@@ -62,7 +62,7 @@ class HFEngine:
         it."""
         self.spec.check(jobs)
         codecs = [self.spec.codec(a) for a, _ in jobs]
-        encoded = [c.prompt_ids(r.messages) for c, (_, r) in zip(codecs, jobs, strict=True)]
+        encoded = [c.prompt_ids(r.messages, r.tools) for c, (_, r) in zip(codecs, jobs, strict=True)]
         groups = [(r.max_new_tokens, tuple(c.generation_stop_ids)) for c, (_, r) in zip(codecs, jobs, strict=True)]
         # Same settings together, then one column after another, shortest prompts first: batches hold one adapter
         # whenever a column fills them (the cheap path), and mix columns only when rows would otherwise be few.
