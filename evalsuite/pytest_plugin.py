@@ -10,7 +10,10 @@ marker. The options (one table with ``evalsuite probe``: :mod:`evalsuite.probe.o
 validated at configure time, run dirs and batteries at collection: each problem is a usage error before any model
 loads. The first probe item that runs generates everything selected in one batched pass (base loaded once,
 adapters attached); each item then asserts its own sample and a failure shows prompt, output, expected value, scorer
-and finish reason. At session end the results file is written and the gates (``[tool.evalsuite]`` in pyproject.toml,
+and finish reason. Users' own tests take the ``probe_model`` fixture (one column per ``--adapter``, see
+:mod:`evalsuite.probe.session`), share the batteries' engine and cache (one :class:`ProbeSession` per pytest session),
+and are recorded as the ``user`` battery (:mod:`evalsuite.probe.usertests`). At session end the results file is
+written and the gates (``[tool.evalsuite]`` in pyproject.toml,
 ``--gate``) are applied: their lines go to the terminal summary and the JUnit XML, and a failed gate fails the
 session.
 """

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from fake_engine import FakeEngine, register
 
-import evalsuite.probe.runner  # noqa: F401  (numpy, imported before any pytester snapshot: see test_plugin.py)
-import evalsuite.probe.session  # noqa: F401
+# imported before any pytester snapshot (numpy and torch cannot be imported twice): see test_plugin.py's warm_stack
+import evalsuite.probe.runner
+import evalsuite.probe.session
 import evalsuite.probe.usertests  # noqa: F401
 
 pytest_plugins = ["pytester"]
@@ -161,6 +162,8 @@ def test_probe_model_without_adapter_skips(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-rs")
     result.assert_outcomes(skipped=2)
     result.stdout.fnmatch_lines(["*probe_model: no model to probe; pass --adapter RUN_DIR*"])
+    listing = pytester.runpytest("--fixtures").stdout.str()  # a new user finds it where pytest lists fixtures
+    assert "probe_model [session scope]" in listing and "One column to chat with" in listing
 
 
 def test_xdist_workers_are_refused_with_one_message(project: pytest.Pytester, demo_adapter: Path,
@@ -178,6 +181,12 @@ def test_xdist_workers_are_refused_with_one_message(project: pytest.Pytester, de
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")  # a worker started some other way refuses too
     worker = project.runpytest("--adapter", str(demo_adapter), "--battery", "mini.yaml")
     assert worker.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_readme_shows_the_example_file_as_shipped() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- probe-example:start -->\n```python\n")[1].split("```\n<!-- probe-example:end -->")[0]
+    assert block == EXAMPLE.read_text(encoding="utf-8")
 
 
 @pytest.mark.slow

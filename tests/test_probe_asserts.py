@@ -6,8 +6,15 @@ from __future__ import annotations
 import pytest
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.probe.asserts import (ProbeAssertionError, assert_contains, assert_exact, assert_no_leakage,
-                                     assert_scorer, assert_stops, assert_uppercase_of)
+from evalsuite.probe.asserts import (
+    ProbeAssertionError,
+    assert_contains,
+    assert_exact,
+    assert_no_leakage,
+    assert_scorer,
+    assert_stops,
+    assert_uppercase_of,
+)
 from evalsuite.probe.generation import Generation
 from evalsuite.probe.session import Reply, conversation
 from evalsuite.probe.usertests import case_id, user_sample
@@ -52,7 +59,7 @@ def test_stops_and_leakage_failures_name_the_problem() -> None:
         assert_no_leakage(reply("HELLO<|im_end|>", raw="HELLO<|im_end|>"))
     assert "<|im_end|>" in str(leak.value)
     assert leak.value.sample.details["problems"] and leak.value.sample.scorer.name == "no_leakage"
-    with pytest.raises(ProbeAssertionError, match="missing:.*'bye'"):
+    with pytest.raises(ProbeAssertionError, match=r"missing:.*'bye'"):
         assert_contains(reply("HELLO"), "hello", "bye")
 
 
