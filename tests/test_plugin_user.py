@@ -144,6 +144,35 @@ def test_user_tests_gate_and_junit(project: pytest.Pytester, demo_adapter: Path,
     failing.stdout.fnmatch_lines(["PASS user.accuracy >= 1 ?demo?*"])  # gates apply to adapters, not the base
 
 
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
+
+
+def test_regression_gate_pairs_user_cases_across_runs(project: pytest.Pytester, demo_adapter: Path,
+                                                      fake: type[FakeEngine]) -> None:
+    """Recorded as a battery, user tests get the McNemar regression gate: the same test ids pair up across runs."""
+    from fake_engine import last_user_turn
+
+    project.makepyfile(test_words=f"""
+        import pytest
+        from evalsuite.probe.asserts import assert_uppercase_of
+
+        @pytest.mark.parametrize("word", {WORDS!r})
+        def test_caps(probe_model, word):
+            assert_uppercase_of(probe_model.chat(word))
+    """)
+    baseline = project.path / "baseline.json"
+    first = project.runpytest(*_fake_args(demo_adapter, "-k", "test_words", "--probe-out", str(baseline)))
+    first.assert_outcomes(passed=10, deselected=5)
+    cases = [s["case"] for s in json.loads(baseline.read_text(encoding="utf-8"))["samples"]]
+    assert cases == [f"test_words.py::test_caps[{w}]" for w in WORDS]  # the column is not part of the case
+    fake.reset(lambda adapter, messages: last_user_turn(messages))  # a "retrained" adapter that lost the skill
+    second = project.runpytest(*_fake_args(demo_adapter, "-k", "test_words", "--probe-no-cache",
+                                           "--gate-baseline", str(baseline), "--gate", "user.accuracy: -5%"))
+    second.assert_outcomes(failed=10, deselected=5)
+    second.stdout.fnmatch_lines(["FAIL user.accuracy: -5% ?demo vs baseline demo?: 0 vs baseline 1 (-1 on 10 paired "
+                                 "cases)*and significant*exact McNemar, 10 pass->fail / 0 fail->pass*"])
+
+
 def test_last_failed_reruns_only_failures_from_the_cache(project: pytest.Pytester, demo_adapter: Path,
                                                          fake: type[FakeEngine]) -> None:
     first = project.runpytest(*_fake_args(demo_adapter, "--probe-base"))
