@@ -134,6 +134,9 @@ class ProbeModel:
     target: Target = field(repr=False)
     history: list[Reply] = field(default_factory=list, repr=False)  # every reply, in order
 
+    def __repr__(self) -> str:
+        return f"ProbeModel({self.name!r}, {self.kind})"
+
     @property
     def name(self) -> str:
         """The column name, as in results and test ids."""
@@ -154,7 +157,8 @@ class ProbeModel:
         """The replies to many prompts, in order, generated in shared batches (what the cache lacks)."""
         if isinstance(prompts, str):
             raise EvalsuiteError("generate() takes a list of prompts; use chat() for one")
-        max_new = max_new_tokens or self.session.plan.options.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+        max_new = (self.session.plan.options.max_new_tokens or DEFAULT_MAX_NEW_TOKENS) if max_new_tokens is None \
+            else max_new_tokens
         if max_new < 1:
             raise EvalsuiteError(f"max_new_tokens: expected a positive integer, got {max_new}")
         stops = tuple(stop)
