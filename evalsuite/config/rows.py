@@ -216,13 +216,18 @@ def iter_samples(spec: DatasetSpec, base_dir: Path | None = None, streaming: boo
     if not path.exists() and base_dir is not None and (base_dir / path).exists():
         path = base_dir / path
     if path.exists():
+        rows = 0
         for f in _local_files(path):
             if f.suffix == ".parquet":
                 for row, rec in _hub_records(_with_path(spec, f), streaming):
+                    rows += 1
                     yield to_sample(rec, spec, str(f), row)
             else:
                 for row, line, rec in iter_records(f):
+                    rows += 1
                     yield to_sample(rec, spec, str(f), row, line)
+        if not rows:
+            raise EvalsuiteError(f"{path}: no rows (an empty data file?)")
         return
     if path.suffix in (".json", ".jsonl", ".parquet") or spec.path.startswith((".", "/", "~")):
         raise EvalsuiteError(f"{spec.path}: no such file")
