@@ -123,9 +123,8 @@ def test_lint_row_facts_equal_the_trainer_labels(request: pytest.FixtureRequest,
                                                  template: str | None, collator: str, max_length: int | None,
                                                  tmp_path: Path) -> None:
     """What the lint counts per row (without label lists) is what encode_batch's labels say, row by row."""
-    from evalsuite.lint.rows import RowChecker
     from evalsuite.lint.setup import LintSetup
-    from evalsuite.lint.shapes import build_context
+    from evalsuite.lint.stream import scan
 
     tk = load_tokenizer(request.getfixturevalue(tok_name))
     if tk.pad_token is None:
@@ -136,9 +135,7 @@ def test_lint_row_facts_equal_the_trainer_labels(request: pytest.FixtureRequest,
     samples = random_rows(7, 120)
     setup = LintSetup(tk=tk, template=source, samples=samples, source="rows", max_length=max_length,
                       collator=collator)
-    ctx = build_context(setup)
-    checker = RowChecker(ctx)
-    rp = checker.run(range(len(samples)))
+    _ctx, rp = scan(setup, chunk=16, keep=len(samples))  # keep every row, to compare row by row
     encoded = encode_batch(samples, tk, source, EncodeOptions(False, max_length))
     stops = {tk.token_id(s) for s in stop_strings(tk, source)} - {None}
     pad = tk.token_id(tk.pad_token) if collator == "mask-pad-id" else None
@@ -153,8 +150,8 @@ def test_lint_row_facts_equal_the_trainer_labels(request: pytest.FixtureRequest,
         elif not any(e.input_ids[t] in stops for t in trained):
             no_stop.append(i)
     assert {r: n for r, n in rp.role_trained.items() if n} == role_trained
-    assert rp.hits.get("no-trainable-tokens", []) == no_train
-    assert sorted(rp.hits.get("eos-not-trained", []) + rp.hits.get("eos-truncated", [])) == no_stop
+    assert rp.tally("no-trainable-tokens").first == no_train
+    assert sorted(rp.tally("eos-not-trained").first + rp.tally("eos-truncated").first) == no_stop
     assert rp.tokens == sum(len(e.input_ids) for e in encoded)
     assert rp.truncated == sum(e.truncated for e in encoded)
 

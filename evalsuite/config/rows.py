@@ -1,20 +1,25 @@
 """Dataset rows -> :class:`Sample` (chat messages or prompt/completion text), with file:row errors.
 
 Local JSON/JSONL files are parsed here rather than by ``datasets`` so that a malformed row is reported with its file
-and line, and so the lint path stays free of heavy imports; parquet files and hub ids go through
-``datasets.load_dataset`` (hub only when online). The trainer wraps the same samples in a ``datasets.Dataset``.
+and line, and so the lint path stays free of heavy imports; they are read as a stream (``config.records``), so
+:func:`iter_samples` holds one row at a time. Parquet files and hub ids go through ``datasets.load_dataset`` (hub only
+when online); with ``streaming=True`` (the lint) parquet files and hub datasets already in the local hub cache are
+streamed with ``load_dataset(..., streaming=True)``, offline. The trainer wraps the samples in a
+``datasets.Dataset``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from evalsuite.config.datasets import DEFAULT_ROLE_MAP, CustomFormat, DatasetSpec
+from evalsuite.config.hub import cached_snapshot
 from evalsuite.config.messages import MISSING, Message, Tools, call_names, expect_str, message, sharegpt_calls, tools
+from evalsuite.config.records import iter_records
 from evalsuite.errors import EvalsuiteError
 
 
@@ -29,6 +34,7 @@ class Sample:
     prompt: str | None = None
     completion: str | None = None
     tools: Tools | None = None  # the row's tool schemas, passed to the template as `tools=`
+    line: int | None = None  # the line the row starts on in its local JSON/JSONL file
 
     @property
     def is_chat(self) -> bool:
@@ -40,46 +46,13 @@ class Sample:
 
 
 def read_records(path: Path) -> Iterator[tuple[int, Any]]:
-    """Yield (row number, record) from a .json array or a .jsonl file. JSONL rows are numbered by line."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise EvalsuiteError(f"{path}: no such file") from None
-    except OSError as e:
-        raise EvalsuiteError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        bad_line = raw[: e.start].count(b"\n") + 1
-        raise EvalsuiteError(f"{path}:{bad_line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})"
-                             ) from None
-    stripped = text.lstrip()
-    body = stripped.rstrip()
-    if path.suffix == ".json" and body.startswith("{") and "\n" in body and "\n{" not in body:
-        # One JSON object (e.g. SQuAD's {"data": [...]}) is not a list of records.
-        try:
-            keys = sorted(json.loads(text))[:5]
-        except json.JSONDecodeError as e:
-            raise EvalsuiteError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
-        raise EvalsuiteError(f"{path}:1: expected a JSON array of records or JSON Lines, got one object with keys "
-                             f"{keys}")
-    if path.suffix == ".json" and stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise EvalsuiteError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
-        yield from enumerate(data, start=1)
-        return
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvalsuiteError(f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+    """Yield (row number, record) from a .json array or a .jsonl file, as a stream (``config.records``). JSONL rows
+    are numbered by line, array elements from 1."""
+    for row, _line, record in iter_records(path):
+        yield row, record
 
 
-def _hub_records(spec: DatasetSpec) -> Iterator[tuple[int, Any]]:
+def _hub_records(spec: DatasetSpec, streaming: bool = False) -> Iterator[tuple[int, Any]]:
     try:
         import datasets
     except ImportError:
@@ -88,15 +61,28 @@ def _hub_records(spec: DatasetSpec) -> Iterator[tuple[int, Any]]:
     local = Path(spec.path)
     try:
         if local.suffix == ".parquet" or spec.ds_type == "parquet":
-            ds = datasets.load_dataset("parquet", data_files=str(local), split=spec.split)
+            ds = datasets.load_dataset("parquet", data_files=str(local), split=spec.split, streaming=streaming)
         else:
-            ds = datasets.load_dataset(spec.path, spec.name, split=spec.split, data_files=spec.data_files)
+            ds = _hub_dataset(datasets, spec, streaming)
     except FileNotFoundError:
         raise EvalsuiteError(f"{spec.path}: not a local file, and not found on the hub") from None
     except (ConnectionError, OSError) as e:
         raise EvalsuiteError(f"{spec.path}: not a local file, and the hub is unreachable ({type(e).__name__})") \
             from None
     yield from enumerate(ds, start=1)
+
+
+def _hub_dataset(datasets: Any, spec: DatasetSpec, streaming: bool) -> Any:
+    """A hub dataset; streamed from its files when they are in the local hub cache (offline), else loaded whole
+    (from the hub, or from datasets' own cache when offline)."""
+    snapshot = cached_snapshot(spec.path, "datasets") if streaming else None
+    if snapshot is not None:
+        try:
+            return datasets.load_dataset(str(snapshot), spec.name, split=spec.split, data_files=spec.data_files,
+                                         streaming=True)
+        except (FileNotFoundError, ValueError):
+            pass  # a partial snapshot (the README only, say): let datasets resolve it
+    return datasets.load_dataset(spec.path, spec.name, split=spec.split, data_files=spec.data_files)
 
 
 def _expect_str(value: Any, where: str, field: str) -> str:
@@ -193,20 +179,20 @@ def _expect_output(value: Any, where: str, field: str) -> str:
     return _expect_str(value, where, field)
 
 
-def to_sample(rec: Any, spec: DatasetSpec, source: str, row: int) -> Sample:
+def to_sample(rec: Any, spec: DatasetSpec, source: str, row: int, line: int | None = None) -> Sample:
     where = f"{source}:{row}"
     if not isinstance(rec, dict):
         raise EvalsuiteError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     if spec.type in ("chat_template", "messages", "sharegpt"):
-        return Sample(source, row, messages=_messages(rec, spec, where), tools=_row_tools(rec, where))
+        return Sample(source, row, messages=_messages(rec, spec, where), tools=_row_tools(rec, where), line=line)
     if spec.type == "alpaca":
-        return Sample(source, row, messages=_alpaca(rec, spec, where))
+        return Sample(source, row, messages=_alpaca(rec, spec, where), line=line)
     if spec.type == "completion":
         return Sample(source, row, prompt="", completion=_expect_str(rec.get(spec.field, _MISSING), where,
-                                                                      spec.field))
+                                                                      spec.field), line=line)
     assert spec.custom is not None
     prompt, completion = _custom(rec, spec.custom, where)
-    return Sample(source, row, prompt=prompt, completion=completion)
+    return Sample(source, row, prompt=prompt, completion=completion, line=line)
 
 
 def _local_files(path: Path) -> list[Path]:
@@ -220,27 +206,33 @@ def _local_files(path: Path) -> list[Path]:
 
 def load_samples(spec: DatasetSpec, base_dir: Path | None = None, limit: int | None = None) -> list[Sample]:
     """Read one dataset entry into samples. ``base_dir`` is the config's folder (fallback for relative paths)."""
+    return list(islice(iter_samples(spec, base_dir), limit))
+
+
+def iter_samples(spec: DatasetSpec, base_dir: Path | None = None, streaming: bool = False) -> Iterator[Sample]:
+    """The samples of one dataset entry, one at a time (local files are streamed; parquet and hub datasets too
+    with ``streaming``)."""
     path = Path(spec.path).expanduser()
     if not path.exists() and base_dir is not None and (base_dir / path).exists():
         path = base_dir / path
-    samples: list[Sample] = []
     if path.exists():
+        rows = 0
         for f in _local_files(path):
-            records = _hub_records(_with_path(spec, f)) if f.suffix == ".parquet" else read_records(f)
-            for row, rec in records:
-                samples.append(to_sample(rec, spec, str(f), row))
-                if limit is not None and len(samples) >= limit:
-                    return samples
-        if not samples:
+            if f.suffix == ".parquet":
+                for row, rec in _hub_records(_with_path(spec, f), streaming):
+                    rows += 1
+                    yield to_sample(rec, spec, str(f), row)
+            else:
+                for row, line, rec in iter_records(f):
+                    rows += 1
+                    yield to_sample(rec, spec, str(f), row, line)
+        if not rows:
             raise EvalsuiteError(f"{path}: no rows (an empty data file?)")
-        return samples
+        return
     if path.suffix in (".json", ".jsonl", ".parquet") or spec.path.startswith((".", "/", "~")):
         raise EvalsuiteError(f"{spec.path}: no such file")
-    for row, rec in _hub_records(spec):
-        samples.append(to_sample(rec, spec, spec.path, row))
-        if limit is not None and len(samples) >= limit:
-            break
-    return samples
+    for row, rec in _hub_records(spec, streaming):
+        yield to_sample(rec, spec, spec.path, row)
 
 
 def _with_path(spec: DatasetSpec, path: Path) -> DatasetSpec:

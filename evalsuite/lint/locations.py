@@ -3,10 +3,13 @@ a JSON array's element), else the config line of the key the rule is about, else
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from evalsuite.config.records import ArrayReader
+from evalsuite.config.rows import Sample
 from evalsuite.config.yaml_lines import load_yaml
 from evalsuite.errors import EvalsuiteError
 from evalsuite.lint.findings import Finding
@@ -34,70 +37,41 @@ class Location:
 
 
 def json_array_lines(text: str) -> list[int] | None:
-    """The 1-based line on which each element of a top-level JSON array starts (None when ``text`` is not one)."""
-    decoder = json.JSONDecoder()
-    i = len(text) - len(text.lstrip())
-    if not text.startswith("[", i):
+    """The 1-based line on which each element of a top-level JSON array starts (None when ``text`` is not one); the
+    data reader gives each row its line the same way (``config.records``)."""
+    if not text.lstrip().startswith("["):
         return None
-    out: list[int] = []
-    line, counted = 1, 0
-    i += 1
     try:
-        while True:
-            while i < len(text) and text[i] in " \t\r\n,":
-                i += 1
-            if i >= len(text) or text[i] == "]":
-                return out
-            line += text.count("\n", counted, i)
-            counted = i
-            out.append(line)
-            _, i = decoder.raw_decode(text, i)
+        return [line for _row, line, _value in ArrayReader(io.StringIO(text))]
     except json.JSONDecodeError:
         return None
 
 
 class Locator:
-    """Maps findings to locations; reads each data file (and the config) at most once."""
+    """Maps findings to locations: a row's file and the line it starts on (read with the row); the config's lines
+    are read at most once."""
 
     def __init__(self, report: LintReport, config: Path | None) -> None:
         self.report = report
         self.config = config
-        self._array_lines: dict[str, list[int] | None] = {}
         self._config_lines: dict[tuple[str | int, ...], int] | None = None
 
     def of(self, finding: Finding) -> list[Location]:
-        samples = self.report.setup.samples
-        rows = [samples[r] for r in finding.rows if 0 <= r < len(samples)]
+        kept = self.report.kept
+        rows = [kept[r] for r in finding.rows if r in kept]
         if rows:
-            return [self.row(s.source, s.row) for s in rows]
+            return [self.row(s) for s in rows]
         return [self.config_key(RULE_KEYS.get(finding.rule, TEMPLATE_KEYS))]
 
-    def row(self, source: str, row: int) -> Location:
-        path = Path(source)
-        if not path.is_file():
+    @staticmethod
+    def row(sample: Sample) -> Location:
+        if not Path(sample.source).is_file():
             return Location(None)
-        if path.suffix == ".parquet":
-            return Location(source)
-        lines = self._lines_of(path)
-        if lines is None:  # JSON Lines (also in a .json file): rows are numbered by line
-            return Location(source, row)
-        return Location(source, lines[row - 1] if 0 < row <= len(lines) else None)
-
-    def _lines_of(self, path: Path) -> list[int] | None:
-        key = str(path)
-        if key not in self._array_lines:
-            lines = None
-            if path.suffix == ".json":
-                try:
-                    lines = json_array_lines(path.read_text(encoding="utf-8-sig"))
-                except (OSError, UnicodeDecodeError):
-                    lines = None
-            self._array_lines[key] = lines
-        return self._array_lines[key]
+        return Location(sample.source, sample.line)  # no line: a parquet file
 
     def config_key(self, keys: tuple[str, ...]) -> Location:
         if self.config is None:
-            first = self.report.setup.samples[0].source if self.report.setup.samples else None
+            first = self.report.kept[0].source if 0 in self.report.kept else None
             return Location(first if first and Path(first).is_file() else None)
         if self._config_lines is None:
             try:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Iterator
+from typing import Any
 
 from evalsuite.chat.messages import text_of
+from evalsuite.chat.template import TemplateRefused
+from evalsuite.config.rows import Sample
 from evalsuite.lint.findings import Finding
 from evalsuite.lint.rows import RowPass
 from evalsuite.lint.shapes import Context
+from evalsuite.lint.stream import CHUNK, chunks
+from evalsuite.lint.tally import MAX_EXAMPLES, RowTally
 
 ROUNDTRIP_SAMPLE = 64
 
@@ -23,67 +29,103 @@ def packing_contamination(ctx: Context, rp: RowPass) -> list[Finding]:
 
 
 def vocab_out_of_range(ctx: Context, rp: RowPass) -> list[Finding]:
+    """Token ids past the model's embedding matrix: a second pass over the rows, only when the tokenizer's
+    vocabulary is larger than the model's (rows of shapes or rows the template refuses are not encoded)."""
     setup = ctx.setup
     size = setup.model_vocab_size
     if size is None or setup.tk.vocab_size <= size:
         return []
-    from evalsuite.chat.encode import encode_batch
-
-    bad: list[int] = []
+    bad = RowTally()
     top = 0
-    samples = setup.samples
-    opts = setup.encode_options()
-    skip = {i for s in ctx.shapes.values() if s.error is not None for i in s.rows} | set(rp.hits.get("template-error",
-                                                                                                    []))
-    idx = [i for i in range(len(samples)) if i not in skip]
-    for c0 in range(0, len(idx), 4096):
-        chunk = idx[c0: c0 + 4096]
-        for i, e in zip(chunk, encode_batch([samples[i] for i in chunk], setup.tk, setup.template, opts)):
+    for part in chunks(setup.samples, CHUNK):
+        for i, sample, e in _encoded(ctx, part):
             m = max(e.input_ids, default=0)
             if m >= size:
-                bad.append(i)
+                if bad.add(i):
+                    ctx.keep(i, sample)
                 top = max(top, m)
     if not bad:
         return []
-    return [Finding("vocab-out-of-range", f"{len(bad)} rows use token ids up to {top}, but the model's vocabulary "
+    return [Finding("vocab-out-of-range", f"{bad.count} rows use token ids up to {top}, but the model's vocabulary "
                     f"has {size} rows (config.json vocab_size): the embedding lookup fails, or the trainer resizes "
-                    "the embeddings and those rows start untrained", count=len(bad), rows=bad[:3])]
+                    "the embeddings and those rows start untrained", count=bad.count, rows=bad.first)]
+
+
+def _encoded(ctx: Context, part: list[tuple[int, Sample]]) -> Iterator[tuple[int, Sample, Any]]:
+    """The trainer's encoding of each row the template accepts."""
+    from evalsuite.chat.encode import encode_batch
+
+    setup = ctx.setup
+    opts = setup.encode_options()
+    todo = [(i, s) for i, s in part if s.messages is None or not _refused_shape(ctx, s)]
+    try:
+        encs = encode_batch([s for _i, s in todo], setup.tk, setup.template, opts)
+        yield from ((i, s, e) for (i, s), e in zip(todo, encs))
+    except TemplateRefused:  # a row the template refuses (template-error): encode the others one by one
+        for i, s in todo:
+            try:
+                e = encode_batch([s], setup.tk, setup.template, opts)[0]
+            except TemplateRefused:
+                continue
+            yield i, s, e
+
+
+def _refused_shape(ctx: Context, sample: Sample) -> bool:
+    assert ctx.planner is not None and sample.messages is not None
+    return ctx.shapes[ctx.planner.key(sample.messages, sample.tools)].error is not None
 
 
 def unicode_roundtrip(ctx: Context, rp: RowPass) -> list[Finding]:
     """Every printable ASCII character and every non-ASCII character of the assistant targets, once each (framed as
-    ``a?a`` so prefix-space handling does not matter), plus whole targets for a sample of rows."""
+    ``a?a`` so prefix-space handling does not matter), plus whole targets for a sample of rows. Rows holding a
+    character that does not survive are counted in a second pass over the rows."""
     tk = ctx.setup.tk
     candidates = sorted(rp.chars | set(string.printable))
     framed = ["a" + ch + "a" for ch in candidates]
     back = tk.tokenizer.decode_batch([e.ids for e in tk.tokenizer.encode_batch(framed, add_special_tokens=False)],
                                      skip_special_tokens=False)
     bad_chars = [ch for ch, f, d in zip(candidates, framed, back) if f != d]
-    samples = ctx.setup.samples
+    if bad_chars:
+        count, rows = _rows_with(ctx, set(bad_chars))
+        what = f"characters {''.join(bad_chars)!r} do not survive encode+decode"
+    else:
+        count, rows, n = _changed_targets(ctx)
+        what = f"assistant text changes under encode+decode in {count} of the first {n} targets " \
+            "(normalisation or whitespace)"
+    if not rows:
+        return []
+    return [Finding("unicode-roundtrip", f"{what}: the model is trained on text it cannot reproduce",
+                    count=count, rows=rows)]
+
+
+def _changed_targets(ctx: Context) -> tuple[int, list[int], int]:
+    """(rows, first rows, targets looked at) of the first ROUNDTRIP_SAMPLE assistant targets that change."""
+    tk = ctx.setup.tk
     targets: list[tuple[int, str]] = []
-    for i, s in enumerate(samples):
+    samples: dict[int, Sample] = {}
+    for i, s in enumerate(ctx.setup.samples):
         if s.messages is not None:
             targets += [(i, text_of(m["content"])) for m in s.messages if m["role"] == "assistant"
                         and text_of(m["content"])]
         elif s.completion:
             targets.append((i, s.completion))
+        samples[i] = s
         if len(targets) >= ROUNDTRIP_SAMPLE:
             break
     encs = tk.tokenizer.encode_batch([c for _i, c in targets], add_special_tokens=False)
     decoded = tk.tokenizer.decode_batch([e.ids for e in encs], skip_special_tokens=False)
     rows = sorted({i for (i, c), d in zip(targets, decoded) if d != c})
-    count = len(rows)
-    if bad_chars:
-        chars = set(bad_chars)
-        rows = [i for i, s in enumerate(samples) if not chars.isdisjoint(_targets(s))]
-        count = len(rows)
-    if not rows:
-        return []
-    what = f"characters {''.join(bad_chars)!r} do not survive encode+decode" if bad_chars else \
-        f"assistant text changes under encode+decode in {count} of the first {len(targets)} targets " \
-        "(normalisation or whitespace)"
-    return [Finding("unicode-roundtrip", f"{what}: the model is trained on text it cannot reproduce",
-                    count=count, rows=rows[:3])]
+    for i in rows[:MAX_EXAMPLES]:
+        ctx.keep(i, samples[i])
+    return len(rows), rows[:MAX_EXAMPLES], len(targets)
+
+
+def _rows_with(ctx: Context, chars: set[str]) -> tuple[int, list[int]]:
+    tally = RowTally()
+    for i, s in enumerate(ctx.setup.samples):
+        if not chars.isdisjoint(_targets(s)) and tally.add(i):
+            ctx.keep(i, s)
+    return tally.count, tally.first
 
 
 def _targets(sample: object) -> str:

@@ -1,4 +1,5 @@
-"""Rules decided row by row (from :class:`~evalsuite.lint.rows.RowPass`) and BOS/EOS placement rules."""
+"""Rules decided row by row (from :class:`~evalsuite.lint.rows.RowPass`: a count and the first rows per rule) and
+BOS/EOS placement rules."""
 
 from __future__ import annotations
 
@@ -9,18 +10,17 @@ from evalsuite.chat.template import TemplateRaised
 from evalsuite.lint.findings import Finding
 from evalsuite.lint.rows import RowPass
 from evalsuite.lint.shapes import Context
+from evalsuite.lint.tally import MAX_EXAMPLES, RowTally, merged
 
-MAX_EXAMPLES = 3
 
-
-def _f(rule: str, message: str, rows: list[int], severity: str = "") -> Finding:
-    return Finding(rule, message, count=len(rows), rows=rows[:MAX_EXAMPLES], severity=severity)
+def _f(rule: str, message: str, rows: RowTally, severity: str = "") -> Finding:
+    return Finding(rule, message, count=rows.count, rows=rows.first[:MAX_EXAMPLES], severity=severity)
 
 
 def eos_findings(ctx: Context, rp: RowPass) -> list[Finding]:
     setup, tk = ctx.setup, ctx.setup.tk
     out = []
-    rows = rp.hits.get("eos-not-trained", [])
+    rows = rp.tally("eos-not-trained")
     if rows:
         pad, eos = tk.pad_token, tk.eos_token
         if setup.collator == "mask-pad-id" and pad is not None and pad in {eos, ctx.eot}:
@@ -32,20 +32,20 @@ def eos_findings(ctx: Context, rp: RowPass) -> list[Finding]:
         else:
             why = ("no stop token (eos or the template's end-of-turn token) is inside the trained span: the model "
                    "never learns to end its answer")
-        out.append(_f("eos-not-trained", f"{len(rows)} of {rp.rows} rows: {why}", rows))
-    rows = rp.hits.get("eos-truncated", [])
+        out.append(_f("eos-not-trained", f"{rows.count} of {rp.rows} rows: {why}", rows))
+    rows = rp.tally("eos-truncated")
     if rows:
-        out.append(_f("eos-truncated", f"{len(rows)} rows are cut at sequence_len {setup.max_length} inside the "
+        out.append(_f("eos-truncated", f"{rows.count} rows are cut at sequence_len {setup.max_length} inside the "
                       "answer: they train the answer's start but not its terminator", rows))
-    rows = rp.hits.get("no-trainable-tokens", [])
+    rows = rp.tally("no-trainable-tokens")
     if rows:
-        sev = "error" if len(rows) == rp.rows else ""
+        sev = "error" if rows.count == rp.rows else ""
         cause = f" (sequence_len {setup.max_length} cuts before the answer)" if setup.max_length else ""
-        out.append(_f("no-trainable-tokens", f"{len(rows)} of {rp.rows} rows have no trained label{cause}; the "
+        out.append(_f("no-trainable-tokens", f"{rows.count} of {rp.rows} rows have no trained label{cause}; the "
                       "trainer drops them", rows, sev))
-    rows = rp.hits.get("double-eos", [])
+    rows = rp.tally("double-eos")
     if rows:
-        out.append(_f("double-eos", f"{len(rows)} rows train the same terminator twice in a row (content ending "
+        out.append(_f("double-eos", f"{rows.count} rows train the same terminator twice in a row (content ending "
                       "with the EOS text, or a template and tokenizer both adding it)", rows))
     return out
 
@@ -55,43 +55,42 @@ def label_findings(ctx: Context, rp: RowPass) -> list[Finding]:
     out = []
     fractions = trainable_fraction_by_role(rp)
     shown = ", ".join(f"{role} {frac:.0%}" for role, frac in sorted(fractions.items()))
-    rows = rp.hits.get("prompt-trained", [])
+    rows = rp.tally("prompt-trained")
     if setup.train_on_inputs:
         out.append(Finding("prompt-trained", f"train_on_inputs is true: trained fraction by role: {shown}",
                            count=rp.rows, severity="info", rows=[]))
     elif rows:
-        out.append(_f("prompt-trained", f"{len(rows)} rows train prompt tokens although train_on_inputs is false "
+        out.append(_f("prompt-trained", f"{rows.count} rows train prompt tokens although train_on_inputs is false "
                       f"(trained fraction by role: {shown})", rows))
-    rows = rp.hits.get("train-infer-mismatch", [])
+    rows = rp.tally("train-infer-mismatch")
     if rows:
-        out.append(_f("train-infer-mismatch", f"{len(rows)} rows: a token straddles the end of the inference prompt "
+        out.append(_f("train-infer-mismatch", f"{rows.count} rows: a token straddles the end of the inference prompt "
                       "(the generation prompt and the answer merge into one token), so the tokens the model sees "
                       "at inference are not a prefix of what it was trained on", rows))
     out += prompt_text_findings(ctx, rp)
-    rows = rp.hits.get("boundary-shift", [])
+    rows = rp.tally("boundary-shift")
     if rows:
-        out.append(_f("boundary-shift", f"{len(rows)} rows: tokenize(prompt) is not a prefix of "
+        out.append(_f("boundary-shift", f"{rows.count} rows: tokenize(prompt) is not a prefix of "
                       "tokenize(prompt + completion); the first completion tokens differ from inference", rows))
-    rows = rp.hits.get("special-text-in-content", [])
+    rows = rp.tally("special-text-in-content")
     if rows:
         common = ", ".join(repr(t) for t, _n in rp.special_found.most_common(4))
-        out.append(_f("special-text-in-content", f"{len(rows)} rows contain special-token text ({common}) in "
+        out.append(_f("special-text-in-content", f"{rows.count} rows contain special-token text ({common}) in "
                       "message content; it is encoded as the control token itself", rows))
-    rows = rp.hits.get("template-error", [])
+    rows = rp.tally("template-error")
     if rows:
         why = "; ".join(rp.refusals)
-        out.append(_f("template-error", f"{why} ({len(rows)} rows); the trainer stops on these rows", rows))
+        out.append(_f("template-error", f"{why} ({rows.count} rows); the trainer stops on these rows", rows))
     return out
 
 
 def prompt_text_findings(ctx: Context, rp: RowPass) -> list[Finding]:
     """Rows whose inference prompt is not a text prefix of their training text, shown on the first such row's own
     text (where the two part)."""
-    rows = rp.hits.get("train-infer-text", [])
-    if not rows:
+    rows = rp.tally("train-infer-text")
+    if not rows or rp.prompt_gap is None:
         return []
-    row, turn = rp.prompt_gaps[0]
-    sample = ctx.setup.samples[row]
+    sample, turn = rp.prompt_gap
     assert sample.messages is not None
     try:
         prompt = ctx.render(sample.messages[:turn], True, sample.tools)
@@ -104,20 +103,20 @@ def prompt_text_findings(ctx: Context, rp: RowPass) -> list[Finding]:
         hint = (" The generation prompt opens a reasoning block that this training answer does not start with: give "
                 "every trained answer its reasoning (<think>...</think> first), or, where the template strips the "
                 "reasoning of earlier turns, train only the last answer (weight: 0 on earlier ones)")
-    return [_f("train-infer-mismatch", f"{len(rows)} rows: the inference prompt is not a prefix of the training "
+    return [_f("train-infer-mismatch", f"{rows.count} rows: the inference prompt is not a prefix of the training "
                f"text (e.g. {sample.where}, assistant turn {turn}: the prompt continues {prompt[k:k + 40]!r} where "
                f"training has {text[k:k + 40]!r}), so the model is trained on a context it is never served.{hint}",
                rows)]
 
 
 def stop_findings(ctx: Context, rp: RowPass) -> list[Finding]:
-    rows = rp.hits.get("stop-token-not-generated", [])
+    rows = rp.tally("stop-token-not-generated")
     if not rows:
         return []
     setup, tk = ctx.setup, ctx.setup.tk
     runs = ", ".join(f"{run!r} (ids {[tk.token_id(t) for t in _pieces(run, tk)]}, {n} spans)"
                      for run, n in rp.unstopped.most_common(3))
-    return [_f("stop-token-not-generated", f"{len(rows)} rows train assistant turns ending with {runs}, but a server "
+    return [_f("stop-token-not-generated", f"{rows.count} rows train assistant turns ending with {runs}, but a server "
                f"stops on {sorted(setup.stop_ids)} ({setup.stop_source}): the model learns an ending no server "
                "stops on, and generations run on past the answer. Add the id to generation_config.json's "
                "eos_token_id (evalsuite's run dir does for the template's end of turn) or set eos_token; if that "
@@ -146,26 +145,25 @@ def bos_findings(ctx: Context, rp: RowPass) -> list[Finding]:
     if bos is None:
         return []
     adds_bos = tk.tokenizer.encode("a", add_special_tokens=True).ids[:1] == [bos]
-    double: list[int] = []
-    missing: list[int] = []
+    double: list[RowTally] = [rp.tally("double-bos")]  # text rows, judged row by row
+    missing: list[RowTally] = []
     for s in ctx.shapes.values():
         if s.cut is None:
             continue
         first = tk.tokenizer.encode(s.cut.text, add_special_tokens=False).ids[:2]
         if first == [bos, bos]:
-            double += s.rows
+            double.append(s.rows)
         elif adds_bos and first[:1] != [bos]:
-            missing += s.rows
-    for row, first in rp.text_ids.items():
-        if first == [bos, bos]:
-            double.append(row)
+            missing.append(s.rows)
     out = []
-    if double:
-        out.append(_f("double-bos", f"{len(double)} rows start with BOS twice ({tk.bos_token!r}): the template or "
-                      "prompt format writes it and the tokenizer adds it again", sorted(double)))
-    if missing:
-        out.append(_f("missing-bos", f"{len(missing)} rows do not start with {tk.bos_token!r}, which this tokenizer "
-                      "adds to plain text (the base model was trained with it)", sorted(missing)))
+    count, rows = merged(double)
+    if count:
+        out.append(Finding("double-bos", f"{count} rows start with BOS twice ({tk.bos_token!r}): the template or "
+                           "prompt format writes it and the tokenizer adds it again", count=count, rows=rows))
+    count, rows = merged(missing)
+    if count:
+        out.append(Finding("missing-bos", f"{count} rows do not start with {tk.bos_token!r}, which this tokenizer "
+                           "adds to plain text (the base model was trained with it)", count=count, rows=rows))
     return out
 
 

@@ -1,5 +1,7 @@
-"""The per-row pass: every row is cut (spliced from its shape's layout when possible), tokenized in batches, and
-summarised as :class:`RowFacts` without materialising label lists.
+"""The per-row checks: every row is cut (spliced from its shape's layout when possible), tokenized in batches, and
+summarised as :class:`RowFacts` without materialising label lists. Rows come chunk by chunk (``lint.stream``); what
+outlives a chunk is counts (``tally.RowTally`` per rule and shape, per role, per terminator) and the samples of the
+first rows a finding will show.
 
 A row's facts come from its segment boundaries in token space (``Encoding.char_to_token``) and the positions of the
 stop and pad tokens. For spliced rows those positions come from the layout's literals; rows whose contents contain
@@ -34,11 +36,12 @@ from evalsuite.chat.layout import Layout, ShapeKey
 from evalsuite.chat.messages import text_of
 from evalsuite.chat.reasoning import CLOSES, OPENS
 from evalsuite.chat.template import TemplateRefused
+from evalsuite.config.rows import Sample
 from evalsuite.lint.shapes import Context
+from evalsuite.lint.tally import MAX_EXAMPLES, RowTally, merged
 from evalsuite.lint.terminators import StopCheck
 from evalsuite.lint.turns import TurnChecks, check_turns
 
-CHUNK = 4096
 PROMPT_ROLES_OK = ("assistant", "reasoning", "completion")
 # Markers a model writes in its own answers: reasoning blocks and tool calls. In assistant content they are the
 # answer's format, not stray control text.
@@ -71,6 +74,14 @@ class Spliced(NamedTuple):
     msgs: Sequence[dict[str, Any]]
 
 
+class Row(NamedTuple):
+    """A row of the chunk being checked: its index in the dataset, its sample and its shape (None: a text row)."""
+
+    row: int
+    sample: Sample
+    key: ShapeKey | None
+
+
 class Encoded(NamedTuple):
     """One chunk after the tokenizer calls: spliced rows, rows cut by full renders, text rows and their prompts."""
 
@@ -89,17 +100,21 @@ class RowPass:
     truncated: int = 0
     role_tokens: Counter[str] = field(default_factory=Counter)
     role_trained: Counter[str] = field(default_factory=Counter)
-    hits: dict[str, list[int]] = field(default_factory=dict)
+    # rule -> shape (None: text rows) -> its rows: per shape, so that rules can join them with whole shapes
+    hits: dict[str, dict[ShapeKey | None, RowTally]] = field(default_factory=dict)
     special_found: Counter[str] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
     chars: set[str] = field(default_factory=set)
-    text_ids: dict[int, list[int]] = field(default_factory=dict)  # first ids of text rows, for BOS checks
     unstopped: Counter[str] = field(default_factory=Counter)  # trained terminator runs no stop id is in
-    prompt_gaps: list[tuple[int, int]] = field(default_factory=list)  # (row, assistant turn) of text mismatches
+    prompt_gap: tuple[Sample, int] | None = None  # the first row whose prompt is not a text prefix, its turn
     turns: TurnChecks = field(default_factory=TurnChecks)
+    keep: int = MAX_EXAMPLES  # first rows kept per rule and shape
 
-    def hit(self, rule: str, row: int) -> None:
-        self.hits.setdefault(rule, []).append(row)
+    def tally(self, rule: str) -> RowTally:
+        """Every row ``rule`` hit (count, first rows), whatever its shape."""
+        out = RowTally(self.keep)
+        out.count, out.first = merged(self.hits.get(rule, {}).values(), self.keep)
+        return out
 
 
 def special_pattern(ctx: Context) -> re.Pattern[str] | None:
@@ -112,7 +127,7 @@ def special_pattern(ctx: Context) -> re.Pattern[str] | None:
 
 
 class RowChecker:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, keep: int = MAX_EXAMPLES) -> None:
         self.ctx = ctx
         setup = ctx.setup
         self.tk = setup.tk
@@ -125,8 +140,20 @@ class RowChecker:
         self.special = special_pattern(ctx)
         self.special_firsts = {t[0] for t in ctx.setup.tk.added_tokens if t} if self.special is not None else set()
         self.anchors: dict[Any, list[tuple[int, int, int]]] = {}
-        self.out = RowPass()
+        self.bos = self.tk.token_id(self.tk.bos_token)
+        self.out = RowPass(keep=keep)
         self.ends = StopCheck(self.tk, setup.stop_ids, self.pad_id, self.out.unstopped)
+        self.chunk: dict[int, Row] = {}
+
+    def hit(self, rule: str, row: int) -> None:
+        """Count ``row`` (of the current chunk) for ``rule``, keeping its sample while it is one of the first."""
+        entry = self.chunk[row]
+        by_shape = self.out.hits.setdefault(rule, {})
+        tally = by_shape.get(entry.key)
+        if tally is None:
+            tally = by_shape[entry.key] = RowTally(self.out.keep)
+        if tally.add(row):
+            self.ctx.keep(row, entry.sample)
 
     # -- marks: positions of stop / pad tokens ------------------------------------------------------------------
     def _layout_marks(self, key: Any) -> list[tuple[int, int, int]]:
@@ -206,15 +233,15 @@ class RowChecker:
             n = self.max_len
         out.tokens += n  # what the trainer sees, after truncation
         if f.trained <= 0:
-            out.hit("no-trainable-tokens", row)
+            self.hit("no-trainable-tokens", row)
         elif not f.has_trained_stop:
-            out.hit("eos-truncated" if f.stop_cut_off else "eos-not-trained", row)
+            self.hit("eos-truncated" if f.stop_cut_off else "eos-not-trained", row)
         if f.prompt_trained and not self.ctx.setup.train_on_inputs:
-            out.hit("prompt-trained", row)
+            self.hit("prompt-trained", row)
         if f.straddles:
-            out.hit("train-infer-mismatch", row)
+            self.hit("train-infer-mismatch", row)
         if f.double_eos:
-            out.hit("double-eos", row)
+            self.hit("double-eos", row)
 
     # -- rows -------------------------------------------------------------------------------------------------------
     def _scan(self, row: int, msgs: Sequence[dict[str, Any]]) -> bool:
@@ -234,7 +261,7 @@ class RowChecker:
                     unexpected = [h for h in hits if not (m["role"] == "assistant" and h in OWN_MARKERS)]
                     if unexpected:
                         self.out.special_found.update(unexpected)
-                        self.out.hit("special-text-in-content", row)
+                        self.hit("special-text-in-content", row)
             if m["role"] == "assistant" and not c.isascii():
                 self.out.chars.update(c)
         return found
@@ -263,7 +290,7 @@ class RowChecker:
         gens = [None if a is None else starts[a[0]] + a[1] for _i, a in entry.layout.gen_points]
         f = self._chat(entry.row, entry.text, entry.bounds, entry.trained, entry.roles, enc, marks, gens)
         if self.ends.spliced(entry.key, entry.layout, entry.text, entry.starts, enc, self._eff(enc)):
-            self.out.hit("stop-token-not-generated", entry.row)
+            self.hit("stop-token-not-generated", entry.row)
         self.record(entry.row, f, len(enc))
 
     def chat_row(self, row: int, rc: RowCut, enc: Any) -> None:
@@ -273,14 +300,15 @@ class RowChecker:
         gens = [pos for _i, pos in cut.gen_points] if cut is not None else []
         f = self._chat(row, rc.text, rc.bounds, rc.trained, rc.roles, enc, self._ids_marks(enc), gens)
         if self.ends.row(rc.text, rc.bounds, rc.roles, rc.trained, enc, self._eff(enc)):
-            self.out.hit("stop-token-not-generated", row)
+            self.hit("stop-token-not-generated", row)
         if cut is not None:
             missing = [i for i, pos in cut.gen_points if pos is None]
             if missing:
-                self.out.hit("train-infer-text", row)
-                self.out.prompt_gaps.append((row, missing[0]))
+                self.hit("train-infer-text", row)
+                if self.out.prompt_gap is None:  # rows come in order: the first one is the example
+                    self.out.prompt_gap = (rc.sample, missing[0])
         for rule in check_turns(self.out.turns, msgs, rc.sample.tools, rc.text, rc.bounds, rc.roles, rc.trained):
-            self.out.hit(rule, row)
+            self.hit(rule, row)
         self.record(row, f, len(enc))
 
     def text_row(self, row: int, rc: RowCut, enc: Any, prompt_ids: list[int]) -> None:
@@ -289,28 +317,27 @@ class RowChecker:
             hits = self.special.findall(completion)
             if hits:
                 self.out.special_found.update(hits)
-                self.out.hit("special-text-in-content", row)
+                self.hit("special-text-in-content", row)
         if not completion.isascii():
             self.out.chars.update(completion)
         ids, tb = text_tokens(self.tk, rc, enc)
         marks = [(t, x) for t, x in enumerate(ids) if x in self.mark_ids]
         f = self.facts(len(ids), tb, rc.trained, rc.roles, marks)
         if ids[: len(prompt_ids)] != prompt_ids:
-            self.out.hit("boundary-shift", row)
-        self.out.text_ids[row] = ids[:2]
+            self.hit("boundary-shift", row)
+        if self.bos is not None and ids[:2] == [self.bos, self.bos]:
+            self.hit("double-bos", row)
         self.record(row, f, len(ids))
 
-    def run(self, rows: Sequence[int]) -> RowPass:
-        """Chunk by chunk: splice (Python), tokenize (one ``encode_batch``, which already uses every core), then
-        summarise. Overlapping the stages in a thread measured no gain on 2 cores, so they run in turn."""
-        samples = self.ctx.setup.samples
-        skip = {i for s in self.ctx.shapes.values() if s.error is not None for i in s.rows}
-        todo = [i for i in rows if i not in skip]
-        for c0 in range(0, len(todo), CHUNK):
-            self._consume(self._encode(*self._prepare(todo[c0: c0 + CHUNK], samples)))
-        for hits in self.out.hits.values():
-            hits.sort()
-        return self.out
+    def check(self, chunk: Sequence[Row]) -> None:
+        """One chunk of rows: splice (Python), tokenize (one ``encode_batch``, which already uses every core), then
+        summarise. Overlapping the stages in a thread measured no gain on 2 cores, so they run in turn. Rows of a
+        shape the template refuses are not checked (``template-error`` counts them)."""
+        shapes = self.ctx.shapes
+        todo = [r for r in chunk if r.key is None or shapes[r.key].error is None]
+        self.chunk = {r.row: r for r in todo}
+        self._consume(self._encode(*self._prepare(todo)))
+        self.chunk = {}
 
     def _splice(self, i: int, msgs: Sequence[dict[str, Any]], key: ShapeKey, layout: Layout) -> Spliced | None:
         """The encoder's own splice (Layout.build + positions), without building Cut objects."""
@@ -322,16 +349,13 @@ class RowChecker:
                                                           layout.trained, self.opts.train_on_reasoning)
         return Spliced(i, text, bounds, roles, trained, layout, starts, key, msgs)
 
-    def _prepare(self, idx: list[int], samples: Sequence[Any]) -> tuple[list[Spliced], list[tuple[int, RowCut]]]:
+    def _prepare(self, rows: list[Row]) -> tuple[list[Spliced], list[tuple[int, RowCut]]]:
         setup = self.ctx.setup
         planner = self.ctx.planner
-        keys = self.ctx.row_keys
         spliced: list[Spliced] = []
         cuts: list[tuple[int, RowCut]] = []
-        for i in idx:
-            sample = samples[i]
+        for i, sample, key in rows:
             msgs = sample.messages
-            key = keys[i]
             if msgs is not None and planner is not None and key is not None:
                 layout = planner.shape(key).layout
                 entry = self._splice(i, msgs, key, layout) if layout is not None else None
@@ -341,7 +365,7 @@ class RowChecker:
             try:
                 cuts.append((i, cut_sample(sample, self.tk, setup.template, self.opts, planner)))
             except TemplateRefused as e:
-                self.out.hit("template-error", i)
+                self.hit("template-error", i)
                 self.out.refusals[str(e).split(": chat template raised: ", 1)[-1]] += 1
         return spliced, cuts
 
@@ -369,17 +393,3 @@ class RowChecker:
         # A tokenizer that appends EOS to every encoding would end the prompt with it; the prefix test ignores it.
         eos = self.tk.token_id(self.tk.eos_token)
         return ids[:-1] if ids and ids[-1] == eos else list(ids)
-
-
-def run_rows(ctx: Context) -> RowPass:
-    """The per-row pass over every row. The cyclic garbage collector is paused meanwhile: the pass allocates many
-    short-lived lists while tens of thousands of samples are alive, and gen-2 scans of those cost ~5%."""
-    import gc
-
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return RowChecker(ctx).run(range(len(ctx.setup.samples)))
-    finally:
-        if enabled:
-            gc.enable()

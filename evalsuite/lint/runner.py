@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from evalsuite.chat.encode import encode_batch
+from evalsuite.config.rows import Sample
 from evalsuite.errors import EvalsuiteError
 from evalsuite.lint.findings import RULES, Finding, exit_code
 from evalsuite.lint.model_rules import MODEL_RULES
 from evalsuite.lint.row_rules import ROW_RULES, trainable_fraction_by_role
-from evalsuite.lint.rows import run_rows
 from evalsuite.lint.setup import LintSetup
-from evalsuite.lint.shapes import build_context
+from evalsuite.lint.stream import CHUNK, scan
+from evalsuite.lint.tally import MAX_EXAMPLES
 from evalsuite.lint.template_rules import STRUCTURAL
 from evalsuite.lint.turn_rules import TURN_RULES
 
@@ -27,6 +29,7 @@ class LintReport:
     findings: list[Finding]
     stats: dict[str, Any]
     shown: list[dict[str, Any]] = field(default_factory=list)  # --show N samples
+    kept: dict[int, Sample] = field(default_factory=dict)  # the samples of the rows findings name, by row index
 
     @property
     def exit_code(self) -> int:
@@ -66,17 +69,13 @@ def _merge(findings: list[Finding]) -> list[Finding]:
     return list(merged.values())
 
 
-def run_lint(setup: LintSetup, show: int = 0, max_examples: int = 3) -> LintReport:
+def run_lint(setup: LintSetup, show: int = 0, max_examples: int = MAX_EXAMPLES, chunk: int = CHUNK) -> LintReport:
+    """Every rule over ``setup``'s rows, read once in chunks of ``chunk`` rows (``lint.stream``)."""
     started = time.perf_counter()
     check_ignores(setup.ignore, setup.source)
-    chat = next((s for s in setup.samples if s.messages is not None), None)
-    if chat is not None and setup.template is None:
-        raise EvalsuiteError(f"{setup.tk.path}: the tokenizer has no chat template and none is given, but "
-                             f"{chat.where} is a chat row (set chat_template / --chat-template)")
-    if not setup.samples:
+    ctx, rp = scan(setup, chunk)
+    if not ctx.rows():
         raise EvalsuiteError(f"{setup.source}: no rows to lint")
-    ctx = build_context(setup)
-    rp = run_rows(ctx)
     findings: list[Finding] = []
     for rule in STRUCTURAL:
         findings += rule(ctx)
@@ -86,21 +85,22 @@ def run_lint(setup: LintSetup, show: int = 0, max_examples: int = 3) -> LintRepo
     for f in findings:
         f.ignored = f.rule in setup.ignore
     findings.sort(key=lambda f: (f.ignored, SEVERITY_ORDER[f.severity], f.rule))
-    _attach_examples(setup, findings, max_examples)
+    _attach_examples(setup, findings, max_examples, ctx.kept)
     shown = _show(setup, show)
     stats = {
         "rows": rp.rows, "tokens": rp.tokens, "trained_tokens": sum(rp.role_trained.values()),
         "trainable_fraction_by_role": trainable_fraction_by_role(rp),
         "tokens_by_role": dict(rp.role_tokens), "truncated_rows": rp.truncated,
-        "shapes": len(ctx.shapes), "text_rows": len(ctx.text_rows),
+        "shapes": len(ctx.shapes), "text_rows": ctx.text_rows.count,
         "spliced_shapes": sum(1 for s in ctx.shapes.values() if s.plan is not None and s.plan.layout is not None),
         "stop_token_ids": sorted(setup.stop_ids), "end_of_turn": ctx.eot, "collator": setup.collator,
         "notes": setup.notes, "elapsed_s": round(time.perf_counter() - started, 3),
     }
-    return LintReport(setup, findings, stats, shown)
+    named = {0, *(r for f in findings for r in f.rows)}  # row 0: what a finding without rows points at
+    return LintReport(setup, findings, stats, shown, {r: ctx.kept[r] for r in sorted(named) if r in ctx.kept})
 
 
-def _attach_examples(setup: LintSetup, findings: list[Finding], k: int) -> None:
+def _attach_examples(setup: LintSetup, findings: list[Finding], k: int, kept: dict[int, Sample]) -> None:
     wanted = sorted({r for f in findings for r in f.rows[:k]})
     if not wanted:
         return
@@ -108,7 +108,7 @@ def _attach_examples(setup: LintSetup, findings: list[Finding], k: int) -> None:
     encoded: dict[int, Any] = {}
     for r in wanted:
         try:
-            encoded[r] = encode_batch([setup.samples[r]], setup.tk, setup.template, opts)[0]
+            encoded[r] = encode_batch([kept[r]], setup.tk, setup.template, opts)[0]
         except EvalsuiteError:
             continue  # a row the template refuses has no tokens to show; its finding says why
     for f in findings:
@@ -131,7 +131,7 @@ def _show(setup: LintSetup, n: int) -> list[dict[str, Any]]:
         return []
     opts = setup.encode_options()
     out = []
-    for s in setup.samples[:n]:
+    for s in islice(setup.samples, n):
         try:
             out.append(_masked(setup, example(setup, encode_batch([s], setup.tk, setup.template, opts)[0])))
         except EvalsuiteError:

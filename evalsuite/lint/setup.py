@@ -5,13 +5,14 @@ Everything here mirrors the trainer: the same tokenizer files (``tokenizer_confi
 (as ``trainers/common.py`` does), the same template resolution, datasets, ``sequence_len``, ``train_on_inputs`` and
 ``sample_packing``. What a server will stop on comes from ``generation_config.json`` (the base model's, or
 ``--generation-config``) plus the tokenizer's EOS. The lint never downloads: a hub id must already be in the local
-Hugging Face cache.
+Hugging Face cache. The rows are not loaded here: ``samples`` is a :class:`SampleStream` that reads the datasets
+each time it is iterated (the lint's pass, and a rule's second look), one row at a time.
 """
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,18 +20,31 @@ from typing import Any
 from evalsuite.chat.encode import EncodeOptions
 from evalsuite.chat.tokenizer import TokenizerInfo, load_tokenizer
 from evalsuite.config.datasets import CustomFormat, DatasetSpec
-from evalsuite.config.rows import Sample, load_samples, read_records
+from evalsuite.config.hub import cached_snapshot
+from evalsuite.config.rows import Sample, iter_samples, read_records
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import read_json
 
 COLLATORS = ("trl", "mask-pad-id")
 
 
+class SampleStream:
+    """The samples of some dataset entries, read from their files again on every iteration: local JSON/JSONL as a
+    stream, parquet and hub datasets through ``datasets``' streaming mode (``config.rows.iter_samples``)."""
+
+    def __init__(self, entries: list[tuple[DatasetSpec, Path | None]]) -> None:
+        self.entries = entries  # (dataset entry, folder its relative path may be in)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for spec, base in self.entries:
+            yield from iter_samples(spec, base_dir=base, streaming=True)
+
+
 @dataclass
 class LintSetup:
     tk: TokenizerInfo
     template: str | None
-    samples: list[Sample]
+    samples: Iterable[Sample]  # iterated once per pass: a SampleStream, or any list
     source: str
     train_on_inputs: bool = False
     max_length: int | None = None
@@ -55,19 +69,8 @@ class LintSetup:
 
 
 def hub_snapshot(repo_id: str) -> Path | None:
-    """The local Hugging Face cache snapshot of ``repo_id`` (refs/main), without importing huggingface_hub."""
-    if repo_id.count("/") != 1:
-        return None
-    home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
-    cache = Path(os.environ.get("HF_HUB_CACHE") or Path(home) / "hub")
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    ref = repo / "refs" / "main"
-    if ref.is_file():
-        snap = repo / "snapshots" / ref.read_text(encoding="utf-8").strip()
-        if snap.is_dir():
-            return snap
-    snaps = sorted((repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else []
-    return snaps[-1] if snaps else None
+    """The local Hugging Face cache snapshot of model ``repo_id`` (refs/main)."""
+    return cached_snapshot(repo_id, "models")
 
 
 def local_dir(value: str, base: Path, where: str, key: str) -> Path:
@@ -141,7 +144,7 @@ def from_config(path: str | Path, collator: str | None = None, generation_config
     template = resolve_template(config.chat_template, jinja, tk.chat_template, config.where("chat_template"))
     if not config.datasets:
         raise EvalsuiteError(f"{config.path}: datasets: at least one dataset is needed to lint")
-    samples = [s for spec in config.datasets for s in load_samples(spec, base_dir=base)]
+    samples = SampleStream([(spec, base) for spec in config.datasets])
     setup = LintSetup(tk=tk, template=template, samples=samples, source=str(config.path),
                       train_on_inputs=bool(config.train_on_inputs), max_length=config.sequence_len,
                       train_on_reasoning=bool(config.train_on_reasoning), packing=bool(config.sample_packing),
@@ -198,9 +201,7 @@ def from_options(tokenizer: str, data: list[str], *, chat_template: str | None =
         from evalsuite.chat.named import read_template_file
 
         template = read_template_file(Path(chat_template).expanduser(), "--chat-template")
-    samples: list[Sample] = []
-    for d in data:
-        samples += load_samples(detect_spec(Path(d).expanduser()))
+    samples = SampleStream([(detect_spec(Path(d).expanduser()), None) for d in data])
     model_dir = local_dir(base_model, cwd, "--base-model", "--base-model") if base_model else None
     setup = LintSetup(tk=tk, template=template, samples=samples, source=", ".join(data),
                       train_on_inputs=train_on_inputs, max_length=max_length, train_on_reasoning=train_on_reasoning,

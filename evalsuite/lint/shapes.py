@@ -5,6 +5,10 @@ the contents, so one render per shape answers questions such as "does the traini
 assistant header". Exemplars use sentinel contents when the template only copies content (so literal text and
 content can be told apart exactly) and the shape's first row otherwise, whose data is located in its render however
 the template writes it (``evalsuite.lint.locate``).
+
+Rows arrive as a stream (:meth:`Context.add`): a shape is rendered when its first row comes, and each shape keeps a
+count of its rows and the first few (``tally.RowTally``), not the rows themselves. ``kept`` holds the samples of the
+rows a finding may show, so nothing else of a row outlives its chunk.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from typing import Any
 from evalsuite.chat.encode import chat_planner, end_of_turn_token
 from evalsuite.chat.layout import Cut, Messages, Planner, ShapeKey, ShapePlan, sentinel_a, sentinel_messages
 from evalsuite.chat.template import ASSISTANT_WORDS, TemplateRaised, TemplateRefused
+from evalsuite.config.rows import Sample
+from evalsuite.errors import EvalsuiteError
 from evalsuite.lint.locate import Located, locate
 from evalsuite.lint.setup import LintSetup
+from evalsuite.lint.tally import RowTally
 
 Tools = tuple[dict[str, Any], ...] | None
 
@@ -27,7 +34,7 @@ _CORE = re.compile("(?:\u2003\u3000)?\ue000([\ue100-\ue8ff])\ue001(?:\u3000\u200
 @dataclass
 class ShapeFacts:
     key: ShapeKey
-    rows: list[int] = field(default_factory=list)
+    rows: RowTally = field(default_factory=RowTally)
     plan: ShapePlan | None = None
     messages: Messages = ()
     tools: Tools = None
@@ -74,56 +81,67 @@ class Context:
     setup: LintSetup
     planner: Planner | None
     shapes: dict[ShapeKey, ShapeFacts]
-    text_rows: list[int]
+    text_rows: RowTally
     eot: str | None
-    row_keys: list[ShapeKey | None] = field(default_factory=list)  # each row's shape (None: a text row)
+    kept: dict[int, Sample] = field(default_factory=dict)  # the samples of rows findings may show, by row index
 
     def render(self, messages: Messages, add_generation_prompt: bool = False, tools: Tools = None) -> str:
         assert self.planner is not None
         return self.planner.render(messages, add_generation_prompt, tools=tools)
 
     def chat_rows(self) -> int:
-        return sum(len(s.rows) for s in self.shapes.values())
+        return sum(s.rows.count for s in self.shapes.values())
 
+    def rows(self) -> int:
+        return self.chat_rows() + self.text_rows.count
 
-def build_context(setup: LintSetup) -> Context:
-    shapes: dict[ShapeKey, ShapeFacts] = {}
-    text_rows: list[int] = []
-    row_keys: list[ShapeKey | None] = []
-    has_chat = any(s.messages is not None for s in setup.samples)
-    planner = chat_planner(setup.tk, setup.template, setup.train_on_inputs) if setup.template and has_chat else None
-    for i, sample in enumerate(setup.samples):
+    def keep(self, i: int, sample: Sample) -> None:
+        self.kept[i] = sample
+
+    def add(self, i: int, sample: Sample) -> ShapeKey | None:
+        """Count row ``i`` into its shape (None: a text row); a shape's exemplar is rendered at its first row."""
+        if i == 0:
+            self.keep(i, sample)  # whole-dataset findings point at the first row
         if sample.messages is None:
-            text_rows.append(i)
-            row_keys.append(None)
-            continue
-        assert planner is not None  # run_lint refuses chat rows without a template
+            self.text_rows.add(i)
+            return None
+        planner = self.planner or self._planner(sample)
         key = planner.key(sample.messages, sample.tools)
-        row_keys.append(key)
-        facts = shapes.get(key)
+        facts = self.shapes.get(key)
         if facts is None:
-            facts = shapes[key] = ShapeFacts(key)
-        facts.rows.append(i)
+            facts = self.shapes[key] = ShapeFacts(key)
+            _exemplar(self, facts, sample)
+        if facts.rows.add(i):
+            self.keep(i, sample)
+        return key
+
+    def _planner(self, first_chat: Sample) -> Planner:
+        setup = self.setup
+        if setup.template is None:
+            raise EvalsuiteError(f"{setup.tk.path}: the tokenizer has no chat template and none is given, but "
+                                 f"{first_chat.where} is a chat row (set chat_template / --chat-template)")
+        self.planner = chat_planner(setup.tk, setup.template, setup.train_on_inputs)
+        return self.planner
+
+
+def new_context(setup: LintSetup) -> Context:
+    """An empty context; rows are added as they are read."""
     eot = end_of_turn_token(setup.template, setup.tk) if setup.template else None
-    ctx = Context(setup, planner, shapes, text_rows, eot, row_keys)
-    for facts in shapes.values():
-        _exemplar(ctx, facts)
-    return ctx
+    return Context(setup, None, {}, RowTally(), eot)
 
 
-def _exemplar(ctx: Context, facts: ShapeFacts) -> None:
+def _exemplar(ctx: Context, facts: ShapeFacts, first: Sample) -> None:
     assert ctx.planner is not None
     plan = facts.plan = ctx.planner.shape(facts.key)
     if plan.error is not None:
         if not isinstance(plan.error, TemplateRefused):  # a broken template is bad input, not a finding
-            raise type(plan.error)(f"{ctx.setup.samples[facts.rows[0]].where}: {plan.error}") from None
+            raise type(plan.error)(f"{first.where}: {plan.error}") from None
         facts.error = plan.error
         return
     if plan.cut is not None and plan.why_slow is None:
         facts.messages, facts.sentinel, facts.cut = sentinel_messages(facts.key, sentinel_a), True, plan.cut
         facts.located = _sentinel_located(plan.cut.text, facts.key)
         return
-    first = ctx.setup.samples[facts.rows[0]]
     assert first.messages is not None
     facts.messages, facts.tools = first.messages, first.tools
     try:

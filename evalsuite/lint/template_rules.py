@@ -1,7 +1,7 @@
 """Structural rules: one exemplar render per shape (``shapes.ShapeFacts``), never per row.
 
 Each function is a pure predicate over the :class:`~evalsuite.lint.shapes.Context` and returns findings; the rows a
-finding counts are the rows of the shapes it holds for.
+finding counts are the rows of the shapes it holds for (each shape's count and first rows, ``lint.tally``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from evalsuite.chat.template import TemplateRaised, TemplateRefused
 from evalsuite.lint.control_tokens import SHAPES, XML, control_strings, judge
 from evalsuite.lint.findings import Finding
 from evalsuite.lint.shapes import Context, ShapeFacts, has_role_word, turn_glue
+from evalsuite.lint.tally import RowTally, chained, merged
 
 WORD = re.compile(r"[^\W\d_]{3,}")
 ROLE_NAMES = {"system", "user", "assistant", "model", "tool", "ipython", "human", "gpt", "function", "developer"}
@@ -23,8 +24,13 @@ def _roles(facts: ShapeFacts) -> str:
     return facts.key.roles
 
 
-def _rows(shapes: list[ShapeFacts]) -> list[int]:
-    return [i for s in shapes for i in s.rows]
+def _rows(shapes: list[ShapeFacts]) -> tuple[int, list[int]]:
+    """(count, first rows) of the shapes' rows one after the other."""
+    return chained(s.rows for s in shapes)
+
+
+def _found(rule: str, message: str, rows: tuple[int, list[int]]) -> Finding:
+    return Finding(rule, message, count=rows[0], rows=rows[1])
 
 
 def _usable(ctx: Context) -> list[ShapeFacts]:
@@ -38,21 +44,21 @@ def template_error(ctx: Context) -> list[Finding]:
             groups[str(s.error)].append(s)
     out = []
     for message, shapes in groups.items():
-        rows = _rows(shapes)
+        count, rows = _rows(shapes)
         seqs = ", ".join(sorted({_roles(s) for s in shapes})[:3])
         out.append(Finding("template-error", f"{message} (role sequence {seqs}); the trainer stops on these rows",
-                           count=len(rows), rows=rows[:3]))
+                           count=count, rows=rows))
     return out
 
 
 def role_not_in_template(ctx: Context) -> list[Finding]:
-    dropped: dict[str, list[int]] = defaultdict(list)
+    dropped: dict[str, list[RowTally]] = defaultdict(list)
     for s in _usable(ctx):
         for i, turn in enumerate(s.key.turns):
             if turn.nonempty and "content" in s.missing(i):
-                dropped[turn.role] += s.rows
-    return [Finding("role-not-in-template", f"role {role!r}: {_dropped_advice(role)}", count=len(set(rows)),
-                    rows=sorted(set(rows))[:3]) for role, rows in dropped.items()]
+                dropped[turn.role].append(s.rows)
+    return [_found("role-not-in-template", f"role {role!r}: {_dropped_advice(role)}", merged(shapes))
+            for role, shapes in dropped.items()]
 
 
 def _dropped_advice(role: str) -> str:
@@ -86,7 +92,7 @@ def missing_generation_prompt(ctx: Context) -> list[Finding]:
             without = ctx.render(prompt, False, s.tools)
         except TemplateRaised as e:
             return [Finding("missing-generation-prompt", f"rendering the inference prompt fails: {e}",
-                            count=ctx.chat_rows(), rows=s.rows[:1])]
+                            count=ctx.chat_rows(), rows=s.rows.first[:1])]
         glue = turn_glue(s, i)
         if with_gen != without or glue is None or not has_role_word(glue[0]):
             return []
@@ -94,7 +100,7 @@ def missing_generation_prompt(ctx: Context) -> list[Finding]:
         why = "renders nothing" if reads else "is never read by the template (no add_generation_prompt branch)"
         return [Finding("missing-generation-prompt", f"add_generation_prompt {why}, although assistant turns open "
                         f"with a header ({glue[0].strip()!r}): inference prompts either lack the header or the "
-                        "template writes it after every turn", count=ctx.chat_rows(), rows=s.rows[:1])]
+                        "template writes it after every turn", count=ctx.chat_rows(), rows=s.rows.first[:1])]
     return []
 
 
@@ -124,11 +130,11 @@ def open_turn_at_end(ctx: Context) -> list[Finding]:
             tail = rest
     if not hit:
         return []
-    rows = _rows(hit)
+    count, rows = _rows(hit)
     return [Finding("open-turn-at-end", f"training samples end with {tail!r} after the final answer's terminator: "
                     "the template opens a new assistant turn at the end of every render, so the model is trained to "
                     "start another turn after answering (the April-2024 Llama-3 template does this)",
-                    count=len(rows), rows=rows[:3])]
+                    count=count, rows=rows)]
 
 
 def not_prefix_preserving(ctx: Context) -> list[Finding]:
@@ -151,40 +157,40 @@ def not_prefix_preserving(ctx: Context) -> list[Finding]:
                 break
     if not hit:
         return []
-    rows = _rows([s for s, _k in hit])
+    count, rows = _rows([s for s, _k in hit])
     s, k = hit[0]
     return [Finding("not-prefix-preserving", f"the render of the first {k} messages is not a prefix of the render "
                     f"of all {len(s.key.turns)} (role sequence {_roles(s)}): multi-turn training sees earlier turns "
-                    "differently from the conversation the model is served", count=len(rows), rows=rows[:3])]
+                    "differently from the conversation the model is served", count=count, rows=rows)]
 
 
 def control_token_split(ctx: Context) -> list[Finding]:
     tk = ctx.setup.tk
     added = set(tk.added_tokens)
-    where: dict[str, list[int]] = defaultdict(list)
+    where: dict[str, list[RowTally]] = defaultdict(list)
     for s in _usable(ctx):
         for token in control_strings(s.literal_text(), added):
-            where[token] += s.rows
-    grouped: dict[tuple[str, str], list[tuple[str, list[int], list[str]]]] = defaultdict(list)
-    for token, rows in sorted(where.items()):
+            where[token].append(s.rows)
+    grouped: dict[tuple[str, str], list[tuple[str, list[RowTally], list[str]]]] = defaultdict(list)
+    for token, shapes in sorted(where.items()):
         ids = tk.encode(token)
         verdict = judge(token, added) if len(ids) != 1 else None
         if verdict is not None:
-            grouped[(verdict.severity, verdict.why)].append((token, rows, [tk.tokenizer.id_to_token(i) for i in ids]))
+            grouped[(verdict.severity, verdict.why)].append((token, shapes, [tk.tokenizer.id_to_token(i) for i in ids]))
     out = []
     for (severity, why), tokens in grouped.items():
-        rows = sorted({r for _t, rs, _p in tokens for r in rs})
+        count, rows = merged(r for _t, rs, _p in tokens for r in rs)
         shown = "; ".join(f"{t!r} is {len(p)} tokens {p[:6]}" for t, _rs, p in tokens[:4])
         out.append(Finding("control-token-split", f"control strings the template writes are not single tokens in "
                            f"this tokenizer: {shown}{' ...' if len(tokens) > 4 else ''}. {why}",
-                           count=len(rows), rows=rows[:3], severity=severity))
+                           count=count, rows=rows, severity=severity))
     return out
 
 
 def injected_text(ctx: Context) -> list[Finding]:
     tk = ctx.setup.tk
     remove = sorted({*tk.added_tokens, *(v for v in tk.special.values() if v)}, key=len, reverse=True)
-    found: dict[str, list[int]] = defaultdict(list)
+    found: dict[str, list[RowTally]] = defaultdict(list)
     for s in _usable(ctx):
         roles = ROLE_NAMES | {t.role for t in s.key.turns}
         for piece in s.literal_text().split("\x00"):
@@ -196,9 +202,9 @@ def injected_text(ctx: Context) -> list[Finding]:
             bare = XML.sub(" ", bare)
             words = [w for w in WORD.findall(bare) if w.lower() not in roles]
             if len(words) >= 2:
-                found[" ".join(piece.split())[:100]] += s.rows
-    return [Finding("injected-text", f"the template adds text that is not in the data: {text!r}", count=len(rows),
-                    rows=rows[:3]) for text, rows in found.items()]
+                found[" ".join(piece.split())[:100]].append(s.rows)  # twice when a shape has it twice
+    return [_found("injected-text", f"the template adds text that is not in the data: {text!r}", chained(shapes))
+            for text, shapes in found.items()]
 
 
 def span_mismatch(ctx: Context) -> list[Finding]:
@@ -211,10 +217,9 @@ def span_mismatch(ctx: Context) -> list[Finding]:
     text = s.cut.text
     tags = [text[a:b] for a, b in s.cut.tag_spans or ()]
     diff = [text[a:b] for a, b in s.cut.diff_spans]
-    rows = _rows(hit)
+    count, rows = _rows(hit)
     return [Finding("span-mismatch", f"{{% generation %}} tags mark {tags[:2]!r} as the assistant's text, the "
-                    f"render diff finds {diff[:2]!r}; the tags decide what is trained", count=len(rows),
-                    rows=rows[:3])]
+                    f"render diff finds {diff[:2]!r}; the tags decide what is trained", count=count, rows=rows)]
 
 
 STRUCTURAL = (template_error, role_not_in_template, missing_generation_prompt, open_turn_at_end,

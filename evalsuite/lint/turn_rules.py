@@ -14,45 +14,40 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from evalsuite.chat.layout import resolve
 from evalsuite.lint.findings import Finding
 from evalsuite.lint.locate import TOOLS
 from evalsuite.lint.rows import RowPass
 from evalsuite.lint.shapes import Context, ShapeFacts
+from evalsuite.lint.tally import RowTally, merged
 from evalsuite.lint.terminators import ANSWER_ROLES
 from evalsuite.lint.turns import count_empty_blocks
-
-MAX_EXAMPLES = 3
 
 
 def _usable(ctx: Context) -> list[ShapeFacts]:
     return [s for s in ctx.shapes.values() if s.cut is not None]
 
 
-def _f(rule: str, message: str, rows: list[int], severity: str = "") -> Finding:
-    rows = sorted(set(rows))
-    return Finding(rule, message, count=len(rows), rows=rows[:MAX_EXAMPLES], severity=severity)
+def _f(rule: str, message: str, rows: tuple[int, list[int]], severity: str = "") -> Finding:
+    return Finding(rule, message, count=rows[0], rows=rows[1], severity=severity)
 
 
 def tools_dropped(ctx: Context, rp: RowPass) -> list[Finding]:
-    ignored: list[int] = []
-    calls: dict[int, list[int]] = defaultdict(list)
+    ignored: list[RowTally] = []
+    calls: list[RowTally] = []
     for s in _usable(ctx):
         if "tools" in s.missing(TOOLS):
-            ignored += s.rows
-        for i in range(len(s.key.turns)):
-            if "tool_calls" in s.missing(i):
-                calls[i] += s.rows
+            ignored.append(s.rows)
+        calls += [s.rows for i in range(len(s.key.turns)) if "tool_calls" in s.missing(i)]
     out = []
-    if ignored:
-        out.append(_f("tools-ignored", f"{len(set(ignored))} rows give `tools`, but the template never renders "
+    rows = merged(ignored)
+    if rows[0]:
+        out.append(_f("tools-ignored", f"{rows[0]} rows give `tools`, but the template never renders "
                       "them: the model is trained to call tools it was never shown (use the model's tool-use "
-                      "template)", ignored))
-    rows = [r for v in calls.values() for r in v]
-    if rows:
-        out.append(_f("tool-calls-dropped", f"{len(set(rows))} rows have assistant `tool_calls` that the "
+                      "template)", rows))
+    rows = merged(calls)
+    if rows[0]:
+        out.append(_f("tool-calls-dropped", f"{rows[0]} rows have assistant `tool_calls` that the "
                       "template does not render: those turns are trained without the call (the template has no "
                       "tool-call support, or reads calls in another shape: DeepSeek-R1's renders them only for "
                       "`content: null`, which apply_chat_template drops)", rows))
@@ -71,8 +66,8 @@ def _literal_empty_blocks(s: ShapeFacts) -> bool:
 def reasoning_findings(ctx: Context, rp: RowPass) -> list[Finding]:
     out = []
     acc = rp.turns
-    rows = rp.hits.get("reasoning-dropped", [])
-    if rows:
+    rows = merged(rp.hits.get("reasoning-dropped", {}).values())
+    if rows[0]:
         if acc.dropped_earlier and not acc.dropped_all:
             how = (f"the template keeps only the last turn's reasoning: {acc.dropped_earlier} earlier answers are "
                    "trained without the reasoning that led to them, so the model learns to answer without thinking "
@@ -81,19 +76,26 @@ def reasoning_findings(ctx: Context, rp: RowPass) -> list[Finding]:
             how = (f"{acc.dropped_all + acc.dropped_earlier} of {acc.reasoning_turns} reasoning turns are trained "
                    "without their reasoning: the template never renders it (no reasoning support, or it reads "
                    "another field: put it in the content as <think>...</think>, or use a reasoning template)")
-        out.append(_f("reasoning-dropped", f"{len(rows)} rows: {how}", rows))
-    rows = list(rp.hits.get("empty-reasoning", []))
-    rows += [r for s in _usable(ctx) if s.sentinel and _literal_empty_blocks(s) for r in s.rows]
-    if rows:
-        out.append(_f("empty-reasoning", f"{len(set(rows))} rows train an empty reasoning block the data does not "
+        out.append(_f("reasoning-dropped", f"{rows[0]} rows: {how}", rows))
+    rows = _empty_reasoning_rows(ctx, rp)
+    if rows[0]:
+        out.append(_f("empty-reasoning", f"{rows[0]} rows train an empty reasoning block the data does not "
                       "have (the template writes it before answers without reasoning): the model learns to skip "
                       "thinking. Fine for a non-thinking mode; otherwise give those answers their reasoning", rows))
-    rows = rp.hits.get("tool-call-as-text", [])
-    if rows:
-        out.append(_f("tool-call-as-text", f"{acc.calls_as_text} assistant answers in {len(rows)} rows are a call "
+    rows = merged(rp.hits.get("tool-call-as-text", {}).values())
+    if rows[0]:
+        out.append(_f("tool-call-as-text", f"{acc.calls_as_text} assistant answers in {rows[0]} rows are a call "
                       "of a declared tool written as plain content: the model learns to answer with the call's JSON "
                       "as text instead of its tool-call format (put it in `tool_calls`)", rows))
     return out
+
+
+def _empty_reasoning_rows(ctx: Context, rp: RowPass) -> tuple[int, list[int]]:
+    """Rows judged one by one, joined with every row of a spliced shape whose literals hold an empty block (a row
+    can be both: a shape's rows that did not splice were judged one by one, so for such a shape take all rows)."""
+    literal = {s.key: s.rows for s in _usable(ctx) if s.sentinel and _literal_empty_blocks(s)}
+    judged = [t for key, t in rp.hits.get("empty-reasoning", {}).items() if key not in literal]
+    return merged([*judged, *literal.values()])
 
 
 TURN_RULES = (tools_dropped, reasoning_findings)
