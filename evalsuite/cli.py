@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "gate": "evalsuite.gates.cli",
     "baseline": "evalsuite.gates.cli",
     "report": "evalsuite.report.cli",
+    "export": "evalsuite.export.cli",
 }
 
 
