@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "baseline": "evalsuite.gates.cli",
     "report": "evalsuite.report.cli",
     "export": "evalsuite.export.cli",
+    "drift": "evalsuite.drift.cli",
 }
 
 

@@ -74,7 +74,19 @@ class DriftReport:
 
     def lines(self) -> list[str]:
         out = [line for f in self.findings for line in f.lines()]
+        if self.dynamic is not None:
+            out += _dynamic_lines(self.dynamic)
         errors = sum(f.severity == "error" for f in self.findings)
         out.append(f"drift: {errors} error(s), {len(self.findings) - errors} warning(s)" if self.findings
                    else "drift: no static finding")
         return out + self.gates
+
+
+def _dynamic_lines(d: dict[str, Any]) -> list[str]:
+    def line(name: str, m: dict[str, Any]) -> str:
+        return (f"{name:<17} {m['cases']:>4} paired, {100 * m['agreement']:.1f}% identical outputs, flips "
+                f"{m['pass_to_fail']} pass->fail / {m['fail_to_pass']} fail->pass (McNemar p={m['mcnemar_p']:.3g})")
+
+    cols = d["columns"]
+    return [f"paired generations: {cols['source']} (HF) vs {cols['gguf']} (llama.cpp)",
+            *(line(name, m) for name, m in d["batteries"].items()), line("all", d)]
