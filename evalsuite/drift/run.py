@@ -90,3 +90,14 @@ def _dynamic_lines(d: dict[str, Any]) -> list[str]:
     cols = d["columns"]
     return [f"paired generations: {cols['source']} (HF) vs {cols['gguf']} (llama.cpp)",
             *(line(name, m) for name, m in d["batteries"].items()), line("all", d)]
+
+
+def run_paired(source: Path, gguf: Path, batteries: list[str], max_new_tokens: int | None = None,
+               device: str | None = None, use_cache: bool = True, out: Path | None = None) -> Any:
+    """The batteries on the source (HF engine) and the GGUF (llama.cpp, its embedded template) in one probe run."""
+    from evalsuite.probe.options import ProbeOptions
+    from evalsuite.probe.runner import run_probes
+
+    options = ProbeOptions(batteries=list(batteries), explicit_batteries=bool(batteries),
+                           max_new_tokens=max_new_tokens, device=device, use_cache=use_cache)
+    return run_probes([source, gguf], options, out).results

@@ -9,9 +9,11 @@ it every entry point here is one clear error.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,6 +105,8 @@ class LlamaCpp:
                 raise EvalsuiteError(_load_error(self.path, lines)) from None
         model = self._model if self.llm is None else self.llm._model.model
         self.vocab = lib.llama_model_get_vocab(model)
+        # Freed before the interpreter tears llama-cpp-python down (its own __del__ fails at that point).
+        atexit.register(_close_if_alive, weakref.ref(self))
 
     def close(self) -> None:
         if self._model is not None:
@@ -226,6 +230,12 @@ class LlamaCpp:
         finally:
             gen.close()
         return Greedy(out, capped)
+
+
+def _close_if_alive(ref: weakref.ref[LlamaCpp]) -> None:
+    obj = ref()
+    if obj is not None:
+        obj.close()
 
 
 def _threads() -> int:
