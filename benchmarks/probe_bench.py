@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,8 @@ def train_adapters(root: Path, n: int = 3, steps: int = 30) -> list[Path]:
     for i in range(n):
         run = root / f"bench{i}"
         if not (run / "evalsuite_manifest.json").exists():
-            config = load_config(demo_config_path())
-            config.values.update(base_model=str(base), max_steps=steps, seed=100 + i, save_steps=None)
-            config.base_model = str(base)
+            config = replace(load_config(demo_config_path()), base_model=str(base), max_steps=steps, seed=100 + i,
+                             save_steps=None)
             get_backend("trl").train(config, run, TrainOptions(overwrite=True))
         out.append(run)
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +60,9 @@ def train_demo_adapter(out: Path, max_steps: int | None = None) -> Path:
     from evalsuite.train.backends import TrainOptions, get_backend
 
     base = ensure_tiny_base()
-    config = load_config(demo_config_path())
-    config.values["base_model"] = config.base_model = str(base)
+    config = replace(load_config(demo_config_path()), base_model=str(base))
     if max_steps is not None:
-        config.values["max_steps"] = max_steps
+        config = replace(config, max_steps=max_steps)
     return get_backend("trl").train(config, out, TrainOptions(overwrite=True))
 
 

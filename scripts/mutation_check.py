@@ -54,6 +54,7 @@ RESUME = "tests/test_train.py::test_resume_after_sigkill_continues_from_the_chec
 NEW_TURN_REAL = "tests/test_probe_runner.py::test_demo_adapter_stops_and_the_broken_terminator_runs_into_new_turns"
 CACHE_REAL = "tests/test_probe_runner.py::test_cache_serves_unchanged_adapter_and_regenerates_a_changed_one"
 LINT = ("tests/test_lint_severity.py", "tests/test_lint_rules.py", "tests/test_lint_cli.py")
+LINT_MODERN = ("tests/test_lint_modern.py", "tests/test_lint_rules.py")
 STATS = ("tests/test_stats.py", "tests/test_stats_known_values.py")
 
 MUTATIONS = [
@@ -103,14 +104,18 @@ MUTATIONS = [
              "            if tid == self.pad_id:\n", "            if False and tid == self.pad_id:\n", LINT,
              without_fixtures=True),
     Mutation("lint-open-turn-needs-two-turns", "evalsuite/lint/template_rules.py",
-             'if n < 2 or s.key[-1] != ("assistant", True):', 'if n < 3 or s.key[-1] != ("assistant", True):',
+             'if n < 2 or s.key.turns[-1].role != "assistant"', 'if n < 3 or s.key.turns[-1].role != "assistant"',
              LINT, without_fixtures=True),
     Mutation("lint-packing-flags-trl-too", "evalsuite/lint/model_rules.py",
              'if not setup.packing or setup.collator == "trl":', "if not setup.packing:", LINT,
              without_fixtures=True),
-    Mutation("lint-stop-ids-ignore-generation-config", "evalsuite/lint/template_rules.py",
-             "if eot_id is None or eot_id in setup.stop_ids:",
-             "if eot_id is None or eot_id == setup.tk.token_id(setup.tk.eos_token):", LINT),
+    Mutation("lint-stop-ids-ignore-generation-config", "evalsuite/lint/terminators.py",
+             "any(i in self.server_stops for i in trained)",
+             "any(i == self.tk.token_id(self.tk.eos_token) for i in trained)", LINT),
+    Mutation("lint-terminator-is-its-first-token", "evalsuite/lint/terminators.py",
+             "        return tuple(reversed(run))", "        return tuple(reversed(run))[:1]", LINT_MODERN),
+    Mutation("lint-reasoning-stripping-unseen", "evalsuite/lint/turns.py",
+             "    if _reasoning(acc, msgs, text):", "    if False and _reasoning(acc, msgs, text):", LINT_MODERN),
     # -- finish reasons ------------------------------------------------------------------------------------------
     Mutation("eos-keeps-the-terminator", "evalsuite/probe/generation.py",
              'return list(ids[:i]), "eos", i + 1', 'return list(ids[:i + 1]), "eos", i + 1',

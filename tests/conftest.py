@@ -31,6 +31,7 @@ TRAINER_SOURCES = ("trainers/trl_backend.py", "trainers/common.py", "evalsuite/c
                    "evalsuite/config/rows.py", "evalsuite/chat/template.py", "evalsuite/config/load.py",
                    "evalsuite/config/fields.py", "evalsuite/chat/layout.py", "evalsuite/chat/diff.py",
                    "evalsuite/chat/taint.py", "evalsuite/chat/tokenizer.py", "evalsuite/chat/tokenizer_compat.py",
+                   "evalsuite/chat/messages.py", "evalsuite/chat/reasoning.py", "evalsuite/config/messages.py",
                    # how the demo adapter is trained, the backend lookup, and the run dir + manifest it writes
                    "evalsuite/demo.py", "evalsuite/train/backends.py", "evalsuite/rundir/contract.py",
                    "evalsuite/rundir/manifest.py")

@@ -198,7 +198,7 @@ SEVERITY = {
     "stop-token-not-generated": "error",
     "open-turn-at-end": "error",
     "missing-generation-prompt": "error",
-    "control-token-split": "error",
+    "control-token-split": "error",  # warning when the marker is plain text by the tokenizer's design
     "special-text-in-content": "warning",
     "train-infer-mismatch": "error",
     "not-prefix-preserving": "warning",
@@ -218,6 +218,11 @@ SEVERITY = {
     "untrained-special-embeddings": "error",  # info when modules_to_save trains those rows
     "span-mismatch": "warning",
     "tokenizer-not-replayed": "warning",
+    "reasoning-dropped": "error",
+    "empty-reasoning": "warning",
+    "tools-ignored": "error",
+    "tool-calls-dropped": "error",
+    "tool-call-as-text": "warning",
 }
 
 
@@ -225,3 +230,22 @@ def pinned_exit_code(findings: list[Any], severity: dict[str, str] | None = None
     """The exit code the table says these findings give: 1 if one that is not ignored is an error."""
     table = {**SEVERITY, **(severity or {})}
     return 1 if any(table[f.rule] == "error" and not f.ignored for f in findings) else 0
+
+
+# -- stand-in tokenizers carrying each model's control tokens (evalsuite.fixtures.standins) ----------------------
+
+def standin_dir(tmp_factory: pytest.TempPathFactory, template_name: str) -> Path:
+    """The tokenizer dir of the model whose template is ``template_name`` (tokenizer.json with its control tokens,
+    its chat template, and its generation_config.json stop ids); built once per session."""
+    from evalsuite.fixtures.standins import BY_TEMPLATE, write_tokenizer
+
+    model = BY_TEMPLATE[template_name]
+    root = tmp_factory.getbasetemp() / "standins" / model.name
+    if not (root / "generation_config.json").is_file():
+        write_tokenizer(root, fixtures_dir(), model)
+    return root
+
+
+def lint_standin(tok: Path, rows: list[Any], tmp: Path, **options: Any) -> Any:
+    """Lint ``rows`` with a stand-in tokenizer dir and its own generation config (the model's stop ids)."""
+    return run(tok, rows, tmp, generation_config=str(tok / "generation_config.json"), **options)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,7 @@ def test_seed004_maps_onto_the_published_llama3_8b_lora_single_device_settings()
 
 
 def test_seed004_as_qlora_uses_the_qlora_builder() -> None:
-    config = quiet_load(CONFIGS / "torchtune_seed004_evalsuite.yaml")
-    config.values["adapter"] = "qlora"
+    config = replace(quiet_load(CONFIGS / "torchtune_seed004_evalsuite.yaml"), adapter="qlora")
     assert tm.model_spec(config, None).builder == "torchtune.models.llama3.qlora_llama3_8b"
 
 
@@ -145,11 +145,11 @@ def test_steps_plan_matches_torchtune_epoch_semantics(tmp_path: Path) -> None:
     assert tm.steps_plan(config, rows=1000) == (1, 5, 5)  # 62 steps per epoch: exact
     assert tm.steps_plan(config, rows=50) == (2, None, 6)  # 3 steps per epoch: whole epochs, recorded
     assert tm.steps_plan(config, rows=1000, world_size=2)[2] == 5
-    config.values["max_steps"] = None
+    config = replace(config, max_steps=None)
     assert tm.steps_plan(config, rows=1000) == (1, None, 62)
     with pytest.raises(EvalsuiteError, match="fewer than one optimizer step"):
         tm.steps_plan(config, rows=15)
-    config.values["num_epochs"] = 1.5
+    config = replace(config, num_epochs=1.5)
     with pytest.raises(EvalsuiteError, match=r"num_epochs: torchtune trains whole epochs"):
         tm.steps_plan(config, rows=1000)
 
@@ -196,7 +196,7 @@ def test_axolotl_gets_the_same_yaml_with_only_the_documented_changes(name: str, 
         assert Path(after["path"]) == (ROOT / before["path"]).resolve()
         assert {k: v for k, v in after.items() if k != "path"} == {k: v for k, v in before.items() if k != "path"}
     for key in ax.EXPLICIT_DEFAULTS:  # set values are kept; missing ones get evalsuite's default
-        assert derived[key] == (original[key] if key in original else config.values[key]), key
+        assert derived[key] == (original[key] if key in original else getattr(config, key)), key
     assert derived["bf16"] == original["bf16"] == "auto"  # on a GPU axolotl resolves auto itself
     assert not any(k in derived for k in ax.CPU_OFF_KERNELS)  # cuda=True: axolotl's kernels stay its choice
 
@@ -207,8 +207,7 @@ def test_axolotl_config_fills_defaults_drops_evalsuite_keys_and_fixes_cpu_runs(t
                    "sequence_length: 64\nlora_mlp_kernel: true\n"
                    "datasets:\n  - path: d.jsonl\n    type: chat_template\n")
     (tmp_path / "d.jsonl").write_text("{}\n")
-    config = quiet_load(cfg)
-    config.values["max_steps"] = 3  # as `--max-steps 3` does
+    config = replace(quiet_load(cfg), max_steps=3)  # as `--max-steps 3` does
     ckpt = tmp_path / "run" / "checkpoint-2"
     derived = ax.axolotl_config(config, tmp_path / "run", resume_from=ckpt, cuda=False)
     assert "backend" not in derived and "gates" not in derived
@@ -219,6 +218,17 @@ def test_axolotl_config_fills_defaults_drops_evalsuite_keys_and_fixes_cpu_runs(t
     assert derived["lora_mlp_kernel"] is True  # the user's own choice stands
     assert derived["lora_qkv_kernel"] is False and derived["lora_o_kernel"] is False
     assert (derived["bf16"], derived["fp16"]) == (False, False)  # resolved for a CPU
+
+
+def test_axolotl_refuses_masked_reasoning_it_would_train(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("base_model: x\ntrain_on_reasoning: false\ndatasets:\n  - path: d.jsonl\n    type: chat_template\n")
+    (tmp_path / "d.jsonl").write_text("{}\n")
+    with pytest.raises(EvalsuiteError, match=r"c\.yaml:2: train_on_reasoning: false is evalsuite's own"):
+        ax.axolotl_config(quiet_load(cfg), tmp_path / "run", resume_from=None, cuda=False)
+    cfg.write_text(cfg.read_text().replace("false", "true"))
+    assert "train_on_reasoning" not in ax.axolotl_config(quiet_load(cfg), tmp_path / "run", resume_from=None,
+                                                         cuda=False)
 
 
 # --- registry and `evalsuite backends` ---------------------------------------------------------------------------

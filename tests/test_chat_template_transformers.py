@@ -1,10 +1,13 @@
 """Our sandboxed renderer against transformers' ``apply_chat_template(tokenize=False)`` on every real template in the
 fixtures (the .jinja files, the 37 templates of Ollama's index, and the templates inside the tokenizer_config.json
 files) over random conversations: roles, Cyrillic and emoji, empty content, special-token look-alikes, with and
-without a generation prompt. Where the template raises, both must raise."""
+without a generation prompt; and over modern conversations: tool calls (object and JSON-string arguments, with and
+without ids), tool results with ``tool_call_id`` and ``name``, reasoning in ``reasoning_content``/``thinking``/
+``reasoning``, content as text parts or null, and a ``tools`` list. Where the template raises, both must raise."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,44 @@ SYSTEM_FIRST = st.tuples(st.fixed_dictionaries({"role": st.just("system"), "cont
 CONVERSATION = st.one_of(ALTERNATING, SYSTEM_FIRST, st.lists(MESSAGE, min_size=1, max_size=5))
 
 
+# Modern conversations: every field transformers passes through, in the shapes datasets use them.
+NAME = st.sampled_from(["get_weather", "search", "add"])
+ARGS = st.one_of(st.fixed_dictionaries({"city": TEXT}), st.just({}), st.just({"a": 1, "b": [2, 3]}))
+CALL = st.one_of(
+    st.fixed_dictionaries({"type": st.just("function"), "function": st.fixed_dictionaries({"name": NAME,
+                                                                                           "arguments": ARGS})}),
+    st.fixed_dictionaries({"id": st.just("call12345"), "type": st.just("function"),
+                           "function": st.fixed_dictionaries({"name": NAME, "arguments": ARGS.map(json.dumps)})}),
+    st.fixed_dictionaries({"name": NAME, "arguments": ARGS}))
+REASONING = st.sampled_from(["reasoning_content", "thinking", "reasoning"])
+PARTS = st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": TEXT}), min_size=1, max_size=2)
+
+
+@st.composite
+def modern_message(draw: Any) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["user", "assistant", "call", "reasoning", "tool", "parts", "system"]))
+    if kind == "call":
+        return {"role": "assistant", "content": draw(st.sampled_from(["", None, "Let me check."])),
+                "tool_calls": draw(st.lists(CALL, min_size=1, max_size=2))}
+    if kind == "reasoning":
+        return {"role": "assistant", "content": draw(TEXT), draw(REASONING): draw(TEXT)}
+    if kind == "tool":
+        return {"role": "tool", "content": draw(st.sampled_from(['{"temp": 21}', "42", "ok"])),
+                "tool_call_id": "call12345", "name": draw(NAME)}
+    if kind == "parts":
+        return {"role": draw(st.sampled_from(["user", "assistant"])), "content": draw(PARTS)}
+    return {"role": kind, "content": draw(TEXT)}
+
+
+TOOL = st.fixed_dictionaries({"type": st.just("function"), "function": st.fixed_dictionaries({
+    "name": NAME, "description": TEXT,
+    "parameters": st.just({"type": "object", "properties": {"city": {"type": "string", "description": "a city"}},
+                           "required": ["city"]})})})
+MODERN = st.tuples(st.lists(modern_message(), min_size=1, max_size=5).map(
+    lambda ms: [{"role": "user", "content": "hi"}, *ms]), st.one_of(st.none(), st.lists(TOOL, min_size=1,
+                                                                                       max_size=2)))
+
+
 @pytest.fixture(scope="module")
 def hf_tokenizer() -> Any:
     transformers = pytest.importorskip("transformers")
@@ -61,17 +102,18 @@ def hf_tokenizer() -> Any:
     return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, **SPECIALS)
 
 
-def _theirs(tok: Any, template: str, messages: list[dict[str, str]], gen: bool) -> tuple[str | None, str]:
+def _theirs(tok: Any, template: str, messages: list[dict[str, Any]], gen: bool, tools: Any = None
+            ) -> tuple[str | None, str]:
     try:
-        return tok.apply_chat_template(messages, chat_template=template, tokenize=False,
-                                       add_generation_prompt=gen), ""
+        return tok.apply_chat_template(copy.deepcopy(messages), chat_template=template, tokenize=False,
+                                       add_generation_prompt=gen, tools=copy.deepcopy(tools)), ""
     except Exception as e:  # whatever transformers raises, we must raise too
         return None, f"{type(e).__name__}: {e}"
 
 
-def _ours(template: str, messages: list[dict[str, str]], gen: bool) -> tuple[str | None, str]:
+def _ours(template: str, messages: list[dict[str, Any]], gen: bool, tools: Any = None) -> tuple[str | None, str]:
     try:
-        return render(template, messages, add_generation_prompt=gen, special_tokens=SPECIALS).text, ""
+        return render(template, messages, add_generation_prompt=gen, special_tokens=SPECIALS, tools=tools).text, ""
     except TemplateRaised as e:
         return None, str(e)
 
@@ -88,6 +130,39 @@ def test_rendering_matches_transformers(hf_tokenizer: Any, name: str, template: 
         assert ours is None, f"transformers raised ({their_error}) but we rendered {ours!r}"
     else:
         assert ours == theirs, our_error
+
+
+@pytest.mark.skipif(not TEMPLATES, reason="third-party fixtures not found")
+@pytest.mark.parametrize("name,template", TEMPLATES, ids=[n for n, _ in TEMPLATES])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(conversation=MODERN, gen=st.booleans())
+def test_modern_fields_render_as_transformers(hf_tokenizer: Any, name: str, template: str,
+                                              conversation: tuple[list[dict[str, Any]], Any], gen: bool) -> None:
+    messages, tools = conversation
+    theirs, their_error = _theirs(hf_tokenizer, template, messages, gen, tools)
+    ours, our_error = _ours(template, messages, gen, tools)
+    if theirs is None:
+        assert ours is None, f"transformers raised ({their_error}) but we rendered {ours!r}"
+    else:
+        assert ours == theirs, our_error
+
+
+def test_the_modern_strategy_reaches_the_fields() -> None:
+    """The modern conversations are rendered with their fields on the templates that read them: a template that
+    ignored them all would make the comparison above vacuous."""
+    if not TEMPLATES:
+        pytest.skip("third-party fixtures not found")
+    templates = dict(TEMPLATES)
+    call = {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]}
+    msgs = [{"role": "user", "content": "hi"}, call, {"role": "tool", "content": "21", "name": "get_weather"},
+            {"role": "assistant", "content": "Warm.", "reasoning_content": "It said 21."}]
+    qwen3 = render(templates["Qwen-Qwen3-0.6B.jinja"], msgs, special_tokens=SPECIALS,
+                   tools=[{"type": "function", "function": {"name": "get_weather"}}]).text
+    assert '"city": "Oslo"' in qwen3 and "<tools>" in qwen3 and "It said 21." in qwen3
+    # gpt-oss reads `thinking`; transformers (and we) copy reasoning_content there
+    oss = render(templates["openai-gpt-oss-120b.jinja"], msgs, special_tokens=SPECIALS).text
+    assert "<|channel|>analysis<|message|>It said 21.<|end|>" in oss
 
 
 def test_the_fixture_set_is_complete() -> None:

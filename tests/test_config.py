@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
 import textwrap
+import typing
 import warnings
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
 from evalsuite.cli import main
-from evalsuite.config.load import ConfigWarning, load_config
+from evalsuite.config.fields import FIELDS, F, check_value
+from evalsuite.config.load import Config, ConfigWarning, load_config
 from evalsuite.config.rows import load_samples
+from evalsuite.errors import EvalsuiteError
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "tests" / "configs"
@@ -126,3 +132,92 @@ def test_bad_config_from_a_real_process_has_no_traceback(tmp_path: Path) -> None
 def test_missing_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["train", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml: no such file" in capsys.readouterr().err
+
+
+# --- the typed Config -------------------------------------------------------------------------------------------
+
+NOT_KEYS = ("path", "datasets", "lines", "ignored")  # what parsing records besides the keys' values
+KIND_TYPES: dict[str, Any] = {"str": str, "posint": int, "nonnegint": int, "posfloat": float, "nonnegfloat": float,
+                              "fraction": float, "bool": bool, "bool_auto": bool | Literal["auto"],
+                              "str_list": list[str], "str_map": dict[str, str], "any": object}
+
+
+def test_config_declares_exactly_the_fields_table_with_its_defaults_and_types() -> None:
+    keys = [f for f in dataclasses.fields(Config) if f.name not in NOT_KEYS]
+    assert [f.name for f in keys] == list(FIELDS)  # same keys, same order as the README table
+    hints = typing.get_type_hints(Config)
+    for f in keys:
+        spec = FIELDS[f.name]
+        if f.name == "base_model":  # the one required key: no default, never None
+            assert f.default is dataclasses.MISSING and hints[f.name] is str
+            continue
+        assert f.default == spec.default and type(f.default) is type(spec.default), f.name
+        expected = Literal[spec.choices] if spec.kind == "enum" else KIND_TYPES[spec.kind]
+        if spec.default is None and spec.kind != "any":
+            expected = expected | None
+        assert hints[f.name] == expected, f.name
+
+
+def test_config_is_never_changed_in_place_and_replace_makes_an_edited_copy(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("base_model: m\nmax_steps: 5\n")
+    config = load_config(p)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.max_steps = 3  # type: ignore[misc]
+    edited = dataclasses.replace(config, max_steps=3)
+    assert (config.max_steps, edited.max_steps) == (5, 3) and edited.where("max_steps") == f"{p}:2"
+
+
+@pytest.mark.parametrize(("body", "four_bit"), [
+    ("adapter: qlora", True),  # implied, as axolotl does
+    ("adapter: qlora\nload_in_8bit: true", False),
+    ("adapter: lora", False),
+])
+def test_qlora_implies_4bit_when_the_config_is_built(tmp_path: Path, body: str, four_bit: bool) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(f"base_model: m\n{body}\n")
+    config = load_config(p)
+    assert config.load_in_4bit is four_bit and config.adapter_kind == ("qlora" if "qlora" in body else "lora")
+
+
+@pytest.mark.parametrize(("kind", "good", "value", "bad", "expected"), [
+    ("str", 7, "7", True, "a string"),
+    ("bool", False, False, "no", "true or false"),
+    ("bool_auto", "auto", "auto", 1, "true, false or auto"),
+    ("posint", 3, 3, 0, "a positive integer"),
+    ("nonnegint", 0, 0, -1, "a non-negative integer"),
+    ("posfloat", "2e-4", 2e-4, 0, "a positive number"),
+    ("nonnegfloat", 0, 0.0, -0.5, "a non-negative number"),
+    ("fraction", 0.5, 0.5, 1, "a number in [0, 1)"),
+    ("enum", "b", "b", "c", "one of a, b"),
+    ("str_list", "q_proj", ["q_proj"], [1], "a list of strings"),
+    ("str_map", {"pad": "x"}, {"pad": "x"}, {"pad": 1}, "a mapping of names to strings"),
+])
+def test_each_field_kind_converts_good_values_and_names_what_it_expected(kind: str, good: Any, value: Any, bad: Any,
+                                                                          expected: str) -> None:
+    spec = F(kind, "the default", "doc", ("a", "b"))
+    where = "c.yaml:3: key: {}".format
+    assert check_value(spec, None, where) == "the default"
+    got = check_value(spec, good, where)
+    assert got == value and type(got) is type(value)
+    with pytest.raises(EvalsuiteError, match="^" + re.escape(f"c.yaml:3: key: expected {expected}, got")):
+        check_value(spec, bad, where)
+
+
+def test_mypy_sees_each_config_attribute_type(tmp_path: Path) -> None:
+    api = pytest.importorskip("mypy.api")
+    snippet = tmp_path / "uses_config.py"
+    snippet.write_text(textwrap.dedent("""\
+        from evalsuite.config.load import load_config
+        config = load_config("c.yaml")
+        reveal_type(config.max_steps)
+        reveal_type(config.bf16)
+        reveal_type(config.lora_target_modules)
+        config.lora_rank
+        config.max_steps = 3
+        """))
+    out, _err, code = api.run([str(snippet), "--cache-dir", str(tmp_path / "cache"), "--no-error-summary"])
+    assert code == 1, out
+    assert 'Revealed type is "int | None"' in out and """Revealed type is "bool | Literal['auto']\"""" in out
+    assert 'Revealed type is "list[str] | None"' in out
+    assert '"Config" has no attribute "lora_rank"' in out and '"max_steps" defined in "Config" is read-only' in out

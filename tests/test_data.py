@@ -73,3 +73,81 @@ def test_bad_rows_name_file_and_row(tmp_path: Path, raw: bytes, needle: str) -> 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(EvalsuiteError, match="no such file"):
         load_samples(DatasetSpec(str(tmp_path / "nope.jsonl"), "completion"))
+
+
+def test_modern_message_fields_are_kept(tmp_path: Path) -> None:
+    """tool_calls, tool_call_id, name, reasoning fields, text parts and the row's tools reach the sample as
+    apply_chat_template expects them; keys evalsuite does not know are passed on too (templates read their own)."""
+    call = {"id": "call12345", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    row = {"messages": [
+        {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": '{"temp": 21}', "tool_call_id": "call12345", "name": "get_weather"},
+        {"role": "assistant", "content": "21 degrees.", "reasoning_content": "The tool said 21.",
+         "metadata": "kept"}], "tools": tools}
+    [s] = load_samples(DatasetSpec(str(write(tmp_path / "m.jsonl", [row])), "chat_template"))
+    assert s.tools == tuple(tools)
+    msgs = s.messages or ()
+    assert msgs[0]["content"] == [{"type": "text", "text": "Be brief."}]
+    assert msgs[2] == {"role": "assistant", "content": None, "tool_calls": [call]}
+    assert msgs[3] == {"role": "tool", "content": '{"temp": 21}', "tool_call_id": "call12345", "name": "get_weather"}
+    assert msgs[4] == {"role": "assistant", "content": "21 degrees.", "reasoning_content": "The tool said 21.",
+                       "metadata": "kept"}
+
+
+def test_openai_fine_tuning_jsonl(tmp_path: Path) -> None:
+    """OpenAI's chat fine-tuning format: JSON-string arguments kept as written, per-message weight, and the legacy
+    `functions` / `function_call` read as tools / tool_calls."""
+    row = {"messages": [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "5", "weight": 0},
+        {"role": "user", "content": "Use the tool."},
+        {"role": "assistant", "function_call": {"name": "add", "arguments": "{\"a\": 2, \"b\": 2}"}},
+        {"role": "tool", "content": "4", "tool_call_id": "x"},
+        {"role": "assistant", "content": "4", "weight": 1}],
+        "functions": [{"name": "add", "parameters": {"type": "object"}}]}
+    [s] = load_samples(DatasetSpec(str(write(tmp_path / "o.jsonl", [row])), "chat_template"))
+    msgs = s.messages or ()
+    assert msgs[1]["weight"] == 0 and msgs[5]["weight"] == 1
+    assert msgs[3]["content"] is None
+    assert msgs[3]["tool_calls"] == [{"type": "function", "function": {"name": "add",
+                                                                       "arguments": "{\"a\": 2, \"b\": 2}"}}]
+    assert s.tools == ({"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}},)
+
+
+def test_sharegpt_function_call_and_observation_from_the_real_glaive_file() -> None:
+    from lint_support import fixture
+
+    path = fixture("datasets/sharegpt/llamafactory__glaive_toolcall_en_demo.json")
+    samples = load_samples(DatasetSpec(str(path), "sharegpt"))
+    assert len(samples) == 300
+    first = samples[0]
+    assert [m["role"] for m in first.messages or ()] == ["user", "assistant", "user", "assistant", "tool",
+                                                         "assistant", "user", "assistant"]
+    call = (first.messages or ())[3]
+    assert call == {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+        "name": "search_recipes", "arguments": {"ingredients": ["chicken", "bell peppers", "rice"]}}}]}
+    result = (first.messages or ())[4]
+    assert result["name"] == "search_recipes" and result["content"].startswith('{"recipes": [')
+    # the row's tools were a JSON string of bare function schemas: parsed and wrapped as transformers' tools are
+    assert first.tools is not None and first.tools[0]["type"] == "function"
+    assert first.tools[0]["function"]["name"] == "search_recipes"
+    calls = sum(1 for s in samples for m in s.messages or () if m.get("tool_calls"))
+    results = sum(1 for s in samples for m in s.messages or () if m["role"] == "tool")
+    assert calls == results == 211  # every function_call / observation turn of the file
+
+
+@pytest.mark.parametrize("turn,needle", [
+    ({"from": "function_call", "value": "not json"}, "conversations[1].value: a function_call value must be JSON"),
+    ({"from": "function_call", "value": '{"arguments": {}}'}, "conversations[1].value.name: expected a string"),
+    ({"from": "gpt", "value": "x", "tool_calls": "nope"}, "conversations[1].tool_calls: expected a non-empty list"),
+    ({"from": "gpt", "value": "x", "thinking": ["a"]}, "conversations[1].thinking: expected a string"),
+])
+def test_bad_tool_and_reasoning_fields_name_row_and_field(tmp_path: Path, turn: dict[str, object],
+                                                           needle: str) -> None:
+    p = write(tmp_path / "s.jsonl", [{"conversations": [{"from": "human", "value": "hi"}, turn]}])
+    with pytest.raises(EvalsuiteError) as e:
+        load_samples(DatasetSpec(str(p), "sharegpt"))
+    assert f"s.jsonl:1: {needle}" in str(e.value)

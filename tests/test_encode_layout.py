@@ -24,7 +24,7 @@ from lint_support import (  # noqa: F401  (fixtures)
 )
 
 from evalsuite.chat.encode import EncodeOptions, encode_batch, stop_strings
-from evalsuite.chat.layout import Planner, resolve, shape_key
+from evalsuite.chat.layout import Planner, ShapeKey, Turn, resolve, shape_key
 from evalsuite.chat.template import TemplateRaised, render
 from evalsuite.chat.tokenizer import load_tokenizer
 from evalsuite.config.rows import Sample
@@ -79,7 +79,7 @@ def test_common_templates_are_spliced_and_content_inspecting_ones_are_not() -> N
     if not any(n.startswith("Qwen-Qwen3") for n, _ in TEMPLATES):
         pytest.skip("third-party fixtures not found")
     templates = dict(TEMPLATES)
-    ua = (("user", True), ("assistant", True))
+    ua = ShapeKey((Turn("user", True), Turn("assistant", True)))
     for name in ("Phi-3-mini-4k-instruct.jinja", "Meta-Llama-3-8B-Instruct.jinja", "google-gemma-2-2b-it.jinja",
                  "Qwen-Qwen2.5-7B-Instruct.jinja", "meta-llama-Llama-3.1-8B-Instruct.jinja", "chatml_tags.jinja"):
         plan = Planner(templates[name], VARIABLES, False, ("</s>",)).shape(ua)
@@ -88,7 +88,7 @@ def test_common_templates_are_spliced_and_content_inspecting_ones_are_not() -> N
     assert qwen3.layout is None and "inspects message content" in (qwen3.why_slow or "")
     # Llama-3.1 runs `content | tojson` only for tool messages: that shape falls back, user/assistant does not.
     llama31 = Planner(templates["meta-llama-Llama-3.1-8B-Instruct.jinja"], VARIABLES, False, ("</s>",))
-    assert llama31.shape((("user", True), ("tool", True))).layout is None
+    assert llama31.shape(ShapeKey((Turn("user", True), Turn("tool", True)))).layout is None
 
 
 def test_instrumented_template_renders_identically() -> None:
@@ -202,4 +202,4 @@ def test_encode_sample_errors_name_the_row(tiny_tok: Path) -> None:
     s = Sample("data.jsonl", 7, messages=({"role": "user", "content": "hi"},))
     with pytest.raises(TemplateRaised, match=r"^data\.jsonl:7: chat template"):
         encode_batch([s], tk, template, EncodeOptions())
-    assert shape_key(s.messages or ()) == (("user", True),)
+    assert shape_key(s.messages or ()) == ShapeKey((Turn("user", True),))

@@ -76,11 +76,26 @@ def test_config_form_and_its_ignore_list(tiny_tok: Path, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("content,needle", [
     ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": null}]}',
-     "d.jsonl:2: messages[1].content: expected a string, got null"),
+     "d.jsonl:2: messages[1].content: expected a string or a list of text parts, got null"),
     ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant"}]}',
-     "d.jsonl:2: messages[1].content: expected a string, missing"),
+     "d.jsonl:2: messages[1].content: expected a string or a list of text parts, missing"),
     ('{"messages": [{"role": "user", "content": ["hi"]}, {"role": "assistant", "content": "x"}]}',
-     "d.jsonl:2: messages[0].content: expected a string"),
+     'd.jsonl:2: messages[0].content[0]: expected a content part {"type": "text", "text": ...}, got "hi"'),
+    ('{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}',
+     "d.jsonl:2: messages[0].content[0].type: only text parts are supported, got 'image_url'"),
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": null, "tool_calls": '
+     '[{"type": "function", "function": {"name": "f", "arguments": "{oops"}}]}]}',
+     "d.jsonl:2: messages[1].tool_calls[0].function.arguments: not valid JSON"),
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x", "tool_calls": '
+     '[{"type": "function", "function": {"arguments": {}}}]}]}',
+     "d.jsonl:2: messages[1].tool_calls[0].function.name: expected a string, missing"),
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x", '
+     '"reasoning_content": 7}]}', "d.jsonl:2: messages[1].reasoning_content: expected a string, got 7"),
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x", "weight": 2}]}',
+     "d.jsonl:2: messages[1].weight: expected 0 or 1, got 2"),
+    ('{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {}}]}',
+     "d.jsonl:2: tools[0]: expected"),
+    ('{"messages": [{"role": "user", "content": "hi"}], "tools": "[{"}', "d.jsonl:2: tools: not valid JSON"),
     ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "HI"}',
      "d.jsonl:2: invalid JSON"),
     ('{"messages": []}', "d.jsonl:2: messages: expected a non-empty list"),

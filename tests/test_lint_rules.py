@@ -35,6 +35,18 @@ TEXT = [{"prompt": "Q: capital of France?\nA: ", "completion": "Paris"}]
 TEXT_OK = [{"prompt": "Q: capital of France?\nA:", "completion": " Paris"}]
 LONG = [chat(("user", "hi"), ("assistant", "THIS IS A RATHER LONG ANSWER THAT WILL NOT FIT"))]
 SYSTEM = [chat(("system", "Answer in capitals."), ("user", "hi"), ("assistant", "HI"))]
+TOOLS = [{"type": "function", "function": {"name": "shout", "parameters": {"type": "object"}}}]
+CALL = {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "shout",
+                                                                                          "arguments": {"x": "hi"}}}]}
+TOOL_ROWS = [{"messages": [{"role": "user", "content": "hi"}, CALL, {"role": "tool", "content": "HI"},
+                           {"role": "assistant", "content": "HI"}], "tools": TOOLS}]
+CALL_AS_TEXT = [{"messages": [{"role": "user", "content": "hi"},
+                              {"role": "assistant", "content": '{"name": "shout", "arguments": {"x": "hi"}}'}],
+                 "tools": TOOLS}]
+REASONING_FIELD = [{"messages": [{"role": "user", "content": "hi"},
+                                 {"role": "assistant", "content": "HI", "reasoning_content": "Capitals were asked."}]}]
+REASONING_INLINE = [chat(("user", "hi"), ("assistant", "<think>\nCapitals were asked.\n</think>\n\nHI"))]
+QWEN25, QWEN3 = "Qwen-Qwen2.5-7B-Instruct.jinja", "Qwen-Qwen3-0.6B.jinja"
 
 
 def gen_config(ids: list[int]) -> Callable[[Path], dict[str, Any]]:
@@ -214,6 +226,26 @@ CASES = [
     Case("tokenizer-not-replayed", "phi3", True, template="Phi-3-mini-4k-instruct.jinja",
          tokdir=renamed_class("CodeLlamaTokenizer")),
     Case("tokenizer-not-replayed", "phi3", False, template="Phi-3-mini-4k-instruct.jinja"),
+    Case("reasoning-dropped", "tiny", True, rows=REASONING_FIELD),
+    Case("reasoning-dropped", "tiny", False, rows=REASONING_INLINE),
+    Case("reasoning-dropped", "llama3", True, template=L3, rows=REASONING_FIELD),
+    Case("reasoning-dropped", "llama3", False, template=L3, rows=REASONING_INLINE),
+    Case("empty-reasoning", "tiny", True, template=QWEN3),
+    Case("empty-reasoning", "tiny", False, template=QWEN3, rows=REASONING_FIELD),
+    Case("empty-reasoning", "llama3", True, template=QWEN3),
+    Case("empty-reasoning", "llama3", False, template=L3),
+    Case("tools-ignored", "tiny", True, rows=TOOL_ROWS),
+    Case("tools-ignored", "tiny", False, template=QWEN25, rows=TOOL_ROWS),
+    Case("tools-ignored", "llama3", True, template=L3, rows=TOOL_ROWS),
+    Case("tools-ignored", "llama3", False, template="meta-llama-Llama-3.1-8B-Instruct.jinja", rows=TOOL_ROWS),
+    Case("tool-calls-dropped", "tiny", True, rows=TOOL_ROWS),
+    Case("tool-calls-dropped", "tiny", False, template=QWEN25, rows=TOOL_ROWS),
+    Case("tool-calls-dropped", "llama3", True, template=L3, rows=TOOL_ROWS),
+    Case("tool-calls-dropped", "llama3", False, template="meta-llama-Llama-3.1-8B-Instruct.jinja", rows=TOOL_ROWS),
+    Case("tool-call-as-text", "tiny", True, template=QWEN25, rows=CALL_AS_TEXT),
+    Case("tool-call-as-text", "tiny", False, template=QWEN25, rows=TOOL_ROWS),
+    Case("tool-call-as-text", "llama3", True, template="meta-llama-Llama-3.1-8B-Instruct.jinja", rows=CALL_AS_TEXT),
+    Case("tool-call-as-text", "llama3", False, template="meta-llama-Llama-3.1-8B-Instruct.jinja", rows=TOOL_ROWS),
 ]
 
 

@@ -218,3 +218,28 @@ def test_resume_after_sigkill_continues_from_the_checkpoint_and_matches_an_unint
     assert not different, f"{len(different)} of {len(ours)} tensors differ from the uninterrupted run: {different[:3]}"
     saved = adapter_tensors(checkpoint)  # the comparison has teeth: the steps after the checkpoint moved weights
     assert any(not torch.equal(saved[k], reference[k]) for k in reference)
+
+
+def test_the_trainer_trains_what_the_lint_shows_for_reasoning_and_weights(tmp_path: Path, tiny_base: Path) -> None:
+    """train_on_reasoning: false and weight 0 reach TRL's dataset, and the lint's example labels are those labels."""
+    from trainers_helpers import build_trainer_only
+
+    from evalsuite.lint.runner import run_lint
+    from evalsuite.lint.setup import from_config
+
+    rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "NO", "weight": 0},
+                          {"role": "user", "content": "again"},
+                          {"role": "assistant", "content": "<think>\nshout it\n</think>\n\nHI"}]}] * 4
+    data = tmp_path / "reasoning.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cfg = write_config(tmp_path, tiny_base, train_on_reasoning=False)
+    cfg.write_text(cfg.read_text().replace(str(tmp_path / "data.jsonl"), str(data)), encoding="utf-8")
+    trainer, encoded, tk = build_trainer_only(cfg)
+    first = encoded[0]
+    assert tk.decode([t for t, lab in zip(first.input_ids, first.labels) if lab != -100]) == "HI<|im_end|>"
+    assert trainer.train_dataset[0]["labels"] == first.labels
+    report = run_lint(from_config(cfg), show=1)
+    shown = report.shown[0]
+    assert shown["ids"] == first.input_ids
+    assert shown["labels"][1:] == first.labels[1:]  # the lint also masks label 0 (never predicted)
+    assert report.stats["trainable_fraction_by_role"]["reasoning"] == 0.0

@@ -44,7 +44,7 @@ log = logging.getLogger("evalsuite.train")
 PYTHON_ENV = "EVALSUITE_AXOLOTL_PYTHON"
 INSTALL = (f"pip install axolotl (best in its own environment: it pins its own transformers/peft/trl; then set "
            f"{PYTHON_ENV}=<that environment's python>)")
-EVALSUITE_ONLY_KEYS = ("backend", "gates", "ignore")
+EVALSUITE_ONLY_KEYS = ("backend", "gates", "ignore", "train_on_reasoning")
 EXPLICIT_DEFAULTS = ("adapter", "lora_r", "lora_alpha", "lora_dropout", "sequence_len", "micro_batch_size",
                      "gradient_accumulation_steps", "num_epochs", "learning_rate", "optimizer", "lr_scheduler",
                      "train_on_inputs", "seed", "chat_template")
@@ -121,6 +121,9 @@ class AxolotlBackend:
 
 def axolotl_config(config: Config, out_dir: Path, *, resume_from: Path | None, cuda: bool) -> dict[str, Any]:
     """The user's YAML with only the changes listed in the module docstring."""
+    if not config.train_on_reasoning:
+        raise EvalsuiteError(f"{config.where('train_on_reasoning')}: train_on_reasoning: false is evalsuite's own "
+                             "labelling; axolotl would train the reasoning anyway (use the trl backend)")
     data = yaml.safe_load(config.path.read_text(encoding="utf-8")) or {}
     for key in EVALSUITE_ONLY_KEYS:
         data.pop(key, None)
@@ -134,9 +137,10 @@ def axolotl_config(config: Config, out_dir: Path, *, resume_from: Path | None, c
             local = resolve_path(config, spec["path"])
             if local.exists():
                 spec["path"] = str(local.resolve())
+    ours = config.settings(EXPLICIT_DEFAULTS)
     for key in EXPLICIT_DEFAULTS:
         if key not in data and not any(data.get(a) is not None for a, k in ALIASES.items() if k == key):
-            data[key] = config.values[key]
+            data[key] = ours[key]
     if not cuda:
         if data.get("bf16") in (None, "auto"):
             data["bf16"] = False

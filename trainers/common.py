@@ -55,7 +55,8 @@ def load_tokenizer(config: Config) -> tuple[Any, str | None, TokenizerInfo]:
 def encode_datasets(config: Config, tk: TokenizerInfo, template: str | None) -> tuple[list[Encoded], list[Path]]:
     if not config.datasets:
         raise EvalsuiteError(f"{config.path}: datasets: at least one dataset is needed to train")
-    opts = EncodeOptions(train_on_inputs=bool(config.train_on_inputs), max_length=config.sequence_len)
+    opts = EncodeOptions(train_on_inputs=bool(config.train_on_inputs), max_length=config.sequence_len,
+                         train_on_reasoning=bool(config.train_on_reasoning))
     encoded: list[Encoded] = []
     files: list[Path] = []
     for spec in config.datasets:
@@ -174,4 +175,4 @@ SUMMARY_KEYS = ("adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_
 
 
 def _config_summary(config: Config) -> dict[str, Any]:
-    return json.loads(json.dumps({k: config.values.get(k) for k in SUMMARY_KEYS}, default=str))
+    return json.loads(json.dumps(config.settings(SUMMARY_KEYS), default=str))

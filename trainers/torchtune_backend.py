@@ -23,12 +23,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 from evalsuite.trainers import common
 from evalsuite.trainers import torchtune_mapping as tm
 from evalsuite.trainers.launch import run_logged
 
+from evalsuite.chat.encode import Encoded
 from evalsuite.config.load import Config, resolve_path
 from evalsuite.errors import EvalsuiteError
 from evalsuite.train.backends import TrainOptions, prepare_out_dir
@@ -65,6 +67,35 @@ class TorchtuneBackend:
         return _probe(tune_python())
 
     def train(self, config: Config, out_dir: Path, options: TrainOptions) -> Path:
+        version = self._check_can_run(out_dir, options)
+        prepare_out_dir(out_dir, options)
+        started = time.time()
+        hf_tok, template, tk = common.load_tokenizer(config)
+        encoded, data_files = common.encode_datasets(config, tk, template)
+        model_dir = local_model_dir(config)
+        hf_config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        spec = tm.model_spec(config, hf_config)
+        work = out_dir / "torchtune"
+        data_file = write_rows(work, encoded)
+        paths = tm.RecipePaths(model_dir, checkpoint_files(model_dir), data_file, work)
+        cfg_file = write_recipe(config, spec, paths, rows=len(encoded), pad_id=tk.token_id(hf_tok.pad_token) or 0,
+                                world_size=options.num_processes)
+        run_recipe(cfg_file, options.num_processes)
+        curve = read_loss_curve(work / "logs" / "log.txt")
+        adapter = newest_epoch(work) / "adapter_model.pt"
+        from evalsuite.trainers.torchtune_convert import write_peft_adapter
+
+        write_peft_adapter(adapter, out_dir, spec.family, hf_config, config.lora_r, config.lora_alpha,
+                           config.lora_dropout, config.base_model)
+        recipe = {"recipe": tm.recipe_name(options.num_processes), "config": str(cfg_file.relative_to(out_dir)),
+                  "model": spec.builder}
+        common.write_run_dir(out_dir, config, hf_tok, tk, template, data_files, backend=self.name,
+                             backend_version=version, train=train_metrics(config, encoded, curve, started, options),
+                             extra={"torchtune": recipe})
+        return out_dir
+
+    def _check_can_run(self, out_dir: Path, options: TrainOptions) -> str:
+        """Refuse before anything is written; the torchtune version otherwise."""
         ok, how = self.available()
         if not ok:
             raise EvalsuiteError(f"the torchtune backend is not available: {how}")
@@ -76,52 +107,42 @@ class TorchtuneBackend:
         if options.resume:
             raise EvalsuiteError(f"{out_dir}: --resume is not supported by the torchtune backend (torchtune resumes "
                                  "at epoch boundaries only); use the trl backend or start again with --overwrite")
-        prepare_out_dir(out_dir, options)
-        started = time.time()
-        hf_tok, template, tk = common.load_tokenizer(config)
-        encoded, data_files = common.encode_datasets(config, tk, template)
-        model_dir = local_model_dir(config)
-        hf_config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-        spec = tm.model_spec(config, hf_config)
-        work = out_dir / "torchtune"
-        work.mkdir(parents=True, exist_ok=True)
-        data_file = work / "train.jsonl"
-        data_file.write_text("".join(json.dumps({"tokens": e.input_ids, "labels": e.labels}) + "\n"
-                                     for e in encoded), encoding="utf-8")
-        paths = tm.RecipePaths(model_dir, checkpoint_files(model_dir), data_file, work)
-        on_cuda = common.device_summary()["type"] == "cuda"
-        bf16, _ = common.mixed_precision(config)
-        pad_id = tk.token_id(hf_tok.pad_token) or 0
-        recipe_cfg = tm.recipe_config(config, spec, paths, rows=len(encoded), pad_id=pad_id,
-                                      device="cuda" if on_cuda else "cpu", bf16=bf16,
-                                      world_size=options.num_processes)
-        cfg_file = work / "recipe.yaml"
-        cfg_file.write_text(yaml.safe_dump(recipe_cfg, sort_keys=False), encoding="utf-8")
-        run_recipe(cfg_file, options.num_processes)
-        curve = read_loss_curve(work / "logs" / "log.txt")
-        adapter = newest_epoch(work) / "adapter_model.pt"
-        from evalsuite.trainers.torchtune_convert import write_peft_adapter
+        return how.split(" (")[0]
 
-        write_peft_adapter(adapter, out_dir, spec.family, hf_config, config.lora_r, config.lora_alpha,
-                           config.lora_dropout, config.base_model)
-        train_metrics = {
-            "global_step": curve[-1]["step"] if curve else 0,
-            "loss_curve": curve,
-            "final_loss": curve[-1]["loss"] if curve else None,
-            "runtime_s": round(time.time() - started, 3),
-            "peak_cpu_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-            "peak_cuda_mb": None,  # the recipe runs in a child process; torchtune logs it in its own log
-            "rows": len(encoded),
-            "tokens": sum(len(e.input_ids) for e in encoded),
-            "effective_batch_size": config.micro_batch_size * config.gradient_accumulation_steps
-            * options.num_processes,
-        }
-        common.write_run_dir(out_dir, config, hf_tok, tk, template, data_files, backend=self.name,
-                             backend_version=how.split(" (")[0], train=train_metrics,
-                             extra={"torchtune": {"recipe": tm.recipe_name(options.num_processes),
-                                                  "config": str(cfg_file.relative_to(out_dir)),
-                                                  "model": spec.builder}})
-        return out_dir
+
+def write_rows(work: Path, encoded: list[Encoded]) -> Path:
+    """The encoded rows as the JSONL evalsuite's torchtune dataset component reads (tokens and labels as trained)."""
+    work.mkdir(parents=True, exist_ok=True)
+    data_file = work / "train.jsonl"
+    data_file.write_text("".join(json.dumps({"tokens": e.input_ids, "labels": e.labels}) + "\n"
+                                 for e in encoded), encoding="utf-8")
+    return data_file
+
+
+def write_recipe(config: Config, spec: tm.ModelSpec, paths: tm.RecipePaths, *, rows: int, pad_id: int,
+                 world_size: int) -> Path:
+    on_cuda = common.device_summary()["type"] == "cuda"
+    bf16, _ = common.mixed_precision(config)
+    recipe_cfg = tm.recipe_config(config, spec, paths, rows=rows, pad_id=pad_id, device="cuda" if on_cuda else "cpu",
+                                  bf16=bf16, world_size=world_size)
+    cfg_file = paths.work_dir / "recipe.yaml"
+    cfg_file.write_text(yaml.safe_dump(recipe_cfg, sort_keys=False), encoding="utf-8")
+    return cfg_file
+
+
+def train_metrics(config: Config, encoded: list[Encoded], curve: list[dict[str, float]], started: float,
+                  options: TrainOptions) -> dict[str, Any]:
+    return {
+        "global_step": curve[-1]["step"] if curve else 0,
+        "loss_curve": curve,
+        "final_loss": curve[-1]["loss"] if curve else None,
+        "runtime_s": round(time.time() - started, 3),
+        "peak_cpu_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "peak_cuda_mb": None,  # the recipe runs in a child process; torchtune logs it in its own log
+        "rows": len(encoded),
+        "tokens": sum(len(e.input_ids) for e in encoded),
+        "effective_batch_size": config.micro_batch_size * config.gradient_accumulation_steps * options.num_processes,
+    }
 
 
 def local_model_dir(config: Config) -> Path:

@@ -234,7 +234,13 @@ def recipe_name(num_processes: int) -> str:
 def recipe_config(config: Config, spec: ModelSpec, paths: RecipePaths, *, rows: int, pad_id: int, device: str,
                   bf16: bool, world_size: int = 1) -> dict[str, Any]:
     """The whole recipe config, written as YAML next to the run and passed with ``tune run RECIPE --config``."""
-    epochs, max_steps_per_epoch, total = steps_plan(config, rows, world_size)
+    plan = steps_plan(config, rows, world_size)  # first, so its error comes before any other setting's
+    return {**_model_and_files(config, spec, paths, pad_id), **_training_loop(config, plan),
+            **_runtime(config, paths, device, bf16)}
+
+
+def _model_and_files(config: Config, spec: ModelSpec, paths: RecipePaths, pad_id: int) -> dict[str, Any]:
+    """What is trained on what: the LoRA model, the base checkpoint, our pre-tokenized rows, and where output goes."""
     return {
         "output_dir": str(paths.work_dir),
         "model": {"_component_": spec.builder, **spec.dims, **lora_settings(config, spec)},
@@ -252,6 +258,12 @@ def recipe_config(config: Config, spec: ModelSpec, paths: RecipePaths, *, rows: 
         "save_adapter_weights_only": True,
         "dataset": {"_component_": f"{COMPONENTS}.pretokenized_dataset", "path": str(paths.data_file),
                     "packed": bool(config.sample_packing), "max_seq_len": config.sequence_len},
+    }
+
+
+def _training_loop(config: Config, plan: tuple[int, int | None, int]) -> dict[str, Any]:
+    epochs, max_steps_per_epoch, total = plan
+    return {
         "seed": config.seed,
         "shuffle": True,
         "batch_size": config.micro_batch_size,
@@ -263,6 +275,12 @@ def recipe_config(config: Config, spec: ModelSpec, paths: RecipePaths, *, rows: 
         "gradient_accumulation_steps": config.gradient_accumulation_steps,
         "clip_grad_norm": config.max_grad_norm or None,
         "compile": False,
+    }
+
+
+def _runtime(config: Config, paths: RecipePaths, device: str, bf16: bool) -> dict[str, Any]:
+    """Device, precision, memory and logging."""
+    return {
         "metric_logger": {"_component_": "torchtune.training.metric_logging.DiskLogger",
                           "log_dir": str(paths.work_dir / "logs"), "filename": "log.txt"},
         "log_every_n_steps": config.logging_steps if config.logging_steps else 1,

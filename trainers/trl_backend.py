@@ -18,6 +18,7 @@ from typing import Any
 
 from evalsuite.trainers import common
 
+from evalsuite.chat.encode import Encoded
 from evalsuite.config.load import Config, resolve_path
 from evalsuite.errors import EvalsuiteError
 from evalsuite.train.backends import TrainOptions, prepare_out_dir
@@ -59,25 +60,32 @@ class TRLBackend:
             return out_dir
         (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest records the settings
         log.info("writing the run dir (rank %d of %d)", trainer.args.process_index, trainer.args.world_size)
-        train_metrics = {
-            "global_step": int(trainer.state.global_step),
-            "loss_curve": common.loss_curve(trainer.state.log_history),
-            "final_loss": float(result.training_loss),
-            "runtime_s": round(time.time() - started, 3),
-            "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
-            "samples_per_s": float(result.metrics.get("train_samples_per_second", 0.0)),
-            "peak_cpu_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "peak_cuda_mb": common.peak_cuda_mb(),
-            "resumed_from": resume_from.name if resume_from else None,
-            "start_step": start.step,  # what the Trainer restored, not what was asked: 0 unless resumed
-            "rows": len(encoded),
-            "tokens": sum(len(e.input_ids) for e in encoded),
-            "effective_batch_size": config.micro_batch_size * config.gradient_accumulation_steps
-            * int(trainer.args.world_size),
-        }
+        train = _train_metrics(config, trainer, result, encoded, started=started, resume_from=resume_from,
+                               start_step=start.step)
         common.write_run_dir(out_dir, config, hf_tok, tk, template, data_files, backend=self.name,
-                             backend_version=_trl_version(), train=train_metrics)
+                             backend_version=_trl_version(), train=train)
         return out_dir
+
+
+def _train_metrics(config: Config, trainer: Any, result: Any, encoded: list[Encoded], *, started: float,
+                   resume_from: Path | None, start_step: int | None) -> dict[str, Any]:
+    """The manifest's ``train`` section, read from the Trainer after training (rank 0)."""
+    return {
+        "global_step": int(trainer.state.global_step),
+        "loss_curve": common.loss_curve(trainer.state.log_history),
+        "final_loss": float(result.training_loss),
+        "runtime_s": round(time.time() - started, 3),
+        "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
+        "samples_per_s": float(result.metrics.get("train_samples_per_second", 0.0)),
+        "peak_cpu_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_cuda_mb": common.peak_cuda_mb(),
+        "resumed_from": resume_from.name if resume_from else None,
+        "start_step": start_step,  # what the Trainer restored, not what was asked: 0 unless resumed
+        "rows": len(encoded),
+        "tokens": sum(len(e.input_ids) for e in encoded),
+        "effective_batch_size": config.micro_batch_size * config.gradient_accumulation_steps
+        * int(trainer.args.world_size),
+    }
 
 
 def _start_step_callback() -> Any:
@@ -136,7 +144,9 @@ def _lora_config(config: Config) -> Any:
     from peft import LoraConfig
 
     targets: Any = "all-linear" if config.lora_target_linear else config.lora_target_modules
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+    # peft annotates lora_alpha as int; it only divides by r, and axolotl configs may give a float alpha.
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,  # type: ignore[arg-type]
+                      lora_dropout=config.lora_dropout,
                       target_modules=targets, modules_to_save=config.lora_modules_to_save, task_type="CAUSAL_LM")
 
 
@@ -156,9 +166,9 @@ def _build_trainer(config: Config, out_dir: Path, model: Any, hf_tok: Any, datas
         warmup_steps=config.warmup_steps if config.warmup_steps is not None else config.warmup_ratio,
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
-        **{k: config.values[k] for k in ("adam_beta1", "adam_beta2", "adam_epsilon")
-           if config.values[k] is not None},
-        gradient_checkpointing_kwargs=config.gradient_checkpointing_kwargs,
+        **{k: v for k, v in config.settings(("adam_beta1", "adam_beta2", "adam_epsilon")).items() if v is not None},
+        # passed through unchecked, as axolotl does; transformers validates it
+        gradient_checkpointing_kwargs=config.gradient_checkpointing_kwargs,  # type: ignore[arg-type]
         logging_steps=config.logging_steps,
         logging_first_step=True,
         save_strategy="steps" if config.save_steps else "no",

@@ -11,11 +11,13 @@ from sentinel contents (``evalsuite.chat.layout``) resolves them on each real ro
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from evalsuite.chat.messages import text_of, trained_turn
 from evalsuite.chat.template import TemplateRaised
 
-Messages = tuple[dict[str, str], ...]
+Messages = tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,8 @@ class Cut:
     tag_spans: tuple[tuple[int, int], ...] | None = None
     diff_spans: tuple[tuple[int, int], ...] = ()
     notes: tuple[str, ...] = ()
-    # (assistant message index, position where its generation prompt ends, or None if that prompt is not a text
-    # prefix of the training render): the inference prompt must be a prefix of the training sequence.
+    # (trained assistant message index, position where its generation prompt ends, or None if that prompt is not a
+    # text prefix of the training render): the inference prompt must be a prefix of the training sequence.
     gen_points: tuple[tuple[int, int | None], ...] = ()
     diff_points: tuple[tuple[Point, Point], ...] = ()  # the diff's assistant spans, before resolving strips
     literal_starts: list[int] | None = None  # set on spliced cuts: where each layout literal starts in ``text``
@@ -64,76 +66,128 @@ class Cut:
 RenderFn = Callable[[Messages, bool], str]
 
 
+def _last_stop(text: str, start: int, end: int, stop_strings: Sequence[str]) -> int:
+    """The end of the last stop string inside ``text[start:end]``, or -1."""
+    return max((text.rfind(s, start, end) + len(s) for s in stop_strings if s and text.find(s, start, end) >= 0),
+               default=-1)
+
+
+def _past_control(text: str, pos: int, controls: Sequence[str]) -> int:
+    """``pos`` moved to the end of a control string it falls inside (the encoder gives a token to the segment its
+    first character is in, so the boundary is where that token ends)."""
+    for c in controls:
+        j = text.find(c, max(0, pos - len(c) + 1), pos + len(c))
+        if 0 <= j < pos < j + len(c):
+            return j + len(c)
+    return pos
+
+
 def _fallback_end(full: str, through: str, prev_end: int, stop_strings: Sequence[str],
-                  is_content: Callable[[str], bool] | None = None) -> tuple[int, bool]:
+                  is_content: Callable[[str], bool] | None = None, next_text: str = "",
+                  controls: Sequence[str] = ()) -> tuple[int, bool]:
     """Turn end when the render of the first turns is not a prefix of the full render (templates that append a
-    header or an EOS to every render): the last terminator inside the common prefix, else the common prefix.
-    The flag says whether the common prefix stopped at content (``is_content`` marks sentinel characters)."""
+    header or an EOS to every render, or write the last turn differently: Qwen3's reasoning, gpt-oss's <|return|>):
+    the last terminator inside the common prefix; else the common prefix (past a control token it cuts), extended
+    to the last terminator before the next message's text. The flag says whether the common prefix stopped at
+    content (``is_content`` marks sentinel characters)."""
     lcp = prev_end
     limit = min(len(full), len(through))
     while lcp < limit and full[lcp] == through[lcp]:
         lcp += 1
     touches = is_content is not None and any(lcp < len(t) and is_content(t[lcp]) for t in (full, through))
-    region = full[prev_end:lcp]
-    best = max((region.rfind(s) + len(s) for s in stop_strings if s and s in region), default=-1)
-    return (prev_end + best if best >= 0 else lcp), touches
+    best = _last_stop(full, prev_end, lcp, stop_strings)
+    if best >= 0:
+        return best, touches
+    end = _past_control(full, lcp, controls)
+    nxt = full.find(next_text, end) if next_text else -1
+    if nxt > end:
+        end = max(end, _last_stop(full, end, nxt, stop_strings))
+    return end, touches
+
+
+@dataclass
+class _Builder:
+    """Accumulates the segments of one conversation's render while :func:`cut_conversation` walks its turns."""
+
+    render_fn: RenderFn
+    messages: Messages
+    full: str
+    train_on_inputs: bool
+    controls: Sequence[str] = ()
+    points: list[Point] = field(default_factory=lambda: [0])
+    roles: list[str] = field(default_factory=list)
+    trained: list[bool] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    gen_points: list[tuple[int, int | None]] = field(default_factory=list)
+    touches_content: bool = False
+
+    def seg(self, end: Point, role: str, is_trained: bool) -> None:
+        self.points.append(end)
+        self.roles.append(role)
+        self.trained.append(is_trained)
+
+    def _render(self, k: int, gen: bool) -> str | None:
+        try:
+            return self.render_fn(self.messages[:k], gen)
+        except TemplateRaised:
+            return None
+
+    def turn_end(self, i: int, prev_end: int, stop_strings: Sequence[str],
+                 is_content: Callable[[str], bool] | None) -> int:
+        """Where message ``i`` ends in the full render (see the module docstring)."""
+        through = self._render(i + 1, False)
+        if through is not None and self.full.startswith(through):
+            return max(len(through), prev_end)
+        self.notes.append(f"turn {i}: the render of {i + 1} messages is not a prefix of the full render")
+        following = text_of(self.messages[i + 1].get("content")) if i + 1 < len(self.messages) else ""
+        end, touched = _fallback_end(self.full, through or "", prev_end, stop_strings, is_content, following,
+                                     self.controls)
+        self.touches_content = self.touches_content or touched
+        return max(end, prev_end)
+
+    def assistant(self, i: int, prev_end: int, end: int) -> None:
+        """An assistant turn: the generation prompt's header (a prompt role), the body up to its stripped end
+        (trained unless the message says ``weight: 0``), and the whitespace after it."""
+        body_start = prev_end
+        trained = trained_turn(self.messages[i])
+        if i:
+            opened = self._render(i, True)
+            ok = opened is not None and self.full.startswith(opened) and prev_end <= len(opened) <= end
+            if ok and opened is not None:
+                body_start = len(opened)
+            if trained:  # an untrained turn (weight 0) is context: its prompt is never a training target's
+                self.gen_points.append((i, body_start if ok else None))
+        if body_start > prev_end:
+            self.seg(body_start, "header", self.train_on_inputs)
+        self.seg(Strip(end, body_start), "assistant", trained)
+        self.seg(end, "header", self.train_on_inputs)
+
+    def finish(self, prev_end: int) -> Cut:
+        if prev_end < len(self.full):
+            self.seg(len(self.full), "header", self.train_on_inputs)
+        pos = resolve(self.points, self.full)
+        roles = self.roles
+        diff_spans = tuple((pos[j], pos[j + 1]) for j, r in enumerate(roles) if r == "assistant")
+        diff_points = tuple((self.points[j], self.points[j + 1]) for j, r in enumerate(roles) if r == "assistant")
+        return Cut(self.full, self.points, roles, self.trained, None, diff_spans, tuple(self.notes),
+                   tuple(self.gen_points), diff_points, touches_content=self.touches_content)
 
 
 def cut_conversation(render_fn: RenderFn, messages: Messages, train_on_inputs: bool,
                      stop_strings: Sequence[str], tag_fn: Callable[[Messages], tuple[tuple[int, int], ...]] | None,
-                     is_content: Callable[[str], bool] | None = None) -> Cut:
-    full = render_fn(messages, False)
-    points: list[Point] = [0]
-    roles: list[str] = []
-    trained: list[bool] = []
-    notes: list[str] = []
-    gen_points: list[tuple[int, int | None]] = []
-
-    def seg(end: Point, role: str, is_trained: bool) -> None:
-        points.append(end)
-        roles.append(role)
-        trained.append(is_trained)
-
+                     is_content: Callable[[str], bool] | None = None, controls: Sequence[str] = ()) -> Cut:
+    """Cut a conversation into role segments. ``controls`` are the tokenizer's added-token strings (a turn boundary
+    never splits one)."""
+    b = _Builder(render_fn, messages, render_fn(messages, False), train_on_inputs, controls)
     prev_end = 0
-    touches_content = False
     for i, msg in enumerate(messages):
-        try:
-            through: str | None = render_fn(messages[: i + 1], False)
-        except TemplateRaised:
-            through = None
-        if through is not None and full.startswith(through):
-            end = len(through)
-        else:
-            notes.append(f"turn {i}: the render of {i + 1} messages is not a prefix of the full render")
-            end, touched = _fallback_end(full, through or "", prev_end, stop_strings, is_content)
-            touches_content = touches_content or touched
-        end = max(end, prev_end)
+        end = b.turn_end(i, prev_end, stop_strings, is_content)
         if msg["role"] == "assistant":
-            body_start = prev_end
-            if i:
-                try:
-                    opened: str | None = render_fn(messages[:i], True)
-                except TemplateRaised:
-                    opened = None
-                ok = opened is not None and full.startswith(opened) and prev_end <= len(opened) <= end
-                if ok and opened is not None:
-                    body_start = len(opened)
-                gen_points.append((i, body_start if ok else None))
-            if body_start > prev_end:
-                seg(body_start, "header", train_on_inputs)
-            strip = Strip(end, body_start)
-            seg(strip, "assistant", True)
-            seg(end, "header", train_on_inputs)
+            b.assistant(i, prev_end, end)
         elif end > prev_end:
-            seg(end, msg["role"], train_on_inputs)
+            b.seg(end, msg["role"], train_on_inputs)
         prev_end = end
-    if prev_end < len(full):
-        seg(len(full), "header", train_on_inputs)
-    pos = resolve(points, full)
-    diff_spans = tuple((pos[j], pos[j + 1]) for j, r in enumerate(roles) if r == "assistant")
-    diff_points = tuple((points[j], points[j + 1]) for j, r in enumerate(roles) if r == "assistant")
-    cut = Cut(full, points, roles, trained, None, diff_spans, tuple(notes), tuple(gen_points), diff_points,
-              touches_content=touches_content)
+    cut = b.finish(prev_end)
     if tag_fn is not None:
         spans = tag_fn(messages)
         if spans:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalsuite.chat.layout import Cut, Planner, planner, resolve
+from evalsuite.chat.reasoning import has_reasoning_marker, reasoning_end
 from evalsuite.chat.template import TemplateRaised, render
 from evalsuite.chat.tokenizer import TokenizerInfo
 from evalsuite.config.rows import Sample
@@ -30,6 +31,7 @@ IGNORE = -100
 class EncodeOptions:
     train_on_inputs: bool = False
     max_length: int | None = None
+    train_on_reasoning: bool = True  # false: an assistant turn's reasoning block is context, not a target
 
 
 @dataclass
@@ -71,7 +73,8 @@ def stop_strings(tk: TokenizerInfo, template: str | None) -> tuple[str, ...]:
 
 def chat_planner(tk: TokenizerInfo, template: str, train_on_inputs: bool) -> Planner:
     variables = tuple(sorted(tk.template_variables().items()))
-    return planner(template, variables, train_on_inputs, stop_strings(tk, template))
+    controls = tuple(sorted((t for t in tk.added_tokens if len(t) > 1 and not t.isspace()), key=len, reverse=True))
+    return planner(template, variables, train_on_inputs, stop_strings(tk, template), controls)
 
 
 def cut_sample(sample: Sample, tk: TokenizerInfo, template: str | None, opts: EncodeOptions,
@@ -87,10 +90,33 @@ def cut_sample(sample: Sample, tk: TokenizerInfo, template: str | None, opts: En
                              "(chat_template: chatml, or chat_template: jinja + chat_template_jinja: FILE)")
     plan = plan or chat_planner(tk, template, opts.train_on_inputs)
     try:
-        cut = plan.cut(sample.messages)
+        cut = plan.cut(sample.messages, sample.tools)
     except TemplateRaised as e:
         raise type(e)(f"{sample.where}: {e}") from None
-    return RowCut(sample, cut.text, resolve(cut.points, cut.text), cut.roles, cut.trained, chat=True, cut=cut)
+    bounds, roles, trained = split_reasoning_segments(cut.text, resolve(cut.points, cut.text), cut.roles,
+                                                      cut.trained, opts.train_on_reasoning)
+    return RowCut(sample, cut.text, bounds, list(roles), list(trained), chat=True, cut=cut)
+
+
+def split_reasoning_segments(text: str, bounds: list[int], roles: Sequence[str], trained: Sequence[bool],
+                             train_on_reasoning: bool) -> tuple[list[int], Sequence[str], Sequence[bool]]:
+    """Give the reasoning block at the start of each assistant segment its own segment (role ``reasoning``, trained
+    when ``train_on_reasoning``), so labels, the trainer and the lint's role counts all see it. Rows without a
+    reasoning marker come back as they are (this runs on every row)."""
+    if not has_reasoning_marker(text):
+        return bounds, roles, trained
+    out_b, out_r, out_t = [bounds[0]], [], []
+    for j, role in enumerate(roles):
+        a, b = bounds[j], bounds[j + 1]
+        cut = reasoning_end(text, a, b) if role == "assistant" and b > a else None
+        if cut is not None and a < cut < b:
+            out_b.append(cut)
+            out_r.append("reasoning")
+            out_t.append(trained[j] and train_on_reasoning)
+        out_b.append(b)
+        out_r.append(role)
+        out_t.append(trained[j])
+    return out_b, out_r, out_t
 
 
 def first_token_at(enc: Any, pos: int, text_len: int, n_tokens: int) -> int:

@@ -14,17 +14,19 @@ terminator string when the shape's cut needed the not-prefix-preserving fallback
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 from evalsuite.chat.diff import Cut, Messages, Point, Strip, cut_conversation, resolve, strip_trailing_ws
-from evalsuite.chat.template import TemplateRaised, compile_instrumented, has_generation_tags, render
+from evalsuite.chat.messages import ShapeKey, Turn, shape_key
+from evalsuite.chat.template import TemplateRaised, compile_instrumented, has_generation_tags, render, template_names
 
-__all__ = ["Cut", "Layout", "Messages", "Planner", "ShapeKey", "ShapePlan", "Strip", "cut_conversation", "planner",
-           "resolve", "sentinel_a", "sentinel_b", "sentinel_messages", "shape_key"]
+__all__ = ["APoint", "Cut", "Layout", "Messages", "Planner", "ShapeKey", "ShapePlan", "Strip", "Turn",
+           "cut_conversation", "planner", "resolve", "sentinel_a", "sentinel_b", "sentinel_messages", "shape_key"]
 
-ShapeKey = tuple[tuple[str, bool], ...]
+Tools = tuple[dict[str, Any], ...] | None
 
 _PAD_L, _PAD_R = "\u2003\u3000", "\u3000\u2003"
 _CORE = re.compile("\ue000([\ue100-\ue8ff])\ue001")
@@ -33,10 +35,6 @@ MAX_SPLICE_MESSAGES = 0x800
 
 def _is_sentinel(ch: str) -> bool:
     return ch in _PAD_L or "\ue000" <= ch <= "\ue8ff"
-
-
-def shape_key(messages: Sequence[Mapping[str, str]]) -> ShapeKey:
-    return tuple((m["role"], m["content"] != "") for m in messages)
 
 
 def sentinel_a(i: int) -> str:
@@ -50,7 +48,8 @@ def sentinel_b(i: int) -> str:
 
 
 def sentinel_messages(key: ShapeKey, make: Callable[[int], str]) -> Messages:
-    return tuple({"role": role, "content": make(i) if nonempty else ""} for i, (role, nonempty) in enumerate(key))
+    """Placeholder messages of a plain shape (role + string content)."""
+    return tuple({"role": t.role, "content": make(i) if t.nonempty else ""} for i, t in enumerate(key.turns))
 
 
 # -- layouts -----------------------------------------------------------------------------------------------------
@@ -98,6 +97,13 @@ class Layout:
                 parts.append(c)
                 pos += len(c)
         return "".join(parts), starts
+
+    def position(self, p: APoint, text: str, starts: Sequence[int]) -> int:
+        """One boundary of a built row (see :meth:`positions`)."""
+        if isinstance(p[0], int):
+            return starts[p[0]] + p[1]
+        (ke, oe), (kf, of) = p
+        return strip_trailing_ws(text, starts[kf] + of, starts[ke] + oe)
 
     def positions(self, text: str, starts: Sequence[int]) -> list[int]:
         """The segment boundaries of a built row (``resolve(self.cut(...).points)`` without building a Cut)."""
@@ -221,28 +227,36 @@ class Planner:
     """Cuts rows of one (template, special tokens, train_on_inputs, stop strings) combination, caching per shape."""
 
     def __init__(self, template: str, variables: tuple[tuple[str, str | None], ...], train_on_inputs: bool,
-                 stop_strings: tuple[str, ...]) -> None:
+                 stop_strings: tuple[str, ...], controls: tuple[str, ...] = ()) -> None:
         self.template = template
+        self.controls = controls
         self.variables = dict(variables)
         self.train_on_inputs = train_on_inputs
         self.stop_strings = stop_strings
         self.tagged = has_generation_tags(template)
+        self.read = template_names(template)
         self.shapes: dict[ShapeKey, ShapePlan] = {}
 
-    def render(self, messages: Messages, add_generation_prompt: bool = False, instrumented: bool = False) -> str:
+    def key(self, messages: Messages, tools: Tools = None) -> ShapeKey:
+        """The shape of a row for this template (keys the template never reads do not count)."""
+        return shape_key(messages, tools, self.read)
+
+    def render(self, messages: Messages, add_generation_prompt: bool = False, instrumented: bool = False,
+               tools: Tools = None) -> str:
         return render(self.template, messages, add_generation_prompt=add_generation_prompt,
-                      special_tokens=self.variables, instrumented=instrumented).text
+                      special_tokens=self.variables, instrumented=instrumented, tools=tools).text
 
-    def _tags(self, messages: Messages) -> tuple[tuple[int, int], ...]:
-        return render(self.template, messages, special_tokens=self.variables, track_generation=True
-                      ).generation_spans
-
-    def slow_cut(self, messages: Messages, instrumented: bool = False) -> Cut:
+    def slow_cut(self, messages: Messages, instrumented: bool = False, tools: Tools = None) -> Cut:
+        """The cut of one conversation from full renders (``2n+1`` of them)."""
         def fn(msgs: Messages, gen: bool) -> str:
-            return self.render(msgs, gen, instrumented)
+            return self.render(msgs, gen, instrumented, tools)
+
+        def tags(msgs: Messages) -> tuple[tuple[int, int], ...]:
+            return render(self.template, msgs, special_tokens=self.variables, track_generation=True,
+                          tools=tools).generation_spans
 
         return cut_conversation(fn, messages, self.train_on_inputs, self.stop_strings,
-                                self._tags if self.tagged else None, _is_sentinel if instrumented else None)
+                                tags if self.tagged else None, _is_sentinel if instrumented else None, self.controls)
 
     def shape(self, key: ShapeKey) -> ShapePlan:
         plan = self.shapes.get(key)
@@ -252,37 +266,49 @@ class Planner:
 
     def _plan(self, key: ShapeKey) -> ShapePlan:
         plan = ShapePlan(key)
-        if len(key) > MAX_SPLICE_MESSAGES:
+        if not key.plain:
+            plan.why_slow = "its rows carry tools, or message fields beyond role and a string content"
+        elif len(key.turns) > MAX_SPLICE_MESSAGES:
             plan.why_slow = "too many messages for sentinel splicing"
-            return plan
+        else:
+            plan.why_slow = self._sentinel_cut(plan) or self._learn(plan)
+        return plan
+
+    def _sentinel_cut(self, plan: ShapePlan) -> str | None:
+        """Cut the shape's sentinel render through the instrumented template; why the shape cannot be spliced, or
+        None. Sets ``plan.cut``, or ``plan.error`` when the template refuses the shape whatever the contents."""
         _template, tracker, _count = compile_instrumented(self.template)
-        messages = sentinel_messages(key, sentinel_a)
         fired = tracker.fired
         try:
-            plan.cut = self.slow_cut(messages, instrumented=True)
+            plan.cut = self.slow_cut(sentinel_messages(plan.key, sentinel_a), instrumented=True)
         except TemplateRaised as e:
             if tracker.fired == fired:
                 plan.error = e  # raised whatever the contents: every row of this shape fails the same way
-            else:
-                plan.why_slow = "the template inspects message content (and raised for sentinel contents)"
-            return plan
+                return None
+            return "the template inspects message content (and raised for sentinel contents)"
         if tracker.fired != fired:
-            plan.why_slow = "the template inspects message content"
-            return plan
+            return "the template inspects message content"
         if plan.cut.touches_content:
-            plan.why_slow = "a turn boundary of this non-prefix-preserving render depends on the contents"
-            return plan
+            return "a turn boundary of this non-prefix-preserving render depends on the contents"
+        if any(g is None for _i, g in plan.cut.gen_points):
+            # The generation prompt may reach into the answer (`<think>\n` opened for the model): whether it is a
+            # prefix of the training text depends on each row's text, so each row is rendered and judged.
+            return "the generation prompt is not a prefix of the render with placeholder contents"
+        return None
+
+    def _learn(self, plan: ShapePlan) -> str | None:
+        """Turn a sentinel cut into a verified layout (``plan.layout``); why not, or None."""
+        if plan.cut is None:  # the shape raised: nothing to learn
+            return None
         layout = _to_layout(plan.cut)
-        if layout is not None and layout.notes:
-            layout = replace(layout, guard=self.stop_strings)
         if layout is None:
-            plan.why_slow = "the template transforms message content"
-            return plan
-        if not self._verify(layout, key):
-            plan.why_slow = "the spliced layout does not reproduce the template's render"
-            return plan
+            return "the template transforms message content"
+        if layout.notes:
+            layout = replace(layout, guard=self.stop_strings)
+        if not self._verify(layout, plan.key):
+            return "the spliced layout does not reproduce the template's render"
         plan.layout = layout
-        return plan
+        return None
 
     def _verify(self, layout: Layout, key: ShapeKey) -> bool:
         messages = sentinel_messages(key, sentinel_b)
@@ -296,18 +322,19 @@ class Planner:
                 and got.tag_spans == expected.tag_spans and got.gen_points == expected.gen_points
                 and got.diff_spans == expected.diff_spans)
 
-    def cut(self, messages: Messages) -> Cut:
+    def cut(self, messages: Messages, tools: Tools = None) -> Cut:
         """The cut of one row: spliced when its shape has a layout, rendered otherwise."""
-        plan = self.shape(shape_key(messages))
+        plan = self.shape(self.key(messages, tools))
         if plan.error is not None:
             raise plan.error
-        contents = [m["content"] for m in messages]
-        if plan.layout is not None and plan.layout.accepts(contents):
-            return plan.layout.cut(contents)
-        return self.slow_cut(messages)
+        if plan.layout is not None:
+            contents = [m["content"] for m in messages]
+            if plan.layout.accepts(contents):
+                return plan.layout.cut(contents)
+        return self.slow_cut(messages, tools=tools)
 
 
 @lru_cache(maxsize=32)
 def planner(template: str, variables: tuple[tuple[str, str | None], ...], train_on_inputs: bool,
-            stop_strings: tuple[str, ...]) -> Planner:
-    return Planner(template, variables, train_on_inputs, stop_strings)
+            stop_strings: tuple[str, ...], controls: tuple[str, ...] = ()) -> Planner:
+    return Planner(template, variables, train_on_inputs, stop_strings, controls)

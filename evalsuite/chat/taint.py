@@ -227,49 +227,63 @@ class _Analysis:
             self.statement(stmt, filtered)
 
     def statement(self, node: Any, filtered: bool = False) -> None:
-        if isinstance(node, nodes.Output):
-            for child in node.nodes:
-                kind = self.value(child)
-                if kind == MSG or (kind and filtered):
-                    self._mark(child)
-        elif isinstance(node, nodes.Assign):
-            self._assign(node.target, self.value(node.node))
-        elif isinstance(node, nodes.AssignBlock):
-            self.statements(node.body, filtered=filtered or node.filter is not None)
-            self._assign(node.target, STR if self._outputs_taint(node.body) else CLEAN)
-        elif isinstance(node, nodes.For):
-            kind = self.value(node.iter)
-            if kind in (RAW, STR):
-                self._mark(node.iter)
-                kind = CLEAN
-            self._assign(node.target, kind)
-            if node.test is not None:
-                self.truth(node.test)
+        """``filtered``: inside a ``{% filter %}`` or ``{% set x %}...{% endset %}`` with a filter, where any content
+        that is output goes through that filter."""
+        method = getattr(self, f"_s_{type(node).__name__}", None)
+        if method is not None:
+            method(node, filtered)
+            return
+        if isinstance(node, (nodes.Macro, nodes.Scope, nodes.ScopedEvalContextModifier)):
             self.statements(node.body, filtered)
-            self.statements(node.else_, filtered)
-        elif isinstance(node, nodes.If):
+            return
+        for child in node.iter_child_nodes():
+            if isinstance(child, nodes.Stmt):
+                self.statement(child, filtered)
+            elif isinstance(child, nodes.Expr) and self.value(child):
+                self._mark(child)
+
+    def _s_Output(self, node: nodes.Output, filtered: bool) -> None:
+        for child in node.nodes:
+            kind = self.value(child)
+            if kind == MSG or (kind and filtered):
+                self._mark(child)
+
+    def _s_Assign(self, node: nodes.Assign, filtered: bool) -> None:
+        self._assign(node.target, self.value(node.node))
+
+    def _s_AssignBlock(self, node: nodes.AssignBlock, filtered: bool) -> None:
+        self.statements(node.body, filtered=filtered or node.filter is not None)
+        self._assign(node.target, STR if self._outputs_taint(node.body) else CLEAN)
+
+    def _s_For(self, node: nodes.For, filtered: bool) -> None:
+        kind = self.value(node.iter)
+        if kind in (RAW, STR):
+            self._mark(node.iter)
+            kind = CLEAN
+        self._assign(node.target, kind)
+        if node.test is not None:
             self.truth(node.test)
-            self.statements(node.body, filtered)
-            for elif_ in node.elif_:
-                self.statement(elif_, filtered)
-            self.statements(node.else_, filtered)
-        elif isinstance(node, nodes.FilterBlock):
-            self.statements(node.body, filtered=True)
-        elif isinstance(node, nodes.CallBlock):
-            self.value(node.call)
-            self.statements(node.body, filtered)
-        elif isinstance(node, (nodes.Macro, nodes.Scope, nodes.ScopedEvalContextModifier)):
-            self.statements(node.body, filtered)
-        elif isinstance(node, nodes.With):
-            for target, value in zip(node.targets, node.values):
-                self._assign(target, self.value(value))
-            self.statements(node.body, filtered)
-        else:
-            for child in node.iter_child_nodes():
-                if isinstance(child, nodes.Stmt):
-                    self.statement(child, filtered)
-                elif isinstance(child, nodes.Expr) and self.value(child):
-                    self._mark(child)
+        self.statements(node.body, filtered)
+        self.statements(node.else_, filtered)
+
+    def _s_If(self, node: nodes.If, filtered: bool) -> None:
+        self.truth(node.test)
+        self.statements(node.body, filtered)
+        for elif_ in node.elif_:
+            self.statement(elif_, filtered)
+        self.statements(node.else_, filtered)
+
+    def _s_FilterBlock(self, node: nodes.FilterBlock, filtered: bool) -> None:
+        self.statements(node.body, filtered=True)
+
+    def _s_CallBlock(self, node: nodes.CallBlock, filtered: bool) -> None:
+        self.value(node.call)
+        self.statements(node.body, filtered)
+
+    def _s_With(self, node: nodes.With, filtered: bool) -> None:
+        for target, value in zip(node.targets, node.values):
+            self._assign(target, self.value(value))
+        self.statements(node.body, filtered)
 
     def _assign(self, target: Any, kind: int) -> None:
         if isinstance(target, nodes.Name):
@@ -340,3 +354,11 @@ def _marker_call(expr: nodes.Node) -> nodes.Call:
     call = nodes.Call(nodes.Name(MARKER, "load"), [expr], [], None, None)
     call.set_lineno(expr.lineno or 1)
     return call
+
+
+def referenced_names(ast: nodes.Template) -> frozenset[str]:
+    """Every attribute name and string constant of a template: a message key outside this set can never change its
+    render (conservative: a name counts wherever it appears)."""
+    names = {n.attr for n in ast.find_all(nodes.Getattr)}
+    names |= {n.value for n in ast.find_all(nodes.Const) if isinstance(n.value, str)}
+    return frozenset(names)

@@ -180,6 +180,14 @@ def compile_instrumented(source: str) -> tuple[jinja2.Template, ContentUseTracke
     return template, tracker, count
 
 
+@lru_cache(maxsize=64)
+def template_names(source: str) -> frozenset[str]:
+    """The names a template can read from a message (see ``evalsuite.chat.taint.referenced_names``)."""
+    from evalsuite.chat.taint import referenced_names
+
+    return referenced_names(compile_template(source).environment.parse(source))
+
+
 def _tracker(template: jinja2.Template) -> _GenerationTracker:
     ext = template.environment.extensions[_GenerationTracker.identifier]
     assert isinstance(ext, _GenerationTracker)
@@ -202,47 +210,55 @@ def _lex_block_names(source: str) -> Iterator[Any]:
         prev_block_begin = tok.type == "block_begin"
 
 
-def _plain(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    # transformers drops None-valued keys (content=None from OpenAI-style data) before rendering.
-    return [{k: v for k, v in m.items() if v is not None} for m in messages]
+# transformers (``render_jinja_template``) copies every reasoning field under these names before rendering, so a
+# template that reads ``thinking`` (gpt-oss) sees data written as ``reasoning_content`` and the other way round.
+REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
 
-def render(
-    source: str,
-    messages: Sequence[Mapping[str, Any]],
-    *,
-    add_generation_prompt: bool = False,
-    special_tokens: Mapping[str, str | None] | None = None,
-    tools: list[dict[str, Any]] | None = None,
-    documents: list[dict[str, Any]] | None = None,
-    track_generation: bool = False,
-    instrumented: bool = False,
-    **kwargs: Any,
-) -> Rendered:
-    """Render ``messages`` the way ``tokenizer.apply_chat_template(..., tokenize=False)`` does.
+def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The messages as ``apply_chat_template`` hands them to the template: keys whose value is None dropped
+    (OpenAI-style ``content: null``), and the reasoning fields aliased to each other."""
+    out = []
+    for m in messages:
+        plain = {k: v for k, v in m.items() if v is not None}
+        reasoning = next((plain[k] for k in REASONING_FIELDS if k in plain), None)
+        if reasoning is not None:
+            plain = {"thinking": reasoning, **plain, "reasoning_content": reasoning}
+        out.append(plain)
+    return out
 
-    ``special_tokens`` are the tokenizer's named special tokens (``bos_token``, ``eos_token``, ...); templates read
-    them as variables. Raises :class:`TemplateRefused` when the template calls ``raise_exception`` and
-    :class:`TemplateRaised` when it fails otherwise. ``instrumented`` renders the content-tracking variant.
-    """
-    template = compile_instrumented(source)[0] if instrumented else compile_template(source)
+
+def _context(messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool,
+             special_tokens: Mapping[str, str | None] | None, tools: Sequence[Mapping[str, Any]] | None,
+             documents: Sequence[Mapping[str, Any]] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The template's variables: the named special tokens, then the caller's kwargs, then the conversation."""
     variables: dict[str, Any] = {k: v for k, v in (special_tokens or {}).items() if v is not None}
     variables.update(kwargs)
-    context = dict(messages=_plain(messages), tools=tools, documents=documents,
-                   add_generation_prompt=add_generation_prompt, **variables)
+    return dict(messages=template_messages(messages), tools=None if tools is None else [dict(t) for t in tools],
+                documents=None if documents is None else [dict(d) for d in documents],
+                add_generation_prompt=add_generation_prompt, **variables)
+
+
+def _generate_tracked(template: jinja2.Template, context: dict[str, Any]) -> Rendered:
+    """Render while recording the character spans of ``{% generation %}`` blocks."""
+    tracker = _tracker(template)
+    blocks: list[str] = []
+    spans: list[tuple[int, int]] = []
+    tracker.blocks, tracker.spans = blocks, spans
     try:
-        if not track_generation:
-            return Rendered(template.render(**context))
-        tracker = _tracker(template)
-        blocks: list[str] = []
-        spans: list[tuple[int, int]] = []
-        tracker.blocks, tracker.spans = blocks, spans
-        try:
-            for block in template.generate(**context):
-                blocks.append(block)
-        finally:
-            tracker.blocks, tracker.spans = None, None
-        return Rendered("".join(blocks), tuple(spans))
+        for block in template.generate(**context):
+            blocks.append(block)
+    finally:
+        tracker.blocks, tracker.spans = None, None
+    return Rendered("".join(blocks), tuple(spans))
+
+
+def _run(template: jinja2.Template, context: dict[str, Any], track_generation: bool) -> Rendered:
+    """Run the template; every way it can fail becomes a :class:`TemplateRaised`."""
+    try:
+        if track_generation:
+            return _generate_tracked(template, context)
+        return Rendered(template.render(**context))
     except _Refusal as e:
         raise TemplateRefused(f"chat template raised: {e}") from None
     except jinja2.exceptions.SecurityError as e:
@@ -251,6 +267,30 @@ def render(
         raise TemplateRaised(f"chat template raised: {e}") from None
     except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
         raise TemplateRaised(f"chat template failed: {type(e).__name__}: {e}") from None
+
+
+def render(
+    source: str,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    add_generation_prompt: bool = False,
+    special_tokens: Mapping[str, str | None] | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    documents: Sequence[Mapping[str, Any]] | None = None,
+    track_generation: bool = False,
+    instrumented: bool = False,
+    **kwargs: Any,
+) -> Rendered:
+    """Render ``messages`` the way ``tokenizer.apply_chat_template(..., tokenize=False)`` does.
+
+    ``special_tokens`` are the tokenizer's named special tokens (``bos_token``, ``eos_token``, ...); templates read
+    them as variables. ``tools`` is the row's tool list (JSON schemas), passed as ``tools=``. Raises
+    :class:`TemplateRefused` when the template calls ``raise_exception`` and :class:`TemplateRaised` when it fails
+    otherwise. ``instrumented`` renders the content-tracking variant.
+    """
+    template = compile_instrumented(source)[0] if instrumented else compile_template(source)
+    context = _context(messages, add_generation_prompt, special_tokens, tools, documents, kwargs)
+    return _run(template, context, track_generation)
 
 
 # Our own ChatML template (the layout is a published convention; the text is ours).

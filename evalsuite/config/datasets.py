@@ -20,9 +20,11 @@ SPEC_KEYS = {
     "message_property_mappings", "roles_to_train", "train_on_eos",
 }
 
-# axolotl's default role names; other roles pass through unchanged (the lint reports ones the template ignores).
+# axolotl's default role names, and LLaMA-Factory's ShareGPT tool results (`observation`; its `function_call` turns
+# become assistant tool calls in config/rows.py); other roles pass through unchanged (the lint reports ones the
+# template ignores).
 DEFAULT_ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                    "system": "system", "tool": "tool"}
+                    "system": "system", "tool": "tool", "observation": "tool"}
 
 
 @dataclass(frozen=True)
@@ -97,42 +99,66 @@ def parse_datasets(raw: Any, path: Path, lines: dict[KeyPath, int]) -> list[Data
     if not isinstance(raw, list):
         raise EvalsuiteError(located(path, lines.get(("datasets",)), "datasets",
                                      "expected a list of {path, type, ...} entries"))
-    specs = []
-    for i, entry in enumerate(raw):
-        line = lines.get(("datasets", i))
-        key = f"datasets[{i}]"
-        if isinstance(entry, str):
-            entry = {"path": entry, "type": "chat_template"}
-        if not isinstance(entry, dict):
-            raise EvalsuiteError(located(path, line, key, f"expected a mapping with path and type, got {entry!r}"))
-        for k in entry:
-            if k not in SPEC_KEYS:
-                raise EvalsuiteError(located(path, lines.get(("datasets", i, k)), f"{key}.{k}",
-                                             "unknown dataset key; known: " + ", ".join(sorted(SPEC_KEYS))))
-        if not isinstance(entry.get("path"), str) or not entry["path"]:
-            raise EvalsuiteError(located(path, line, f"{key}.path", "required: a local file/dir or a hub id"))
-        typ = entry.get("type", "chat_template")
-        custom = None
-        if isinstance(typ, dict):
-            custom, typ = _custom(typ, path, lines, i), "custom"
-        elif typ not in DATASET_TYPES:
-            tline = lines.get(("datasets", i, "type"), line)
-            raise EvalsuiteError(located(path, tline, f"{key}.type",
-                                         f"expected one of {', '.join(DATASET_TYPES)} or a custom format mapping, "
-                                         f"got {typ!r}"))
-        for bool_key in ("drop_system_message",):
-            if bool_key in entry and not isinstance(entry[bool_key], bool):
-                raise EvalsuiteError(located(path, lines.get(("datasets", i, bool_key)), f"{key}.{bool_key}",
-                                             f"expected true or false, got {entry[bool_key]!r}"))
-        roles = _roles(entry.get("roles"), located(path, lines.get(("datasets", i, "roles")), None, key))
-        str_fields = {k: entry[k] for k in ("split", "name", "ds_type", "field", "field_messages",
-                                            "message_field_role", "message_field_content", "system_prompt")
-                      if entry.get(k) is not None}
-        for k, v in str_fields.items():
-            if not isinstance(v, str):
-                raise EvalsuiteError(located(path, lines.get(("datasets", i, k)), f"{key}.{k}",
-                                             f"expected a string, got {v!r}"))
-        specs.append(DatasetSpec(path=entry["path"], type=str(typ), line=line, custom=custom, roles=roles,
-                                 drop_system_message=bool(entry.get("drop_system_message", False)),
-                                 data_files=entry.get("data_files"), **str_fields))
-    return specs
+    return [_parse_entry(entry, _Entry(path, lines, i)) for i, entry in enumerate(raw)]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """Where ``datasets[i]`` is, to name it and its keys in errors."""
+
+    path: Path
+    lines: dict[KeyPath, int]
+    i: int
+
+    @property
+    def name(self) -> str:
+        return f"datasets[{self.i}]"
+
+    def line(self, *key: str) -> int | None:
+        return self.lines.get(("datasets", self.i, *key))
+
+    def error(self, key: str, msg: str, line: int | None) -> EvalsuiteError:
+        return EvalsuiteError(located(self.path, line, f"{self.name}.{key}", msg))
+
+
+STRING_KEYS = ("split", "name", "ds_type", "field", "field_messages", "message_field_role", "message_field_content",
+               "system_prompt")
+
+
+def _parse_entry(entry: Any, at: _Entry) -> DatasetSpec:
+    if isinstance(entry, str):
+        entry = {"path": entry, "type": "chat_template"}
+    if not isinstance(entry, dict):
+        raise EvalsuiteError(located(at.path, at.line(), at.name,
+                                     f"expected a mapping with path and type, got {entry!r}"))
+    for k in entry:
+        if k not in SPEC_KEYS:
+            raise at.error(k, "unknown dataset key; known: " + ", ".join(sorted(SPEC_KEYS)), at.line(k))
+    if not isinstance(entry.get("path"), str) or not entry["path"]:
+        raise at.error("path", "required: a local file/dir or a hub id", at.line())
+    typ, custom = _entry_type(entry.get("type", "chat_template"), at)
+    if "drop_system_message" in entry and not isinstance(entry["drop_system_message"], bool):
+        raise at.error("drop_system_message", f"expected true or false, got {entry['drop_system_message']!r}",
+                       at.line("drop_system_message"))
+    roles = _roles(entry.get("roles"), located(at.path, at.line("roles"), None, at.name))
+    return DatasetSpec(path=entry["path"], type=typ, line=at.line(), custom=custom, roles=roles,
+                       drop_system_message=bool(entry.get("drop_system_message", False)),
+                       data_files=entry.get("data_files"), **_string_values(entry, at))
+
+
+def _entry_type(typ: Any, at: _Entry) -> tuple[str, CustomFormat | None]:
+    """One of DATASET_TYPES, or "custom" with its format when ``type:`` is a mapping."""
+    if isinstance(typ, dict):
+        return "custom", _custom(typ, at.path, at.lines, at.i)
+    if typ not in DATASET_TYPES:
+        raise at.error("type", f"expected one of {', '.join(DATASET_TYPES)} or a custom format mapping, got {typ!r}",
+                       at.line("type") or at.line())
+    return str(typ), None
+
+
+def _string_values(entry: dict[str, Any], at: _Entry) -> dict[str, str]:
+    values = {k: entry[k] for k in STRING_KEYS if entry.get(k) is not None}
+    for k, v in values.items():
+        if not isinstance(v, str):
+            raise at.error(k, f"expected a string, got {v!r}", at.line(k))
+    return values

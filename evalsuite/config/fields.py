@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from evalsuite.errors import EvalsuiteError
 
-OPTIMIZERS = (
+# The enum keys' choices, as types (``Config`` declares its attributes with them) and as the tuples checked here.
+Optimizer = Literal[
     "adamw_torch", "adamw_torch_fused", "adamw_hf", "adafactor", "sgd", "adamw_bnb_8bit", "adamw_8bit",
     "paged_adamw_8bit", "paged_adamw_32bit", "lion_8bit", "paged_lion_8bit", "paged_adamw", "adamw_torch_4bit",
-)
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
-              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "reduce_lr_on_plateau")
+]
+Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
+                    "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "reduce_lr_on_plateau"]
+AdapterName = Literal["lora", "qlora"]
+QuantType = Literal["nf4", "fp4"]
+ComputeDtype = Literal["bfloat16", "float16", "float32"]
+Collator = Literal["trl", "mask-pad-id"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ FIELDS: dict[str, Field] = {
     "logging_steps": F("posint", 10, "log the loss every N steps"),
     "save_steps": F("posint", None, "write a checkpoint every N steps (resume with `evalsuite train --resume`)"),
     "save_total_limit": F("posint", None, "keep at most N checkpoints"),
-    "adapter": F("enum", "lora", "lora or qlora", ("lora", "qlora")),
+    "adapter": F("enum", "lora", "lora or qlora", get_args(AdapterName)),
     "lora_r": F("posint", 8, "LoRA rank"),
     "lora_alpha": F("posfloat", 16, "LoRA alpha (scale = alpha / r)"),
     "lora_dropout": F("fraction", 0.0, "dropout on the LoRA path"),
@@ -65,9 +72,9 @@ FIELDS: dict[str, Field] = {
                                                 "(e.g. embed_tokens, lm_head when adding tokens)"),
     "load_in_8bit": F("bool", False, "load the base in 8-bit (bitsandbytes)"),
     "load_in_4bit": F("bool", False, "load the base in 4-bit (bitsandbytes; QLoRA)"),
-    "bnb_4bit_quant_type": F("enum", "nf4", "4-bit quantisation type", ("nf4", "fp4")),
+    "bnb_4bit_quant_type": F("enum", "nf4", "4-bit quantisation type", get_args(QuantType)),
     "bnb_4bit_compute_dtype": F("enum", "bfloat16", "compute dtype of 4-bit layers",
-                                ("bfloat16", "float16", "float32")),
+                                get_args(ComputeDtype)),
     "bnb_4bit_use_double_quant": F("bool", True, "quantise the quantisation constants too"),
     "bf16": F("bool_auto", "auto", "train in bfloat16 (auto: when the device supports it)"),
     "fp16": F("bool", False, "train in float16 mixed precision"),
@@ -78,6 +85,8 @@ FIELDS: dict[str, Field] = {
     "sample_packing": F("bool", False, "pack several samples per sequence; positions restart per sample and "
                                        "attention stays inside each sample"),
     "train_on_inputs": F("bool", False, "also train on prompt/user/system tokens (false: assistant tokens only)"),
+    "train_on_reasoning": F("bool", True, "train on the reasoning block that opens an answer (<think>...</think>; "
+                                          "false: it is context, only the answer after it is trained; evalsuite key)"),
     "special_tokens": F("str_map", None, "tokens to set on the tokenizer (pad_token, eos_token, ...)"),
     "seed": F("nonnegint", 42, "random seed"),
     "output_dir": F("str", "./outputs/out", "the run dir written by `evalsuite train`"),
@@ -85,7 +94,7 @@ FIELDS: dict[str, Field] = {
     "lint_collator": F("enum", "trl", "label collator the lint models: trl (labels padded with -100; evalsuite's "
                                       "backend) or mask-pad-id (labels -100 wherever input_ids == pad_token_id, as "
                                       "transformers' DataCollatorForLanguageModeling; evalsuite key)",
-                       ("trl", "mask-pad-id")),
+                       get_args(Collator)),
     "gates": F("any", None, "quality gates (evalsuite key; see `evalsuite gate --help`)"),
     "backend": F("str", "trl", "trainer backend (evalsuite key; see `evalsuite backends`)"),
     "deepspeed": F("str", None, "DeepSpeed config passed through to accelerate"),
@@ -119,56 +128,86 @@ def check_value(spec: Field, raw: Any, where: Callable[[str], str]) -> Any:
     """Validate one raw YAML value against its field; ``where(msg)`` formats the located error."""
     if raw is None:
         return spec.default
-    kind = spec.kind
+    kind = KINDS.get(spec.kind)
+    if kind is None:
+        raise AssertionError(f"unknown field kind {spec.kind}")
+    convert, expected = kind
+    value = convert(raw, spec)
+    if value is None:
+        expected = expected or "one of " + ", ".join(spec.choices)
+        raise EvalsuiteError(where(f"expected {expected}, got {_describe(raw)}"))
+    return value
 
-    def bad(expected: str) -> EvalsuiteError:
-        return EvalsuiteError(where(f"expected {expected}, got {_describe(raw)}"))
 
-    if kind == "any":
-        return raw
-    if kind == "str":
-        if isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
-            return str(raw)
-        raise bad("a string")
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        raise bad("true or false")
-    if kind == "bool_auto":
-        if isinstance(raw, bool) or raw == "auto":
-            return raw
-        raise bad("true, false or auto")
-    if kind in ("posint", "nonnegint"):
-        if isinstance(raw, int) and not isinstance(raw, bool) and (raw > 0 or (kind == "nonnegint" and raw == 0)):
-            return raw
-        raise bad("a positive integer" if kind == "posint" else "a non-negative integer")
-    if kind in ("posfloat", "nonnegfloat", "fraction"):
-        value = _as_float(raw)
-        ok = value is not None and (
-            (kind == "posfloat" and value > 0)
-            or (kind == "nonnegfloat" and value >= 0)
-            or (kind == "fraction" and 0 <= value < 1)
-        )
-        if ok:
-            return value
-        expected = {"posfloat": "a positive number", "nonnegfloat": "a non-negative number",
-                    "fraction": "a number in [0, 1)"}[kind]
-        raise bad(expected)
-    if kind == "enum":
-        if isinstance(raw, str) and raw in spec.choices:
-            return raw
-        raise bad("one of " + ", ".join(spec.choices))
-    if kind == "str_list":
-        if isinstance(raw, str):
-            return [raw]
-        if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
-            return list(raw)
-        raise bad("a list of strings")
-    if kind == "str_map":
-        if isinstance(raw, dict) and all(isinstance(v, str) for v in raw.values()):
-            return {str(k): v for k, v in raw.items()}
-        raise bad("a mapping of names to strings")
-    raise AssertionError(f"unknown field kind {kind}")
+# Each converter returns the checked value, or None when ``raw`` (never None itself) is not of its kind.
+Converter = Callable[[Any, Field], Any]
+
+
+def _to_str(raw: Any, _spec: Field) -> str | None:
+    # YAML reads `revision: 1234` or `base_model: 7` as numbers; they are names here.
+    return str(raw) if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) else None
+
+
+def _to_bool(raw: Any, _spec: Field) -> bool | None:
+    return raw if isinstance(raw, bool) else None
+
+
+def _to_bool_auto(raw: Any, _spec: Field) -> bool | str | None:
+    return raw if isinstance(raw, bool) or raw == "auto" else None
+
+
+def _to_int(raw: Any, spec: Field) -> int | None:
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        return None
+    lowest = 0 if spec.kind == "nonnegint" else 1
+    return raw if raw >= lowest else None
+
+
+FLOAT_RANGES: dict[str, Callable[[float], bool]] = {
+    "posfloat": lambda v: v > 0,
+    "nonnegfloat": lambda v: v >= 0,
+    "fraction": lambda v: 0 <= v < 1,
+}
+
+
+def _to_float(raw: Any, spec: Field) -> float | None:
+    value = _as_float(raw)
+    return value if value is not None and FLOAT_RANGES[spec.kind](value) else None
+
+
+def _to_choice(raw: Any, spec: Field) -> str | None:
+    return raw if isinstance(raw, str) and raw in spec.choices else None
+
+
+def _to_str_list(raw: Any, _spec: Field) -> list[str] | None:
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        return list(raw)
+    return None
+
+
+def _to_str_map(raw: Any, _spec: Field) -> dict[str, str] | None:
+    if isinstance(raw, dict) and all(isinstance(v, str) for v in raw.values()):
+        return {str(k): v for k, v in raw.items()}
+    return None
+
+
+# kind -> (converter, what the error says was expected; "" for enum: its choices are listed instead)
+KINDS: dict[str, tuple[Converter, str]] = {
+    "any": (lambda raw, _spec: raw, ""),
+    "str": (_to_str, "a string"),
+    "bool": (_to_bool, "true or false"),
+    "bool_auto": (_to_bool_auto, "true, false or auto"),
+    "posint": (_to_int, "a positive integer"),
+    "nonnegint": (_to_int, "a non-negative integer"),
+    "posfloat": (_to_float, "a positive number"),
+    "nonnegfloat": (_to_float, "a non-negative number"),
+    "fraction": (_to_float, "a number in [0, 1)"),
+    "enum": (_to_choice, ""),
+    "str_list": (_to_str_list, "a list of strings"),
+    "str_map": (_to_str_map, "a mapping of names to strings"),
+}
 
 
 def _as_float(raw: Any) -> float | None:

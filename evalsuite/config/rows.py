@@ -14,21 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.config.datasets import DEFAULT_ROLE_MAP, CustomFormat, DatasetSpec
+from evalsuite.config.messages import MISSING, Message, Tools, call_names, expect_str, message, sharegpt_calls, tools
 from evalsuite.errors import EvalsuiteError
-
-Message = dict[str, str]
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One training example. Chat rows carry ``messages``; text rows carry ``prompt`` (masked unless
-    train_on_inputs) and ``completion`` (trained, EOS appended)."""
+    """One training example. Chat rows carry ``messages`` (and the row's ``tools``); text rows carry ``prompt``
+    (masked unless train_on_inputs) and ``completion`` (trained, EOS appended)."""
 
     source: str
     row: int
     messages: tuple[Message, ...] | None = None
     prompt: str | None = None
     completion: str | None = None
+    tools: Tools | None = None  # the row's tool schemas, passed to the template as `tools=`
 
     @property
     def is_chat(self) -> bool:
@@ -100,37 +100,64 @@ def _hub_records(spec: DatasetSpec) -> Iterator[tuple[int, Any]]:
 
 
 def _expect_str(value: Any, where: str, field: str) -> str:
-    if not isinstance(value, str):
-        got = "missing" if value is _MISSING else f"got {json.dumps(value, ensure_ascii=False)[:60]}"
-        raise EvalsuiteError(f"{where}: {field}: expected a string, {got}")
-    return value
+    return expect_str(value, where, field)
 
 
-_MISSING = object()
+_MISSING = MISSING
 
 
-def _messages(rec: Any, spec: DatasetSpec, where: str) -> tuple[Message, ...]:
+def _turns(rec: Any, spec: DatasetSpec, where: str) -> tuple[str, list[Any], str, str]:
+    """(field, turns, role key, content key) of a conversation row, with axolotl's defaults for the shape."""
     sharegpt = spec.type == "sharegpt"
     field = spec.field_messages or ("conversations" if sharegpt or "messages" not in rec else "messages")
     turns = rec.get(field, _MISSING) if isinstance(rec, dict) else _MISSING
     if not isinstance(turns, list) or not turns:
         raise EvalsuiteError(f"{where}: {field}: expected a non-empty list of messages")
-    role_key = spec.message_field_role or ("from" if sharegpt or "from" in turns[0] else "role")
-    content_key = spec.message_field_content or ("value" if sharegpt or "value" in turns[0] else "content")
+    first = turns[0] if isinstance(turns[0], dict) else {}
+    role_key = spec.message_field_role or ("from" if sharegpt or "from" in first else "role")
+    content_key = spec.message_field_content or ("value" if sharegpt or "value" in first else "content")
+    return field, turns, role_key, content_key
+
+
+def _turn(turn: Any, i: int, keys: tuple[str, str, str], role_map: dict[str, str], where: str,
+          last_call: list[str]) -> Message:
+    field, role_key, content_key = keys
+    at = f"{field}[{i}]"
+    if not isinstance(turn, dict):
+        raise EvalsuiteError(f"{where}: {at}: expected an object with {role_key} and {content_key}")
+    raw_role = _expect_str(turn.get(role_key, _MISSING), where, f"{at}.{role_key}")
+    value = turn.get(content_key, _MISSING)
+    if raw_role == "function_call" and raw_role not in role_map:
+        # ShareGPT tool use (LLaMA-Factory): the call is a JSON value; it becomes an assistant tool call.
+        calls = sharegpt_calls(value, where, f"{at}.{content_key}")
+        last_call[:] = call_names({"tool_calls": calls})
+        return {"role": "assistant", "content": "", "tool_calls": calls}
+    role = role_map.get(raw_role, raw_role)
+    msg = message(turn, role, value, where, at, (role_key, content_key))
+    if raw_role == "observation" and len(last_call) == 1 and "name" not in msg:
+        msg["name"] = last_call[0]  # the result of the call just made
+    return msg
+
+
+def _messages(rec: Any, spec: DatasetSpec, where: str) -> tuple[Message, ...]:
+    field, turns, role_key, content_key = _turns(rec, spec, where)
     role_map = {**DEFAULT_ROLE_MAP, **spec.roles}
     out: list[Message] = []
+    last_call: list[str] = []
     for i, turn in enumerate(turns):
-        if not isinstance(turn, dict):
-            raise EvalsuiteError(f"{where}: {field}[{i}]: expected an object with {role_key} and {content_key}")
-        role = _expect_str(turn.get(role_key, _MISSING), where, f"{field}[{i}].{role_key}")
-        content = _expect_str(turn.get(content_key, _MISSING), where, f"{field}[{i}].{content_key}")
-        role = role_map.get(role, role)
-        if role == "system" and spec.drop_system_message:
+        msg = _turn(turn, i, (field, role_key, content_key), role_map, where, last_call)
+        if msg["role"] == "system" and spec.drop_system_message:
             continue
-        out.append({"role": role, "content": content})
+        out.append(msg)
     if spec.system_prompt is not None and not any(m["role"] == "system" for m in out):
         out.insert(0, {"role": "system", "content": spec.system_prompt})
     return tuple(out)
+
+
+def _row_tools(rec: dict[str, Any], where: str) -> Tools | None:
+    """The row's ``tools`` (or OpenAI's legacy ``functions``)."""
+    key = "tools" if rec.get("tools") is not None else "functions"
+    return tools(rec.get(key), where, key)
 
 
 def _alpaca(rec: Any, spec: DatasetSpec, where: str) -> tuple[Message, ...]:
@@ -171,7 +198,7 @@ def to_sample(rec: Any, spec: DatasetSpec, source: str, row: int) -> Sample:
     if not isinstance(rec, dict):
         raise EvalsuiteError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     if spec.type in ("chat_template", "messages", "sharegpt"):
-        return Sample(source, row, messages=_messages(rec, spec, where))
+        return Sample(source, row, messages=_messages(rec, spec, where), tools=_row_tools(rec, where))
     if spec.type == "alpaca":
         return Sample(source, row, messages=_alpaca(rec, spec, where))
     if spec.type == "completion":

@@ -21,6 +21,8 @@ A regression gate fails only when the worsening is beyond the tolerance AND sign
 (exact McNemar on pass/fail flips; paired bootstrap for continuous scores).
 Declared gates come from [tool.evalsuite] gates in pyproject.toml or a top-level `gates:` key in
 --config YAML; --gate replaces declared gates on the same metric and family, and adds the rest.
+In CI: --format github adds an ::error annotation per failed gate (on the line that declares it), and
+a Markdown summary is appended to $GITHUB_STEP_SUMMARY when it is set (or to --summary FILE).
 exit status: 0 all gates pass, 1 a gate failed, 2 bad input.
 """
 
@@ -42,6 +44,10 @@ def add_gate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                    help="gate only this adapter (repeatable; default: every non-base adapter)")
     p.add_argument("--config", type=Path, help="read declared gates from this config YAML (or .toml)")
     p.add_argument("--max-flips", type=int, default=20, help="flipped cases listed per gate and direction")
+    p.add_argument("--format", choices=("text", "github"), default="text",
+                   help="github: also print a workflow-command annotation per failed gate")
+    p.add_argument("--summary", type=Path, metavar="FILE",
+                   help="append a Markdown summary here (default: $GITHUB_STEP_SUMMARY when set)")
     p.set_defaults(func=run_gate)
     return p
 
@@ -60,9 +66,22 @@ def add_baseline_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 
 def run_gate(args: argparse.Namespace) -> int:
+    try:
+        return _gate(args)
+    except EvalsuiteError as e:
+        if args.format == "github":  # shown on the run's page too; exit 2 as always
+            from evalsuite.github import error_annotation
+
+            print(error_annotation(e, "evalsuite gate: bad input", args.config))
+        raise
+
+
+def _gate(args: argparse.Namespace) -> int:
     from evalsuite.gates.baseline import describe_baseline
+    from evalsuite.gates.ci import gate_annotations, markdown_summary
     from evalsuite.gates.declared import resolve_gates
     from evalsuite.gates.evaluate import evaluate_gates
+    from evalsuite.github import append_summary, check_summary_path, summary_path
     from evalsuite.results.io import load_results
 
     resolved = resolve_gates(args.gate, args.config, args.baseline, args.alpha)
@@ -72,11 +91,22 @@ def run_gate(args: argparse.Namespace) -> int:
     results = load_results(args.results)
     baseline_path = resolved.baseline_path
     baseline = load_results(baseline_path) if baseline_path is not None else None
+    summary = summary_path(args.summary)
+    protected = [args.results, *(p for p in (baseline_path, args.config) if p is not None)]
+    if summary is not None:
+        check_summary_path(summary, protected)
     report = evaluate_gates(results, baseline, resolved.gates, resolved.alpha, adapters=args.adapter or None)
+    described = None
     if baseline_path is not None and baseline is not None and baseline.baseline:
-        print(describe_baseline(baseline_path))
+        described = describe_baseline(baseline_path)
+        print(described)
     for line in report.lines(max_flips=args.max_flips):
         print(line)
+    if args.format == "github":
+        for line in gate_annotations(report, resolved.locations):
+            print(line)
+    if summary is not None:
+        append_summary(summary, markdown_summary(report, args.results, described), protected)
     return 0 if report.passed else 1
 
 

@@ -21,6 +21,7 @@ the same family (absolute or regression); see :func:`evalsuite.gates.expr.merge_
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +37,19 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 
+Location = tuple[Path, int | None]  # file, 1-based line when known
+
+
 @dataclass
 class GateConfig:
-    """Declared gates plus optional baseline path and alpha, and where they were read from."""
+    """Declared gates plus optional baseline path and alpha, and where they were read from (``locations``: gate
+    expression -> file and line, for annotations)."""
 
     gates: list[Gate] = field(default_factory=list)
     baseline: Path | None = None
     alpha: float | None = None
     source: Path | None = None
+    locations: dict[str, Location] = field(default_factory=dict)
 
 
 def _combine(metric: str, comparison: str) -> str:
@@ -53,41 +59,44 @@ def _combine(metric: str, comparison: str) -> str:
     return f"{metric}{text}" if text.startswith(":") else f"{metric}: {text}"
 
 
-def gate_entries(value: Any, where: str) -> list[tuple[str, str]]:
-    """Normalise a list or table of gates to ``(expression, where)`` pairs."""
+Entry = tuple[str, str, tuple[str | int, ...]]  # expression, where (for errors), key path under ``gates``
+
+
+def gate_entries(value: Any, where: str) -> list[Entry]:
+    """Normalise a list or table of gates to ``(expression, where, key path)`` triples."""
     if isinstance(value, list):
-        out = []
+        out: list[Entry] = []
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise EvalsuiteError(f'{where}[{i}]: expected a gate string like "squad.f1 >= 60", '
                                      f"got {item!r}")
-            out.append((item, f"{where}[{i}]"))
+            out.append((item, f"{where}[{i}]", (i,)))
         return out
     if isinstance(value, dict):
-        return _table_entries(value, where, prefix="")
+        return _table_entries(value, where, prefix="", path=())
     raise EvalsuiteError(f"{where}: expected a list of gate strings or a table keyed by metric, "
                          f"got {value!r}")
 
 
-def _table_entries(table: dict[str, Any], where: str, prefix: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
+def _table_entries(table: dict[str, Any], where: str, prefix: str, path: tuple[str, ...]) -> list[Entry]:
+    out: list[Entry] = []
     for key, val in table.items():
-        metric, here = f"{prefix}{key}", f"{where}.{key}"
+        metric, here, keys = f"{prefix}{key}", f"{where}.{key}", (*path, key)
         if isinstance(val, dict):  # unquoted dotted TOML keys: squad.f1 = "..." nests a table
-            out += _table_entries(val, where, prefix=f"{metric}.")
+            out += _table_entries(val, where, prefix=f"{metric}.", path=keys)
         elif isinstance(val, str):
-            out.append((_combine(metric, val), here))
+            out.append((_combine(metric, val), here, keys))
         elif isinstance(val, list) and all(isinstance(v, str) for v in val):
-            out += [(_combine(metric, v), f"{here}[{i}]") for i, v in enumerate(val)]
+            out += [(_combine(metric, v), f"{here}[{i}]", (*keys, i)) for i, v in enumerate(val)]
         else:
             raise EvalsuiteError(f'{here}: expected the comparison as a string such as ">= 60" or "-2%", '
                                  f"got {val!r}")
     return out
 
 
-def _parse_all(entries: list[tuple[str, str]]) -> list[Gate]:
+def _parse_all(entries: list[Entry]) -> list[Gate]:
     gates = []
-    for expr, where in entries:
+    for expr, where, _ in entries:
         try:
             gates.append(parse_gate(expr))
         except EvalsuiteError as exc:
@@ -103,9 +112,30 @@ def find_pyproject(start: Path) -> Path | None:
     return None
 
 
+def toml_line(text: str, entry: Entry) -> int | None:
+    """The line of a gate in TOML text (tomllib keeps no positions): the quoted expression of a list item, else the
+    quoted comparison on or after the line of its metric key, else that key's line."""
+    lines = text.splitlines()
+    expr, _, path = entry
+    quoted = (f'"{expr}"', f"'{expr}'")
+    if len(path) == 1 and isinstance(path[0], int):
+        return next((i for i, line in enumerate(lines, 1) if any(q in line for q in quoted)), None)
+    metric = ".".join(str(k) for k in path if isinstance(k, str))  # "squad.f1" = ... or squad.f1 = ...
+    key_line = next((i for i, line in enumerate(lines, 1)
+                     if re.match(rf"""\s*["']?{re.escape(metric)}["']?\s*=""", line)), None)
+    if key_line is None:
+        return None
+    comparison = expr[len(metric):].strip().lstrip(":").strip()
+    for i in range(key_line, min(len(lines), key_line + 20) + 1):
+        if comparison and re.search(rf"""["']\s*:?\s*{re.escape(comparison)}\s*["']""", lines[i - 1]):
+            return i
+    return key_line
+
+
 def load_pyproject(path: Path) -> GateConfig:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise EvalsuiteError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -115,7 +145,9 @@ def load_pyproject(path: Path) -> GateConfig:
         raise EvalsuiteError(f"{path}: tool.evalsuite: expected a table")
     config = GateConfig(source=path)
     if "gates" in section:
-        config.gates = _parse_all(gate_entries(section["gates"], f"{path}: tool.evalsuite.gates"))
+        entries = gate_entries(section["gates"], f"{path}: tool.evalsuite.gates")
+        config.gates = _parse_all(entries)
+        config.locations = {e[0]: (path, toml_line(text, e)) for e in entries}
     if "baseline" in section:
         if not isinstance(section["baseline"], str):
             raise EvalsuiteError(f"{path}: tool.evalsuite.baseline: expected a path string")
@@ -141,19 +173,22 @@ def load_yaml_config(path: Path) -> GateConfig:
     where = f"{path}:{line}: gates" if line else f"{path}: gates"
     entries = gate_entries(data["gates"], where)
     if isinstance(data["gates"], list):  # point each list item at its own line
-        entries = [(expr, f"{path}:{lines.get(('gates', i), line)}: gates[{i}]")
-                   for i, (expr, _) in enumerate(entries)]
+        entries = [(expr, f"{path}:{lines.get(('gates', i), line)}: gates[{i}]", keys)
+                   for i, (expr, _, keys) in enumerate(entries)]
     config.gates = _parse_all(entries)
+    config.locations = {expr: (path, lines.get(("gates", *keys), line)) for expr, _, keys in entries}
     return config
 
 
 @dataclass
 class ResolvedGates:
-    """Everything ``evaluate_gates`` needs, after declared gates, overrides and defaults."""
+    """Everything ``evaluate_gates`` needs, after declared gates, overrides and defaults; ``locations`` says where
+    each declared gate that is still in force was written (``--gate`` ones have none)."""
 
     gates: list[Gate]
     baseline_path: Path | None
     alpha: float
+    locations: dict[str, Location] = field(default_factory=dict)
 
 
 def resolve_gates(cli_gates: list[str], config_path: Path | None = None, baseline_path: Path | None = None,
@@ -174,7 +209,9 @@ def resolve_gates(cli_gates: list[str], config_path: Path | None = None, baselin
         alpha = config.alpha if config.alpha is not None else 0.05
     elif not 0 < alpha < 1:
         raise EvalsuiteError(f"--alpha: expected a significance level between 0 and 1, got {alpha}")
-    return ResolvedGates(gates, baseline_path, alpha)
+    declared = [g for g in gates if any(g is d for d in config.gates)]
+    locations = {g.expr: config.locations[g.expr] for g in declared if g.expr in config.locations}
+    return ResolvedGates(gates, baseline_path, alpha, locations)
 
 
 def declared_gates(config_path: Path | None = None, cwd: Path | None = None) -> GateConfig:

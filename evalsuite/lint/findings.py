@@ -20,10 +20,11 @@ class Rule:
 
 _RULES = [
     Rule("eos-not-trained", "error", "the assistant turn's terminator is never a trained label"),
-    Rule("stop-token-not-generated", "error", "the terminator is not among the ids the server stops on"),
+    Rule("stop-token-not-generated", "error", "a trained terminator holds none of the ids the server stops on"),
     Rule("open-turn-at-end", "error", "a training sample ends with an opened assistant header"),
     Rule("missing-generation-prompt", "error", "add_generation_prompt is absent or renders nothing"),
-    Rule("control-token-split", "error", "a control string of the template is not one token in this tokenizer"),
+    Rule("control-token-split", "error", "a control string of the template is not one token in this tokenizer "
+         "(a warning when the tokenizer's family never had it as a token)"),
     Rule("special-text-in-content", "warning", "message content contains text encoded as control tokens"),
     Rule("train-infer-mismatch", "error", "the inference prompt is not a token prefix of the training sequence"),
     Rule("not-prefix-preserving", "warning", "rendering k+1 turns does not extend the rendering of k turns"),
@@ -43,6 +44,11 @@ _RULES = [
     Rule("untrained-special-embeddings", "error", "special tokens the template uses have untrained embedding rows"),
     Rule("span-mismatch", "warning", "generation tags and the render diff disagree on what the assistant says"),
     Rule("tokenizer-not-replayed", "warning", "transformers rebuilds this tokenizer class in a way the lint cannot"),
+    Rule("reasoning-dropped", "error", "reasoning in the data is missing from the training text of its turn"),
+    Rule("empty-reasoning", "warning", "trained answers hold an empty reasoning block the data did not write"),
+    Rule("tools-ignored", "error", "the row gives tools but the template never renders them"),
+    Rule("tool-calls-dropped", "error", "an assistant message's tool calls are missing from the training text"),
+    Rule("tool-call-as-text", "warning", "a call of a declared tool is written as plain answer text"),
 ]
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 
+from evalsuite.chat.messages import text_of
 from evalsuite.lint.findings import Finding
 from evalsuite.lint.rows import RowPass
 from evalsuite.lint.shapes import Context
@@ -26,12 +27,12 @@ def vocab_out_of_range(ctx: Context, rp: RowPass) -> list[Finding]:
     size = setup.model_vocab_size
     if size is None or setup.tk.vocab_size <= size:
         return []
-    from evalsuite.chat.encode import EncodeOptions, encode_batch
+    from evalsuite.chat.encode import encode_batch
 
     bad: list[int] = []
     top = 0
     samples = setup.samples
-    opts = EncodeOptions(setup.train_on_inputs, setup.max_length)
+    opts = setup.encode_options()
     skip = {i for s in ctx.shapes.values() if s.error is not None for i in s.rows} | set(rp.hits.get("template-error",
                                                                                                     []))
     idx = [i for i in range(len(samples)) if i not in skip]
@@ -62,7 +63,8 @@ def unicode_roundtrip(ctx: Context, rp: RowPass) -> list[Finding]:
     targets: list[tuple[int, str]] = []
     for i, s in enumerate(samples):
         if s.messages is not None:
-            targets += [(i, m["content"]) for m in s.messages if m["role"] == "assistant" and m["content"]]
+            targets += [(i, text_of(m["content"])) for m in s.messages if m["role"] == "assistant"
+                        and text_of(m["content"])]
         elif s.completion:
             targets.append((i, s.completion))
         if len(targets) >= ROUNDTRIP_SAMPLE:
@@ -87,7 +89,7 @@ def unicode_roundtrip(ctx: Context, rp: RowPass) -> list[Finding]:
 def _targets(sample: object) -> str:
     msgs = getattr(sample, "messages", None)
     if msgs is not None:
-        return "".join(m["content"] for m in msgs if m["role"] == "assistant")
+        return "".join(text_of(m["content"]) for m in msgs if m["role"] == "assistant")
     return getattr(sample, "completion", None) or ""
 
 

@@ -1,16 +1,21 @@
-"""Text and JSON output. The text view shows each example as tokens coloured by label (trained / masked) with
-special tokens made visible, like axolotl's debug view; without a terminal, trained runs are wrapped in ``«»``."""
+"""Text, JSON and GitHub-annotation output (SARIF is in ``sarif.py``). The text view shows each example as tokens
+coloured by label (trained / masked) with special tokens made visible, like axolotl's debug view; without a terminal,
+trained runs are wrapped in ``«»``. Annotations point at the data rows a finding names, else at the config line."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+from evalsuite.github import annotation, relative_path
+from evalsuite.lint.locations import Locator
 from evalsuite.lint.runner import LintReport
 
 GREEN, DIM, CYAN, RED, YELLOW, BOLD, RESET = ("\x1b[32m", "\x1b[2m", "\x1b[36m", "\x1b[31m", "\x1b[33m", "\x1b[1m",
                                              "\x1b[0m")
 SEV_COLOUR = {"error": RED, "warning": YELLOW, "info": CYAN}
+ANNOTATION_LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
 MAX_TOKENS_SHOWN = 160
 
 
@@ -106,3 +111,30 @@ def format_text(report: LintReport, colour: bool = False) -> str:
 
 def format_json(report: LintReport) -> str:
     return json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n"
+
+
+def counts_line(report: LintReport) -> str:
+    errors = sum(1 for f in report.findings if f.blocking)
+    warnings = sum(1 for f in report.findings if f.severity == "warning" and not f.ignored)
+    ignored = sum(1 for f in report.findings if f.ignored)
+    return (f"evalsuite lint: {report.setup.source}: {report.stats['rows']} rows, {errors} error(s), "
+            f"{warnings} warning(s)" + (f", {ignored} ignored" if ignored else ""))
+
+
+def format_github(report: LintReport, config: Path | None = None) -> str:
+    """GitHub workflow commands, one per (finding, row shown), then the counts as a plain line. Ignored findings
+    are left out (they were downgraded on purpose)."""
+    locator = Locator(report, config)
+    lines = []
+    for f in report.findings:
+        if f.ignored:
+            continue
+        locations = locator.of(f)
+        shown = len(locations) if f.rows else 0
+        message = f.message + (f" ({f.count} rows in all; the first {shown} annotated)" if f.count > shown > 0
+                               else "")
+        for loc in locations:
+            lines.append(annotation(ANNOTATION_LEVEL[f.severity], message, title=f.rule, line=loc.line,
+                                    file=relative_path(loc.path) if loc.path else None))
+    lines.append(counts_line(report))
+    return "\n".join(lines) + "\n"

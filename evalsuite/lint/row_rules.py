@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from evalsuite.chat.reasoning import OPENS
+from evalsuite.chat.template import TemplateRaised
 from evalsuite.lint.findings import Finding
 from evalsuite.lint.rows import RowPass
 from evalsuite.lint.shapes import Context
@@ -63,6 +67,7 @@ def label_findings(ctx: Context, rp: RowPass) -> list[Finding]:
         out.append(_f("train-infer-mismatch", f"{len(rows)} rows: a token straddles the end of the inference prompt "
                       "(the generation prompt and the answer merge into one token), so the tokens the model sees "
                       "at inference are not a prefix of what it was trained on", rows))
+    out += prompt_text_findings(ctx, rp)
     rows = rp.hits.get("boundary-shift", [])
     if rows:
         out.append(_f("boundary-shift", f"{len(rows)} rows: tokenize(prompt) is not a prefix of "
@@ -76,6 +81,58 @@ def label_findings(ctx: Context, rp: RowPass) -> list[Finding]:
     if rows:
         why = "; ".join(rp.refusals)
         out.append(_f("template-error", f"{why} ({len(rows)} rows); the trainer stops on these rows", rows))
+    return out
+
+
+def prompt_text_findings(ctx: Context, rp: RowPass) -> list[Finding]:
+    """Rows whose inference prompt is not a text prefix of their training text, shown on the first such row's own
+    text (where the two part)."""
+    rows = rp.hits.get("train-infer-text", [])
+    if not rows:
+        return []
+    row, turn = rp.prompt_gaps[0]
+    sample = ctx.setup.samples[row]
+    assert sample.messages is not None
+    try:
+        prompt = ctx.render(sample.messages[:turn], True, sample.tools)
+        text = ctx.render(sample.messages, False, sample.tools)
+    except TemplateRaised:
+        prompt = text = ""
+    k = next((j for j, (a, b) in enumerate(zip(prompt, text)) if a != b), min(len(prompt), len(text)))
+    hint = ""
+    if any(prompt[k:].lstrip().startswith(o) or prompt[:k].rstrip().endswith(o) for o in OPENS):
+        hint = (" The generation prompt opens a reasoning block that this training answer does not start with: give "
+                "every trained answer its reasoning (<think>...</think> first), or, where the template strips the "
+                "reasoning of earlier turns, train only the last answer (weight: 0 on earlier ones)")
+    return [_f("train-infer-mismatch", f"{len(rows)} rows: the inference prompt is not a prefix of the training "
+               f"text (e.g. {sample.where}, assistant turn {turn}: the prompt continues {prompt[k:k + 40]!r} where "
+               f"training has {text[k:k + 40]!r}), so the model is trained on a context it is never served.{hint}",
+               rows)]
+
+
+def stop_findings(ctx: Context, rp: RowPass) -> list[Finding]:
+    rows = rp.hits.get("stop-token-not-generated", [])
+    if not rows:
+        return []
+    setup, tk = ctx.setup, ctx.setup.tk
+    runs = ", ".join(f"{run!r} (ids {[tk.token_id(t) for t in _pieces(run, tk)]}, {n} spans)"
+                     for run, n in rp.unstopped.most_common(3))
+    return [_f("stop-token-not-generated", f"{len(rows)} rows train assistant turns ending with {runs}, but a server "
+               f"stops on {sorted(setup.stop_ids)} ({setup.stop_source}): the model learns an ending no server "
+               "stops on, and generations run on past the answer. Add the id to generation_config.json's "
+               "eos_token_id (evalsuite's run dir does for the template's end of turn) or set eos_token; if that "
+               "token also ends messages the model must continue after (gpt-oss's <|end|> after its analysis), train "
+               "only the last assistant turn instead", rows)]
+
+
+def _pieces(run: str, tk: Any) -> list[str]:
+    """The added tokens a terminator run is made of, in order."""
+    out, k = [], 0
+    tokens = sorted(tk.added_tokens, key=len, reverse=True)
+    while k < len(run):
+        t = next((t for t in tokens if run.startswith(t, k)), run[k:])
+        out.append(t)
+        k += len(t)
     return out
 
 
@@ -112,4 +169,4 @@ def bos_findings(ctx: Context, rp: RowPass) -> list[Finding]:
     return out
 
 
-ROW_RULES = (eos_findings, label_findings, bos_findings)
+ROW_RULES = (eos_findings, label_findings, bos_findings, stop_findings)

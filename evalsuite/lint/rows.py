@@ -6,6 +6,10 @@ stop and pad tokens. For spliced rows those positions come from the layout's lit
 special-token text, rows rendered in full and text rows read the ids instead. Either way the facts equal what the
 trainer's labels say (``encode_batch``); a test checks the two agree. Label 0 never counts as trained: a causal LM
 never predicts the first token (TRL's packing also masks it per packed sample).
+
+Each trained assistant span is also judged by the terminator run at its end (``evalsuite.lint.terminators``), and
+rows rendered in full (the template inspects content, or the row has tools, tool calls or reasoning fields) by what
+the template did to their reasoning and tool calls (``evalsuite.lint.turns``).
 """
 
 from __future__ import annotations
@@ -15,18 +19,34 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from evalsuite.chat.encode import RowCut, chat_token_bounds, cut_sample, text_tokens, tokenize_cuts
-from evalsuite.chat.layout import shape_key
+from evalsuite.chat.encode import (
+    EncodeOptions,
+    RowCut,
+    chat_token_bounds,
+    cut_sample,
+    split_reasoning_segments,
+    text_tokens,
+    tokenize_cuts,
+)
+from evalsuite.chat.layout import Layout, ShapeKey
+from evalsuite.chat.messages import text_of
+from evalsuite.chat.reasoning import CLOSES, OPENS
 from evalsuite.chat.template import TemplateRefused
 from evalsuite.lint.shapes import Context
+from evalsuite.lint.terminators import StopCheck
+from evalsuite.lint.turns import TurnChecks, check_turns
 
 CHUNK = 4096
-PROMPT_ROLES_OK = ("assistant", "completion")
+PROMPT_ROLES_OK = ("assistant", "reasoning", "completion")
+# Markers a model writes in its own answers: reasoning blocks and tool calls. In assistant content they are the
+# answer's format, not stray control text.
+OWN_MARKERS = frozenset({*OPENS, *CLOSES, "<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|python_tag|>",
+                         "<|tool_call|>", "<|/tool_call|>"})
 
 
-@dataclass
+@dataclass(slots=True)
 class RowFacts:
     trained: int = 0
     has_trained_stop: bool = False
@@ -35,6 +55,31 @@ class RowFacts:
     prompt_trained: bool = False
     double_eos: bool = False
     bos_pair: tuple[int, int] | None = None
+
+
+class Spliced(NamedTuple):
+    """A row built from its shape's layout (no jinja), waiting for its encoding."""
+
+    row: int
+    text: str
+    bounds: list[int]
+    roles: Sequence[str]
+    trained: Sequence[bool]
+    layout: Layout
+    starts: list[int]
+    key: ShapeKey
+    msgs: Sequence[dict[str, Any]]
+
+
+class Encoded(NamedTuple):
+    """One chunk after the tokenizer calls: spliced rows, rows cut by full renders, text rows and their prompts."""
+
+    spliced: list[Spliced]
+    encs: list[Any]
+    cuts: list[tuple[int, RowCut]]
+    cut_encs: list[Any]
+    text_rows: list[tuple[int, RowCut]]
+    penc: list[Any]
 
 
 @dataclass
@@ -49,6 +94,9 @@ class RowPass:
     refusals: Counter[str] = field(default_factory=Counter)
     chars: set[str] = field(default_factory=set)
     text_ids: dict[int, list[int]] = field(default_factory=dict)  # first ids of text rows, for BOS checks
+    unstopped: Counter[str] = field(default_factory=Counter)  # trained terminator runs no stop id is in
+    prompt_gaps: list[tuple[int, int]] = field(default_factory=list)  # (row, assistant turn) of text mismatches
+    turns: TurnChecks = field(default_factory=TurnChecks)
 
     def hit(self, rule: str, row: int) -> None:
         self.hits.setdefault(rule, []).append(row)
@@ -69,6 +117,7 @@ class RowChecker:
         setup = ctx.setup
         self.tk = setup.tk
         self.max_len = setup.max_length
+        self.opts = EncodeOptions(setup.train_on_inputs, setup.max_length, setup.train_on_reasoning)
         self.pad_id = setup.pad_id if setup.collator == "mask-pad-id" else None
         ids = [self.tk.token_id(s) for s in ((ctx.eot,) if ctx.eot else ())] + [self.tk.token_id(self.tk.eos_token)]
         self.stop_ids = {i for i in ids if i is not None} | setup.stop_ids
@@ -77,6 +126,7 @@ class RowChecker:
         self.special_firsts = {t[0] for t in ctx.setup.tk.added_tokens if t} if self.special is not None else set()
         self.anchors: dict[Any, list[tuple[int, int, int]]] = {}
         self.out = RowPass()
+        self.ends = StopCheck(self.tk, setup.stop_ids, self.pad_id, self.out.unstopped)
 
     # -- marks: positions of stop / pad tokens ------------------------------------------------------------------
     def _layout_marks(self, key: Any) -> list[tuple[int, int, int]]:
@@ -167,25 +217,30 @@ class RowChecker:
             out.hit("double-eos", row)
 
     # -- rows -------------------------------------------------------------------------------------------------------
-    def _scan(self, row: int, msgs: Sequence[dict[str, str]]) -> bool:
-        """Special-token text in any content (True: read this row's ids), and the assistant's non-ASCII chars."""
+    def _scan(self, row: int, msgs: Sequence[dict[str, Any]]) -> bool:
+        """Special-token text in any content (True: read this row's ids), and the assistant's non-ASCII chars.
+        A reasoning or tool-call marker the model itself writes at its place in an assistant turn is not counted
+        (``<think>`` in a reasoning answer)."""
         found = False
         special, firsts = self.special, self.special_firsts
         for m in msgs:
             c = m["content"]
+            if type(c) is not str:
+                c = text_of(c)
             if special is not None and c and any(ch in c for ch in firsts):
                 hits = special.findall(c)
                 if hits:
                     found = True
-                    self.out.special_found.update(hits)
+                    unexpected = [h for h in hits if not (m["role"] == "assistant" and h in OWN_MARKERS)]
+                    if unexpected:
+                        self.out.special_found.update(unexpected)
+                        self.out.hit("special-text-in-content", row)
             if m["role"] == "assistant" and not c.isascii():
                 self.out.chars.update(c)
-        if found:
-            self.out.hit("special-text-in-content", row)
         return found
 
     def _chat(self, row: int, text: str, bounds: Sequence[int], trained: Sequence[bool], roles: Sequence[str],
-              enc: Any, marks: list[tuple[int, int]], gens: Sequence[int | None]) -> None:
+              enc: Any, marks: list[tuple[int, int]], gens: Sequence[int | None]) -> RowFacts:
         n = len(enc)
         text_len = len(text)
         tb = chat_token_bounds(enc, bounds, text_len)  # the encoder's own segment-to-token rule
@@ -195,22 +250,38 @@ class RowChecker:
                 t = enc.char_to_token(g)
                 if t is not None and enc.token_to_chars(t)[0] < g:
                     f.straddles = True
-        self.record(row, f, n)
+        return f
 
-    def spliced_row(self, row: int, text: str, bounds: list[int], layout: Any, starts: list[int], key: Any,
-                    msgs: Sequence[dict[str, str]], enc: Any) -> None:
-        found = self._scan(row, msgs)
-        marks = self._ids_marks(enc) if found else self._literal_marks(key, starts, enc)
-        gens = [None if a is None else starts[a[0]] + a[1] for _i, a in layout.gen_points]
-        self._chat(row, text, bounds, layout.trained, layout.roles, enc, marks, gens)
+    def _eff(self, enc: Any) -> int:
+        n = len(enc)
+        return min(n, self.max_len) if self.max_len is not None else n
+
+    def spliced_row(self, entry: Spliced, enc: Any) -> None:
+        found = self._scan(entry.row, entry.msgs)
+        marks = self._ids_marks(enc) if found else self._literal_marks(entry.key, entry.starts, enc)
+        starts = entry.starts
+        gens = [None if a is None else starts[a[0]] + a[1] for _i, a in entry.layout.gen_points]
+        f = self._chat(entry.row, entry.text, entry.bounds, entry.trained, entry.roles, enc, marks, gens)
+        if self.ends.spliced(entry.key, entry.layout, entry.text, entry.starts, enc, self._eff(enc)):
+            self.out.hit("stop-token-not-generated", entry.row)
+        self.record(entry.row, f, len(enc))
 
     def chat_row(self, row: int, rc: RowCut, enc: Any) -> None:
-        found = self._scan(row, rc.sample.messages or ())
+        msgs = rc.sample.messages or ()
+        self._scan(row, msgs)
         cut = rc.cut
         gens = [pos for _i, pos in cut.gen_points] if cut is not None else []
-        marks = self._ids_marks(enc)
-        del found
-        self._chat(row, rc.text, rc.bounds, rc.trained, rc.roles, enc, marks, gens)
+        f = self._chat(row, rc.text, rc.bounds, rc.trained, rc.roles, enc, self._ids_marks(enc), gens)
+        if self.ends.row(rc.text, rc.bounds, rc.roles, rc.trained, enc, self._eff(enc)):
+            self.out.hit("stop-token-not-generated", row)
+        if cut is not None:
+            missing = [i for i, pos in cut.gen_points if pos is None]
+            if missing:
+                self.out.hit("train-infer-text", row)
+                self.out.prompt_gaps.append((row, missing[0]))
+        for rule in check_turns(self.out.turns, msgs, rc.sample.tools, rc.text, rc.bounds, rc.roles, rc.trained):
+            self.out.hit(rule, row)
+        self.record(row, f, len(enc))
 
     def text_row(self, row: int, rc: RowCut, enc: Any, prompt_ids: list[int]) -> None:
         completion = rc.sample.completion or ""
@@ -236,55 +307,59 @@ class RowChecker:
         skip = {i for s in self.ctx.shapes.values() if s.error is not None for i in s.rows}
         todo = [i for i in rows if i not in skip]
         for c0 in range(0, len(todo), CHUNK):
-            self._consume(*self._encode(*self._prepare(todo[c0: c0 + CHUNK], samples)))
+            self._consume(self._encode(*self._prepare(todo[c0: c0 + CHUNK], samples)))
         for hits in self.out.hits.values():
             hits.sort()
         return self.out
 
-    def _prepare(self, idx: list[int], samples: Sequence[Any]) -> tuple[list[tuple[Any, ...]],
-                                                                         list[tuple[int, RowCut]]]:
-        from evalsuite.chat.encode import EncodeOptions
+    def _splice(self, i: int, msgs: Sequence[dict[str, Any]], key: ShapeKey, layout: Layout) -> Spliced | None:
+        """The encoder's own splice (Layout.build + positions), without building Cut objects."""
+        contents = [m["content"] for m in msgs]
+        if not layout.accepts(contents):
+            return None
+        text, starts = layout.build(contents)
+        bounds, roles, trained = split_reasoning_segments(text, layout.positions(text, starts), layout.roles,
+                                                          layout.trained, self.opts.train_on_reasoning)
+        return Spliced(i, text, bounds, roles, trained, layout, starts, key, msgs)
 
+    def _prepare(self, idx: list[int], samples: Sequence[Any]) -> tuple[list[Spliced], list[tuple[int, RowCut]]]:
         setup = self.ctx.setup
-        opts = EncodeOptions(setup.train_on_inputs, setup.max_length)
         planner = self.ctx.planner
-        spliced: list[tuple[Any, ...]] = []
+        keys = self.ctx.row_keys
+        spliced: list[Spliced] = []
         cuts: list[tuple[int, RowCut]] = []
         for i in idx:
-            msgs = samples[i].messages
-            if msgs is not None and planner is not None:
-                # The encoder's own splice (Layout.build + positions), without building Cut objects.
-                key = shape_key(msgs)
+            sample = samples[i]
+            msgs = sample.messages
+            key = keys[i]
+            if msgs is not None and planner is not None and key is not None:
                 layout = planner.shape(key).layout
-                if layout is not None:
-                    contents = [m["content"] for m in msgs]
-                    if layout.accepts(contents):
-                        text, starts = layout.build(contents)
-                        spliced.append((i, text, layout.positions(text, starts), layout, starts, key, msgs))
-                        continue
+                entry = self._splice(i, msgs, key, layout) if layout is not None else None
+                if entry is not None:
+                    spliced.append(entry)
+                    continue
             try:
-                cuts.append((i, cut_sample(samples[i], self.tk, setup.template, opts, planner)))
+                cuts.append((i, cut_sample(sample, self.tk, setup.template, self.opts, planner)))
             except TemplateRefused as e:
                 self.out.hit("template-error", i)
                 self.out.refusals[str(e).split(": chat template raised: ", 1)[-1]] += 1
         return spliced, cuts
 
-    def _encode(self, spliced: list[tuple[Any, ...]], cuts: list[tuple[int, RowCut]]) -> tuple[Any, ...]:
+    def _encode(self, spliced: list[Spliced], cuts: list[tuple[int, RowCut]]) -> Encoded:
         """Tokenizer calls only (batched)."""
         tok = self.tk.tokenizer
-        encs = tok.encode_batch([e[1] for e in spliced], add_special_tokens=False) if spliced else []
+        encs = tok.encode_batch([e.text for e in spliced], add_special_tokens=False) if spliced else []
         cut_encs = tokenize_cuts(self.tk, [rc for _i, rc in cuts])
         text_rows = [(i, rc) for i, rc in cuts if not rc.chat]
         penc = tok.encode_batch([rc.sample.prompt or "" for _i, rc in text_rows], add_special_tokens=True) \
             if text_rows else []
-        return spliced, encs, cuts, cut_encs, text_rows, penc
+        return Encoded(spliced, encs, cuts, cut_encs, text_rows, penc)
 
-    def _consume(self, spliced: list[tuple[Any, ...]], encs: list[Any], cuts: list[tuple[int, RowCut]],
-                 cut_encs: list[Any], text_rows: list[tuple[int, RowCut]], penc: list[Any]) -> None:
-        for entry, enc in zip(spliced, encs):
-            self.spliced_row(*entry, enc)  # type: ignore[call-arg]
-        prompts = {i: self._prompt_ids(e.ids) for (i, _rc), e in zip(text_rows, penc)}
-        for (i, rc), enc in zip(cuts, cut_encs):
+    def _consume(self, chunk: Encoded) -> None:
+        for entry, enc in zip(chunk.spliced, chunk.encs):
+            self.spliced_row(entry, enc)
+        prompts = {i: self._prompt_ids(e.ids) for (i, _rc), e in zip(chunk.text_rows, chunk.penc)}
+        for (i, rc), enc in zip(chunk.cuts, chunk.cut_encs):
             if rc.chat:
                 self.chat_row(i, rc, enc)
             else:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalsuite.chat.encode import EncodeOptions, encode_batch
+from evalsuite.chat.encode import encode_batch
 from evalsuite.errors import EvalsuiteError
 from evalsuite.lint.findings import RULES, Finding, exit_code
 from evalsuite.lint.model_rules import MODEL_RULES
@@ -15,6 +15,7 @@ from evalsuite.lint.rows import run_rows
 from evalsuite.lint.setup import LintSetup
 from evalsuite.lint.shapes import build_context
 from evalsuite.lint.template_rules import STRUCTURAL
+from evalsuite.lint.turn_rules import TURN_RULES
 
 SCHEMA_VERSION = 1
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -79,7 +80,7 @@ def run_lint(setup: LintSetup, show: int = 0, max_examples: int = 3) -> LintRepo
     findings: list[Finding] = []
     for rule in STRUCTURAL:
         findings += rule(ctx)
-    for family in (*ROW_RULES, *MODEL_RULES):
+    for family in (*ROW_RULES, *TURN_RULES, *MODEL_RULES):
         findings += family(ctx, rp)
     findings = _merge(findings)
     for f in findings:
@@ -103,7 +104,7 @@ def _attach_examples(setup: LintSetup, findings: list[Finding], k: int) -> None:
     wanted = sorted({r for f in findings for r in f.rows[:k]})
     if not wanted:
         return
-    opts = EncodeOptions(setup.train_on_inputs, setup.max_length)
+    opts = setup.encode_options()
     encoded: dict[int, Any] = {}
     for r in wanted:
         try:
@@ -128,7 +129,7 @@ def _masked(setup: LintSetup, ex: dict[str, Any]) -> dict[str, Any]:
 def _show(setup: LintSetup, n: int) -> list[dict[str, Any]]:
     if n <= 0:
         return []
-    opts = EncodeOptions(setup.train_on_inputs, setup.max_length)
+    opts = setup.encode_options()
     out = []
     for s in setup.samples[:n]:
         try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalsuite.chat.encode import EncodeOptions
 from evalsuite.chat.tokenizer import TokenizerInfo, load_tokenizer
 from evalsuite.config.datasets import CustomFormat, DatasetSpec
 from evalsuite.config.rows import Sample, load_samples, read_records
@@ -33,6 +34,7 @@ class LintSetup:
     source: str
     train_on_inputs: bool = False
     max_length: int | None = None
+    train_on_reasoning: bool = True
     packing: bool = False
     collator: str = "trl"
     stop_ids: set[int] = field(default_factory=set)
@@ -46,6 +48,10 @@ class LintSetup:
     @property
     def pad_id(self) -> int | None:
         return self.tk.token_id(self.tk.pad_token)
+
+    def encode_options(self) -> EncodeOptions:
+        """The trainer's encoding options for this set-up."""
+        return EncodeOptions(self.train_on_inputs, self.max_length, self.train_on_reasoning)
 
 
 def hub_snapshot(repo_id: str) -> Path | None:
@@ -138,7 +144,8 @@ def from_config(path: str | Path, collator: str | None = None, generation_config
     samples = [s for spec in config.datasets for s in load_samples(spec, base_dir=base)]
     setup = LintSetup(tk=tk, template=template, samples=samples, source=str(config.path),
                       train_on_inputs=bool(config.train_on_inputs), max_length=config.sequence_len,
-                      packing=bool(config.sample_packing), collator=collator or config.lint_collator,
+                      train_on_reasoning=bool(config.train_on_reasoning), packing=bool(config.sample_packing),
+                      collator=collator or config.lint_collator,
                       model_dir=model_dir, model_vocab_size=model_vocab_size(model_dir),
                       modules_to_save=list(config.lora_modules_to_save or []), ignore=set(config.ignore or []),
                       notes=notes)
@@ -178,7 +185,8 @@ def detect_spec(path: Path) -> DatasetSpec:
 
 def from_options(tokenizer: str, data: list[str], *, chat_template: str | None = None,
                  generation_config: str | None = None, max_length: int | None = None,
-                 train_on_inputs: bool = False, packing: bool = False, pad_token: str | None = None,
+                 train_on_inputs: bool = False, train_on_reasoning: bool = True, packing: bool = False,
+                 pad_token: str | None = None,
                  eos_token: str | None = None, collator: str | None = None, base_model: str | None = None
                  ) -> LintSetup:
     cwd = Path.cwd()
@@ -199,7 +207,8 @@ def from_options(tokenizer: str, data: list[str], *, chat_template: str | None =
         samples += load_samples(detect_spec(Path(d).expanduser()))
     model_dir = local_dir(base_model, cwd, "--base-model", "--base-model") if base_model else None
     setup = LintSetup(tk=tk, template=template, samples=samples, source=", ".join(data),
-                      train_on_inputs=train_on_inputs, max_length=max_length, packing=packing,
+                      train_on_inputs=train_on_inputs, max_length=max_length, train_on_reasoning=train_on_reasoning,
+                      packing=packing,
                       collator=collator or "trl", model_dir=model_dir, model_vocab_size=model_vocab_size(model_dir),
                       notes=notes)
     gen = Path(generation_config).expanduser() if generation_config else None

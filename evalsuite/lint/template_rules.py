@@ -10,18 +10,17 @@ import re
 from collections import defaultdict
 
 from evalsuite.chat.template import TemplateRaised, TemplateRefused
+from evalsuite.lint.control_tokens import SHAPES, XML, control_strings, judge
 from evalsuite.lint.findings import Finding
 from evalsuite.lint.shapes import Context, ShapeFacts, has_role_word, turn_glue
 
-ANGLE = re.compile(r"<\|[^<>|\s]{1,40}\|>|</?[A-Za-z][A-Za-z0-9_]{0,30}>")
-BRACKET = re.compile(r"\[/?[A-Z][A-Z_]{1,30}\]")
-DOUBLE_ANGLE = re.compile(r"<</?[A-Z]{2,10}>>")
 WORD = re.compile(r"[^\W\d_]{3,}")
 ROLE_NAMES = {"system", "user", "assistant", "model", "tool", "ipython", "human", "gpt", "function", "developer"}
+CANONICAL_ROLES = ("system", "user", "assistant")
 
 
 def _roles(facts: ShapeFacts) -> str:
-    return "/".join(r for r, _ in facts.key)
+    return facts.key.roles
 
 
 def _rows(shapes: list[ShapeFacts]) -> list[int]:
@@ -49,13 +48,22 @@ def template_error(ctx: Context) -> list[Finding]:
 def role_not_in_template(ctx: Context) -> list[Finding]:
     dropped: dict[str, list[int]] = defaultdict(list)
     for s in _usable(ctx):
-        spans = s.content_spans()
-        for i, (role, nonempty) in enumerate(s.key):
-            if nonempty and i not in spans:
-                dropped[role] += s.rows
-    return [Finding("role-not-in-template", f"role {role!r} is never rendered by the template: its content is "
-                    "silently dropped (map it with `roles:` in the dataset entry, e.g. to user/assistant/system)",
-                    count=len(set(rows)), rows=sorted(set(rows))[:3]) for role, rows in dropped.items()]
+        for i, turn in enumerate(s.key.turns):
+            if turn.nonempty and "content" in s.missing(i):
+                dropped[turn.role] += s.rows
+    return [Finding("role-not-in-template", f"role {role!r}: {_dropped_advice(role)}", count=len(set(rows)),
+                    rows=sorted(set(rows))[:3]) for role, rows in dropped.items()]
+
+
+def _dropped_advice(role: str) -> str:
+    if role == "tool":
+        return ("the template never renders tool results: its content is silently dropped (the template has no tool "
+                "support; use the model's tool-use template, or drop these turns)")
+    if role in CANONICAL_ROLES:
+        return (f"the template drops {role} messages in this position: their content is silently missing from the "
+                "training text")
+    return ("the template never renders this role: its content is silently dropped (map it with `roles:` in the "
+            "dataset entry, e.g. to user/assistant/system)")
 
 
 def _reads_generation_prompt(source: str) -> bool:
@@ -69,13 +77,13 @@ def _reads_generation_prompt(source: str) -> bool:
 
 def missing_generation_prompt(ctx: Context) -> list[Finding]:
     for s in _usable(ctx):
-        i = next((k for k, (role, _n) in enumerate(s.key) if role == "assistant" and k > 0), None)
+        i = next((k for k, t in enumerate(s.key.turns) if t.role == "assistant" and k > 0), None)
         if i is None:
             continue
         prompt = s.messages[:i]
         try:
-            with_gen = ctx.render(prompt, True)
-            without = ctx.render(prompt, False)
+            with_gen = ctx.render(prompt, True, s.tools)
+            without = ctx.render(prompt, False, s.tools)
         except TemplateRaised as e:
             return [Finding("missing-generation-prompt", f"rendering the inference prompt fails: {e}",
                             count=ctx.chat_rows(), rows=s.rows[:1])]
@@ -90,49 +98,36 @@ def missing_generation_prompt(ctx: Context) -> list[Finding]:
     return []
 
 
-def _common_suffix(a: str, b: str) -> str:
-    k = 0
-    while k < min(len(a), len(b)) and a[-1 - k] == b[-1 - k]:
-        k += 1
-    return a[len(a) - k:]
+def _after_terminator(tail: str, stops: set[str]) -> str:
+    """What the render writes after the last answer's terminator (the last stop string in ``tail``)."""
+    ends = [tail.rfind(t) + len(t) for t in stops if t and t in tail]
+    return tail[max(ends):] if ends else tail
 
 
 def open_turn_at_end(ctx: Context) -> list[Finding]:
     hit: list[ShapeFacts] = []
     tail = ""
-    added = set(ctx.setup.tk.added_tokens)
+    tk = ctx.setup.tk
+    added = set(tk.added_tokens)
+    stops = {t for t in (ctx.eot, tk.eos_token) if t} | {tok for tok, (i, _sp) in tk.added_tokens.items()
+                                                        if i in ctx.setup.stop_ids}
     for s in _usable(ctx):
-        n = len(s.key)
-        if n < 2 or s.key[-1] != ("assistant", True):
+        n = len(s.key.turns)
+        if n < 2 or s.key.turns[-1].role != "assistant" or not s.key.turns[-1].nonempty:
             continue
         glue = turn_glue(s, n - 1)
         if glue is None:
             continue
-        header = _common_suffix(glue[0], glue[1])
-        if header.strip() and (has_role_word(header) or any(t in header for t in added if len(t) > 2)):
+        rest = _after_terminator(glue[1], stops)
+        if rest.strip() and (has_role_word(rest) or any(t in rest for t in added if len(t) > 2)):
             hit.append(s)
-            tail = header
+            tail = rest
     if not hit:
         return []
     rows = _rows(hit)
-    return [Finding("open-turn-at-end", f"training samples end with {tail!r} after the final answer: the template "
-                    "opens a new assistant turn at the end of every render, so the model is trained to start "
-                    "another turn after answering (the April-2024 Llama-3 template does this)",
-                    count=len(rows), rows=rows[:3])]
-
-
-def train_infer_text(ctx: Context) -> list[Finding]:
-    hit = [s for s in _usable(ctx) if s.cut is not None and any(p is None for _i, p in s.cut.gen_points)]
-    if not hit:
-        return []
-    s = hit[0]
-    assert s.cut is not None
-    i = next(i for i, p in s.cut.gen_points if p is None)
-    prompt = ctx.render(s.messages[:i], True)
-    k = next((j for j, (a, b) in enumerate(zip(prompt, s.cut.text)) if a != b), min(len(prompt), len(s.cut.text)))
-    rows = _rows(hit)
-    return [Finding("train-infer-mismatch", f"the inference prompt for assistant turn {i} is not a prefix of the "
-                    f"training text: it continues {prompt[k:k + 40]!r} where training has {s.cut.text[k:k + 40]!r}",
+    return [Finding("open-turn-at-end", f"training samples end with {tail!r} after the final answer's terminator: "
+                    "the template opens a new assistant turn at the end of every render, so the model is trained to "
+                    "start another turn after answering (the April-2024 Llama-3 template does this)",
                     count=len(rows), rows=rows[:3])]
 
 
@@ -142,11 +137,11 @@ def not_prefix_preserving(ctx: Context) -> list[Finding]:
     for s in _usable(ctx):
         assert s.cut is not None
         full = s.cut.text
-        for k in range(1, len(s.key)):
-            if s.key[k - 1][0] != "assistant":
+        for k in range(1, len(s.key.turns)):
+            if s.key.turns[k - 1].role != "assistant":
                 continue
             try:
-                part = ctx.render(s.messages[:k])
+                part = ctx.render(s.messages[:k], False, s.tools)
             except TemplateRaised:
                 continue
             stripped = part.rstrip()
@@ -159,27 +154,30 @@ def not_prefix_preserving(ctx: Context) -> list[Finding]:
     rows = _rows([s for s, _k in hit])
     s, k = hit[0]
     return [Finding("not-prefix-preserving", f"the render of the first {k} messages is not a prefix of the render "
-                    f"of all {len(s.key)} (role sequence {_roles(s)}): multi-turn training sees earlier turns "
+                    f"of all {len(s.key.turns)} (role sequence {_roles(s)}): multi-turn training sees earlier turns "
                     "differently from the conversation the model is served", count=len(rows), rows=rows[:3])]
 
 
 def control_token_split(ctx: Context) -> list[Finding]:
     tk = ctx.setup.tk
-    bracket_style = any(BRACKET.fullmatch(t) for t in tk.added_tokens)
+    added = set(tk.added_tokens)
     where: dict[str, list[int]] = defaultdict(list)
     for s in _usable(ctx):
-        lit = s.literal_text()
-        found = set(ANGLE.findall(lit)) | (set(BRACKET.findall(lit)) if bracket_style else set())
-        for token in found:
+        for token in control_strings(s.literal_text(), added):
             where[token] += s.rows
-    out = []
+    grouped: dict[tuple[str, str], list[tuple[str, list[int], list[str]]]] = defaultdict(list)
     for token, rows in sorted(where.items()):
         ids = tk.encode(token)
-        if len(ids) != 1:
-            pieces = [tk.tokenizer.id_to_token(i) for i in ids]
-            out.append(Finding("control-token-split", f"{token!r} (written by the template) is {len(ids)} tokens "
-                               f"{pieces} in this tokenizer, not one control token: the model reads it as text",
-                               count=len(rows), rows=rows[:3]))
+        verdict = judge(token, added) if len(ids) != 1 else None
+        if verdict is not None:
+            grouped[(verdict.severity, verdict.why)].append((token, rows, [tk.tokenizer.id_to_token(i) for i in ids]))
+    out = []
+    for (severity, why), tokens in grouped.items():
+        rows = sorted({r for _t, rs, _p in tokens for r in rs})
+        shown = "; ".join(f"{t!r} is {len(p)} tokens {p[:6]}" for t, _rs, p in tokens[:4])
+        out.append(Finding("control-token-split", f"control strings the template writes are not single tokens in "
+                           f"this tokenizer: {shown}{' ...' if len(tokens) > 4 else ''}. {why}",
+                           count=len(rows), rows=rows[:3], severity=severity))
     return out
 
 
@@ -188,30 +186,19 @@ def injected_text(ctx: Context) -> list[Finding]:
     remove = sorted({*tk.added_tokens, *(v for v in tk.special.values() if v)}, key=len, reverse=True)
     found: dict[str, list[int]] = defaultdict(list)
     for s in _usable(ctx):
-        roles = ROLE_NAMES | {r for r, _ in s.key}
+        roles = ROLE_NAMES | {t.role for t in s.key.turns}
         for piece in s.literal_text().split("\x00"):
             bare = piece
             for t in remove:
                 bare = bare.replace(t, " ")
-            bare = DOUBLE_ANGLE.sub(" ", BRACKET.sub(" ", ANGLE.sub(" ", bare)))
+            for _name, pattern in SHAPES:
+                bare = pattern.sub(" ", bare)
+            bare = XML.sub(" ", bare)
             words = [w for w in WORD.findall(bare) if w.lower() not in roles]
             if len(words) >= 2:
                 found[" ".join(piece.split())[:100]] += s.rows
     return [Finding("injected-text", f"the template adds text that is not in the data: {text!r}", count=len(rows),
                     rows=rows[:3]) for text, rows in found.items()]
-
-
-def stop_token_not_generated(ctx: Context) -> list[Finding]:
-    setup = ctx.setup
-    if not ctx.shapes or ctx.eot is None:
-        return []
-    eot_id = setup.tk.token_id(ctx.eot)
-    if eot_id is None or eot_id in setup.stop_ids:
-        return []
-    return [Finding("stop-token-not-generated", f"assistant turns end with {ctx.eot!r} (id {eot_id}) but a server "
-                    f"stops on {sorted(setup.stop_ids)} ({setup.stop_source}): generations run on past the answer. "
-                    f"Add {eot_id} to generation_config.json's eos_token_id (evalsuite's run dir does) or set "
-                    f"eos_token to {ctx.eot!r}", count=ctx.chat_rows(), rows=_rows(list(ctx.shapes.values()))[:1])]
 
 
 def span_mismatch(ctx: Context) -> list[Finding]:
@@ -230,5 +217,5 @@ def span_mismatch(ctx: Context) -> list[Finding]:
                     rows=rows[:3])]
 
 
-STRUCTURAL = (template_error, role_not_in_template, missing_generation_prompt, open_turn_at_end, train_infer_text,
-              not_prefix_preserving, control_token_split, injected_text, stop_token_not_generated, span_mismatch)
+STRUCTURAL = (template_error, role_not_in_template, missing_generation_prompt, open_turn_at_end,
+              not_prefix_preserving, control_token_split, injected_text, span_mismatch)

@@ -111,34 +111,12 @@ def load_battery(path: str | Path, overrides: dict[str, Any] | None = None) -> B
     p = Path(path)
     data, lines = load_yaml(p)
     where = _Where(p, lines)
-    if not isinstance(data, dict):
-        raise EvalsuiteError(f"{p}: expected a mapping with at least `cases` or `generate`")
-    unknown = sorted(set(data) - TOP_KEYS)
-    if unknown:
-        raise where((unknown[0],), f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
+    _check_top_keys(data, where)
     name = _string(data.get("name", p.stem), ("name",), where)
     scorer_name, scorer_args = _scorer_spec(data.get("scorer"), where)
     scorer = make_scorer(scorer_name, scorer_args, where=f"{p}:{lines.get(('scorer',), '?')}: scorer")
-    expect = data.get("expect")
-    if expect is not None and expect not in EXPECT:
-        raise where(("expect",), f"expected one of {', '.join(EXPECT)}, got {expect!r}")
-    system = data.get("system")
-    if system is not None:
-        system = _string(system, ("system",), where)
-    raw_cases: list[tuple[KeyPath, Any, Any]] = []
-    cases_value = data.get("cases", [])
-    if not isinstance(cases_value, list):
-        raise where(("cases",), "expected a list of cases")
-    raw_cases += [(("cases", i), c, where) for i, c in enumerate(cases_value)]
-    if "cases_file" in data:
-        raw_cases += _jsonl_cases(p.parent / _string(data["cases_file"], ("cases_file",), where))
-    for i, spec in enumerate(_list(data.get("generate", []), ("generate",), where)):
-        if not isinstance(spec, dict) or "source" not in spec:
-            raise where(("generate", i), "expected a mapping with a `source`")
-        args = {k: v for k, v in spec.items() if k != "source"}
-        generated = generate_cases(str(spec["source"]), args, f"{p}:{lines.get(('generate', i), '?')}: generate",
-                                   overrides)
-        raw_cases += [(("generate", i), c, where) for c in generated]
+    expect, system = _case_defaults(data, where)
+    raw_cases = [*_inline_cases(data, where), *_file_cases(data, where), *_generated_cases(data, where, overrides)]
     cases = [_case(c, keys, w, expect, system) for keys, c, w in raw_cases]
     if not cases:
         raise where(("cases",), "the battery has no cases")
@@ -146,6 +124,54 @@ def load_battery(path: str | Path, overrides: dict[str, Any] | None = None) -> B
     return Battery(name=name, path=p, cases=cases, scorer_name=scorer_name, scorer_args=scorer_args,
                    scorer=scorer, max_new_tokens=_max_new(data, where),
                    description=str(data.get("description", "")).strip(), metrics=_metrics(data, where))
+
+
+# A case before validation: its key path in the battery, the raw value, and how to name it in errors.
+RawCase = tuple[KeyPath, Any, Any]
+
+
+def _check_top_keys(data: Any, where: _Where) -> None:
+    if not isinstance(data, dict):
+        raise EvalsuiteError(f"{where.path}: expected a mapping with at least `cases` or `generate`")
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise where((unknown[0],), f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
+
+
+def _case_defaults(data: dict[str, Any], where: _Where) -> tuple[str | None, str | None]:
+    """The battery-wide ``expect`` and ``system``, applied to cases that do not set their own."""
+    expect = data.get("expect")
+    if expect is not None and expect not in EXPECT:
+        raise where(("expect",), f"expected one of {', '.join(EXPECT)}, got {expect!r}")
+    system = data.get("system")
+    if system is not None:
+        system = _string(system, ("system",), where)
+    return expect, system
+
+
+def _inline_cases(data: dict[str, Any], where: _Where) -> list[RawCase]:
+    cases_value = data.get("cases", [])
+    if not isinstance(cases_value, list):
+        raise where(("cases",), "expected a list of cases")
+    return [(("cases", i), c, where) for i, c in enumerate(cases_value)]
+
+
+def _file_cases(data: dict[str, Any], where: _Where) -> list[RawCase]:
+    if "cases_file" not in data:
+        return []
+    return _jsonl_cases(where.path.parent / _string(data["cases_file"], ("cases_file",), where))
+
+
+def _generated_cases(data: dict[str, Any], where: _Where, overrides: dict[str, Any] | None) -> list[RawCase]:
+    out: list[RawCase] = []
+    for i, spec in enumerate(_list(data.get("generate", []), ("generate",), where)):
+        if not isinstance(spec, dict) or "source" not in spec:
+            raise where(("generate", i), "expected a mapping with a `source`")
+        args = {k: v for k, v in spec.items() if k != "source"}
+        generated = generate_cases(str(spec["source"]), args,
+                                   f"{where.path}:{where.lines.get(('generate', i), '?')}: generate", overrides)
+        out += [(("generate", i), c, where) for c in generated]
+    return out
 
 
 def _string(value: Any, keys: KeyPath, where: Any) -> str:
@@ -201,7 +227,7 @@ class _LineWhere:
         return EvalsuiteError(f"{self.path}:{self.line}: {name}: {message}")
 
 
-def _jsonl_cases(path: Path) -> list[tuple[KeyPath, Any, Any]]:
+def _jsonl_cases(path: Path) -> list[RawCase]:
     from evalsuite.config.rows import read_records
 
     if not path.is_file():

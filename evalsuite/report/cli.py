@@ -26,11 +26,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="read declared gates from this config YAML (or .toml)")
     p.add_argument("--alpha", type=float, help="significance level (default 0.05)")
     p.add_argument("--title", default="evalsuite report")
+    p.add_argument("--summary", type=Path, metavar="FILE",
+                   help="append the Markdown report here (default: $GITHUB_STEP_SUMMARY when set, as the job "
+                        "summary)")
     p.set_defaults(func=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
     from evalsuite.gates.declared import resolve_gates
+    from evalsuite.github import append_summary, check_summary_path, summary_path
     from evalsuite.report import build_report
 
     output = args.output if args.output is not None or args.markdown is not None else Path("report.html")
@@ -38,10 +42,19 @@ def run_report(args: argparse.Namespace) -> int:
     for out in (output, args.markdown):
         if out is not None and out.resolve() in inputs:
             raise EvalsuiteError(f"{out}: is one of the input results files; refusing to overwrite it")
+    summary = summary_path(args.summary)
+    protected = [*inputs, *(p for p in (output, args.markdown, args.config) if p is not None)]
+    if summary is not None:
+        check_summary_path(summary, protected)
     resolved = resolve_gates(args.gate, args.config, None, args.alpha)
-    build_report(args.results, output, args.markdown, args.baseline, resolved.gates, resolved.alpha,
-                 args.title)
+    model = build_report(args.results, output, args.markdown, args.baseline, resolved.gates, resolved.alpha,
+                         args.title)
     for path in (output, args.markdown):
         if path is not None:
             print(f"wrote {path}")
+    if summary is not None:
+        from evalsuite.report.render import render_markdown
+
+        append_summary(summary, render_markdown(model, args.title), protected)
+        print(f"appended the Markdown report to {summary}")
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite import __version__
+from evalsuite.github import md_escape as md_cell  # the one Markdown cell escaper (gate summaries use it too)
 from evalsuite.report.cases import Turn, clip
 from evalsuite.report.columns import Column
 from evalsuite.report.model import ReportModel
@@ -30,14 +31,9 @@ def md_escape(value: Any) -> str:
     """
     from markupsafe import Markup
 
-    if value is None:
-        return ""
     if isinstance(value, Markup):
         return str(value)
-    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    for ch in "\\`*_[]|#~":
-        text = text.replace(ch, "\\" + ch)
-    return text.replace("\r\n", "\n").replace("\n", "<br>")
+    return md_cell(value)
 
 
 def _truncate(text: str, limit: int = MD_CELL_CHARS) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +42,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.max_steps is not None:
-        config.values["max_steps"] = args.max_steps
+        config = replace(config, max_steps=args.max_steps)
     out_dir = args.output_dir or Path(config.output_dir)
-    backend = get_backend(args.backend or config.values.get("backend") or "trl")
+    backend = get_backend(args.backend or config.backend or "trl")
     options = TrainOptions(resume=args.resume, overwrite=args.overwrite, num_processes=args.num_processes)
     if launch.needs_relaunch(backend.name, args.num_processes):
         return relaunch(backend, args.config, out_dir, options, args.max_steps)
