@@ -62,6 +62,7 @@ def bench_naive_vs_batched(adapter: Path, prompts: list[str], max_new: int, batc
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from evalsuite.probe.engines import EngineSpec
     from evalsuite.probe.engines.hf import HFEngine
     from evalsuite.probe.generation import GenerationSettings, Request
     from evalsuite.probe.runner import ProbeOptions, plan_probes
@@ -87,7 +88,7 @@ def bench_naive_vs_batched(adapter: Path, prompts: list[str], max_new: int, batc
             naive_tokens += len(new)
             naive_out.append(tok.decode([t for t in new if t not in stops], skip_special_tokens=True))
     naive_s = time.perf_counter() - t0
-    engine = HFEngine(target.base_model, {"a": target.codec}, {"a": adapter})
+    engine = HFEngine(EngineSpec(target.base_model, {"a": target.codec}, {"a": adapter}))
     requests = [Request(({"role": "user", "content": p},), max_new) for p in prompts]
     engine.generate(requests[:2], "a", GenerationSettings(batch_size=batch))  # first-call warm-up, as above
     t0 = time.perf_counter()

@@ -4,35 +4,44 @@
            [--probe-out results.json] [--gate EXPR ...] [--gate-baseline FILE]
 
 Thin hooks over the pytest-free runner (:mod:`evalsuite.probe.runner`). Without ``--adapter`` the plugin only registers
-its options and marker: nothing of evalsuite beyond this module is imported, and never torch. With it, every
+its options (from :mod:`evalsuite.probe.options`, which imports nothing heavy) and marker: never torch. With it, every
 (battery, column, case) becomes an item named ``uppercase-echo[qwen05-hellow-world]`` carrying the ``probes``
-marker; collection validates run dirs and batteries (a usage error, before any model loads); the first probe item
-that runs generates everything selected in one batched pass (base loaded once, adapters attached); each item then
-asserts its own sample and a failure shows prompt, output, expected value, scorer and finish reason. At session end
-the results file is written and the configured gates (``[tool.evalsuite]`` in pyproject.toml, ``--gate``) are
-applied: their lines go to the terminal summary and the JUnit XML, and a failed gate fails the session.
+marker. The options (one table with ``evalsuite probe``: :mod:`evalsuite.probe.options`) and the gates are
+validated at configure time, run dirs and batteries at collection: each problem is a usage error before any model
+loads. The first probe item that runs generates everything selected in one batched pass (base loaded once,
+adapters attached); each item then asserts its own sample and a failure shows prompt, output, expected value, scorer
+and finish reason. At session end the results file is written and the gates (``[tool.evalsuite]`` in pyproject.toml,
+``--gate``) are applied: their lines go to the terminal summary and the JUnit XML, and a failed gate fails the
+session.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from evalsuite.gates.declared import ResolvedGates
+    from evalsuite.probe.options import ProbeOptions
+    from evalsuite.probe.runner import ProbePlan, ProbeRun
+    from evalsuite.results.schema import Results, Sample
 
 MARKER = "probes"
 
 
 @dataclass
 class _State:
-    options: Any  # evalsuite.probe.runner.ProbeOptions
+    options: ProbeOptions
     out: Path | None
-    gate_args: dict[str, Any]
+    gates: ResolvedGates  # parsed at configure: a malformed gate is a usage error before any weights load
+    baseline: Results | None
     run_dirs: list[Path] = field(default_factory=list)
-    plan: Any = None
-    run: Any = None
-    samples: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    plan: ProbePlan | None = None
+    run: ProbeRun | None = None
+    samples: dict[tuple[str, str, str], Sample] = field(default_factory=dict)
     gate_lines: list[str] = field(default_factory=list)
     gates_passed: bool = True
 
@@ -41,22 +50,14 @@ STATE = pytest.StashKey[_State]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    from evalsuite.probe.options import add_options
+
     group = parser.getgroup("evalsuite", "evalsuite probes (prompt batteries for LoRA adapters)")
     add = group.addoption
     add("--adapter", action="append", default=[], metavar="DIR",
         help="run dir of a trained adapter to probe (repeatable); without it the plugin is inert")
-    add("--probe-base", action="store_true", help="also probe the plain base model as a control column")
-    add("--battery", action="append", default=[], metavar="NAME",
-        help="battery name or .yaml path (repeatable; default: every built-in battery)")
+    add_options(add, "plugin")  # the options `evalsuite probe` has, from one table (evalsuite.probe.options)
     add("--probe-out", metavar="FILE", help="write the results JSON here (atomically)")
-    add("--probe-base-model", metavar="PATH_OR_ID", help="override the base model recorded in the run dirs")
-    add("--probe-allow-pickle", action="store_true", help="allow pickle (.bin) weights, which can run code")
-    add("--probe-batch-size", type=int, default=64, metavar="N", help="prompts per generation batch (default 64)")
-    add("--probe-max-new-tokens", type=int, metavar="N", help="override every battery's max_new_tokens")
-    add("--probe-device", metavar="DEVICE", help="cpu, cuda, ... (default: cuda when available)")
-    add("--probe-no-cache", action="store_true", help="regenerate even when cached generations exist")
-    add("--squad-dataset", metavar="PATH_OR_ID", help="SQuAD v1.1 dev JSON or hub id for the squad battery")
-    add("--squad-n", type=int, metavar="N", help="questions sampled from the SQuAD dev set (0: all)")
     add("--gate", action="append", default=[], metavar="EXPR", help="quality gate applied at session end")
     add("--gate-baseline", metavar="FILE", help="baseline results for regression gates")
     add("--gate-alpha", type=float, metavar="P", help="significance level of regression gates (default 0.05)")
@@ -68,19 +69,30 @@ def pytest_configure(config: pytest.Config) -> None:
     adapters = config.getoption("adapter")
     if not adapters:
         return
-    from evalsuite.probe.runner import ProbeOptions
+    from evalsuite.errors import EvalsuiteError
 
+    try:
+        config.stash[STATE] = _configured_state(config, [Path(a) for a in adapters])
+    except EvalsuiteError as e:
+        raise pytest.UsageError(f"evalsuite: {e}") from None
+
+
+def _configured_state(config: pytest.Config, run_dirs: list[Path]) -> _State:
+    """Options and gates, validated before collection: bad values are usage errors before anything loads."""
+    from evalsuite.gates.declared import resolve_gates
+    from evalsuite.probe.options import options_from
+    from evalsuite.results.io import load_results
+
+    probes = config.rootpath / "probes"
+    options = options_from(config.getoption, "plugin", battery_dirs=[probes] if probes.is_dir() else [])
     opt = config.getoption
-    options = ProbeOptions(
-        batteries=opt("battery"), explicit_batteries=bool(opt("battery")), include_base=opt("probe_base"),
-        base_model=opt("probe_base_model"), allow_pickle=opt("probe_allow_pickle"),
-        batch_size=opt("probe_batch_size"), max_new_tokens=opt("probe_max_new_tokens"), device=opt("probe_device"),
-        use_cache=not opt("probe_no_cache"), squad_dataset=opt("squad_dataset"), squad_n=opt("squad_n"),
-        battery_dirs=[config.rootpath / "probes"] if (config.rootpath / "probes").is_dir() else [])
-    out = Path(opt("probe_out")) if opt("probe_out") else None
-    gate_args = {"gates": opt("gate"), "baseline": opt("gate_baseline"), "alpha": opt("gate_alpha"),
-                 "config": opt("gate_config")}
-    config.stash[STATE] = _State(options, out, gate_args, run_dirs=[Path(a) for a in adapters])
+    gates = resolve_gates(opt("gate"), _path(opt("gate_config")), _path(opt("gate_baseline")), opt("gate_alpha"))
+    baseline = load_results(gates.baseline_path) if gates.gates and gates.baseline_path is not None else None
+    return _State(options, _path(opt("probe_out")), gates, baseline, run_dirs=run_dirs)
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 class ProbeFailure(AssertionError):
@@ -157,6 +169,28 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state = config.stash.get(STATE, None)
     if state is None:
         return
+    state.plan = plan = _plan(config, state)
+    for name, reason in plan.skipped.items():
+        node = BatteryNode.from_parent(session, name=name, nodeid=f"probes/{name}")
+        stub = UnavailableBattery.from_parent(node, name=f"{name}[unavailable]", reason=reason)
+        _report_collected(config, node, [stub])
+        items.append(stub)
+    for battery in plan.batteries:
+        node = BatteryNode.from_parent(session, name=battery.name, nodeid=f"probes/{battery.name}")
+        node.add_marker(MARKER)
+        mine: list[pytest.Item] = []
+        for target in plan.targets:
+            for case in battery.cases:
+                item = ProbeItem.from_parent(node, name=f"{battery.name}[{target.name}-{case.id}]",
+                                             battery=battery, target=target, case=case)
+                item.add_marker(MARKER)
+                mine.append(item)
+        _report_collected(config, node, mine)
+        items.extend(mine)
+
+
+def _plan(config: pytest.Config, state: _State) -> ProbePlan:
+    """Run dirs and batteries checked (a usage error each), their warnings shown as pytest's."""
     import warnings
 
     from evalsuite.errors import EvalsuiteError
@@ -165,29 +199,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            state.plan = plan_probes(state.run_dirs, state.options)
+            plan = plan_probes(state.run_dirs, state.options)
     except EvalsuiteError as e:
         raise pytest.UsageError(f"evalsuite: {e}") from None
     for w in caught:
         if "skipping battery" not in str(w.message):
             config.issue_config_time_warning(pytest.PytestWarning(f"evalsuite: {w.message}"), stacklevel=2)
-    for name, reason in state.plan.skipped.items():
-        node = BatteryNode.from_parent(session, name=name, nodeid=f"probes/{name}")
-        stub = UnavailableBattery.from_parent(node, name=f"{name}[unavailable]", reason=reason)
-        _report_collected(config, node, [stub])
-        items.append(stub)
-    for battery in state.plan.batteries:
-        node = BatteryNode.from_parent(session, name=battery.name, nodeid=f"probes/{battery.name}")
-        node.add_marker(MARKER)
-        mine: list[pytest.Item] = []
-        for target in state.plan.targets:
-            for case in battery.cases:
-                item = ProbeItem.from_parent(node, name=f"{battery.name}[{target.name}-{case.id}]",
-                                             battery=battery, target=target, case=case)
-                item.add_marker(MARKER)
-                mine.append(item)
-        _report_collected(config, node, mine)
-        items.extend(mine)
+    return plan
 
 
 def _report_collected(config: pytest.Config, node: pytest.Collector, items: list[pytest.Item]) -> None:
@@ -203,6 +221,7 @@ def _ensure_run(session: pytest.Session, state: _State) -> None:
     from evalsuite.errors import EvalsuiteError
     from evalsuite.probe.runner import execute
 
+    assert state.plan is not None  # planned at collection, before any item runs
     selected = {i.key for i in session.items if isinstance(i, ProbeItem)}
     try:
         state.run = execute(state.plan, selected)
@@ -224,7 +243,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             from evalsuite.results.io import write_results
 
             write_results(state.run.results, state.out)
-        _apply_gates(state)
+        _apply_gates(state, state.run.results)
     except EvalsuiteError as e:
         state.gate_lines = [f"ERROR evalsuite: {e}"]
         state.gates_passed = False
@@ -240,18 +259,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         xml.add_global_property("evalsuite_gates_passed", str(state.gates_passed).lower())
 
 
-def _apply_gates(state: _State) -> None:
-    from evalsuite.gates.declared import resolve_gates
+def _apply_gates(state: _State, results: Results) -> None:
     from evalsuite.gates.evaluate import evaluate_gates
-    from evalsuite.results.io import load_results
 
-    g = state.gate_args
-    resolved = resolve_gates(g["gates"], Path(g["config"]) if g["config"] else None,
-                             Path(g["baseline"]) if g["baseline"] else None, g["alpha"])
-    if not resolved.gates:
+    if not state.gates.gates:
         return
-    baseline = load_results(resolved.baseline_path) if resolved.baseline_path is not None else None
-    report = evaluate_gates(state.run.results, baseline, resolved.gates, resolved.alpha, skip_missing=True)
+    report = evaluate_gates(results, state.baseline, state.gates.gates, state.gates.alpha, skip_missing=True)
     state.gate_lines = report.lines()
     state.gates_passed = report.passed
 

@@ -15,6 +15,7 @@ import pytest
 
 from evalsuite.chat.tokenizer import TokenizerInfo, load_tokenizer
 from evalsuite.errors import EvalsuiteError
+from evalsuite.probe.engines import EngineSpec
 from evalsuite.probe.engines.vllm import VLLMEngine, max_lora_rank
 from evalsuite.probe.generation import GenerationSettings, PromptCodec, Request
 
@@ -105,7 +106,7 @@ def test_requests_built_for_multi_lora_greedy_generation(fake_vllm: type[FakeLLM
     adapters = {"a": adapter_dir(tmp_path, "a", 4), "b": adapter_dir(tmp_path, "b", 16, {"qkv_proj": 48}),
                 "c": adapter_dir(tmp_path, "c", 8), "d": adapter_dir(tmp_path, "d", 8)}
     codecs: dict[str | None, PromptCodec] = {None: codec, **dict.fromkeys(adapters, codec)}
-    engine = VLLMEngine("/models/base", codecs, adapters, tensor_parallel_size=2, seed=7)
+    engine = VLLMEngine(EngineSpec("/models/base", codecs, adapters, tensor_parallel_size=2, seed=7))
     llm = fake_vllm.last
     assert llm is not None
     assert llm.kwargs == {"model": "/models/base", "tensor_parallel_size": 2, "seed": 7, "trust_remote_code": False,
@@ -133,7 +134,7 @@ def test_requests_built_for_multi_lora_greedy_generation(fake_vllm: type[FakeLLM
 def test_base_only_runs_without_lora(fake_vllm: type[FakeLLM], tiny_codec: tuple[TokenizerInfo, PromptCodec]) -> None:
     tk, codec = tiny_codec
     fake_vllm.responder = lambda ids, lora: (tk.encode("x"), "length", None)
-    engine = VLLMEngine("/models/base", {None: codec})
+    engine = VLLMEngine(EngineSpec("/models/base", {None: codec}))
     assert fake_vllm.last is not None and "enable_lora" not in fake_vllm.last.kwargs
     assert engine.generate([Request(user("x"), 1)], None, GenerationSettings())[0].finish_reason == "max-tokens"
     with pytest.raises(EvalsuiteError, match="no adapter named 'nope'"):
@@ -144,7 +145,7 @@ def test_missing_vllm_is_one_clear_error(monkeypatch: pytest.MonkeyPatch,
                                          tiny_codec: tuple[TokenizerInfo, PromptCodec]) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     with pytest.raises(EvalsuiteError, match=r"vLLM is not installed: pip install 'evalsuite\[vllm\]'"):
-        VLLMEngine("/models/base", {None: tiny_codec[1]})
+        VLLMEngine(EngineSpec("/models/base", {None: tiny_codec[1]}))
 
 
 def test_lora_rank_rounds_up_to_a_size_vllm_supports() -> None:

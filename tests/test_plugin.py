@@ -1,5 +1,6 @@
 """The pytest plugin, through pytester: inert without --adapter, collection and ids, -m probes, two adapters in one
-run, failure reports, JUnit XML, gates at session end, exit codes."""
+run, failure reports, JUnit XML, gates at session end, exit codes; with the fake engine (tests/fake_engine.py): gates
+checked before anything generates, and the options new to the plugin reaching the runner."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from fake_engine import FakeEngine, register
 
 import evalsuite.probe.runner  # noqa: F401  (numpy, imported before any pytester snapshot: see warm_stack)
 
@@ -186,3 +188,53 @@ def test_only_selected_items_are_generated(project: pytest.Pytester, warm_stack:
     data = json.loads(out.read_text(encoding="utf-8"))
     assert [s["case"] for s in data["samples"]] == ["hello"]
     assert data["engine"]["generated"] == 1
+
+
+@pytest.fixture
+def fake_engine(demo_adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> type[FakeEngine]:
+    """The fake engine registered as ``fake``, its counters reset, its path warmed outside pytester (see warm_stack):
+    plugin runs through it load no model."""
+    from evalsuite.probe.runner import ProbeOptions, execute, plan_probes
+
+    engine = register()
+    battery = tmp_path_factory.mktemp("warm-fake") / "always.yaml"
+    battery.write_text(ALWAYS, encoding="utf-8")
+    execute(plan_probes([demo_adapter], ProbeOptions(batteries=[str(battery)], engine="fake", device="cpu",
+                                                     use_cache=False)))
+    engine.reset()
+    return engine
+
+
+def test_malformed_gate_is_a_usage_error_before_anything_generates(project: pytest.Pytester, demo_adapter: Path,
+                                                                   fake_engine: type[FakeEngine]) -> None:
+    args = ["-m", "probes", "--adapter", str(demo_adapter), "--battery", "always.yaml", "--probe-engine", "fake",
+            "--probe-device", "cpu", "--probe-no-cache"]
+    result = project.runpytest(*args, "--gate", "always.accuracy >>= 0.5")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: evalsuite: --gate*always.accuracy >>= 0.5*"])
+    assert fake_engine.built == [] and fake_engine.generated() == 0
+    project.makepyprojecttoml('[tool.evalsuite]\ngates = ["always.accuracy >= often"]\n')  # declared ones too
+    result = project.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: evalsuite: *pyproject.toml: tool.evalsuite.gates[[]0[]]*"])
+    assert fake_engine.generated() == 0
+    project.makepyprojecttoml('[tool.evalsuite]\ngates = ["always.accuracy >= 0.5"]\n')  # the control: it generates
+    result = project.runpytest(*args)
+    assert result.ret == pytest.ExitCode.OK
+    assert fake_engine.generated() == 2
+    result.stdout.fnmatch_lines(["PASS always.accuracy >= 0.5 ?demo?*"])
+
+
+def test_options_new_to_the_plugin_reach_the_runner(project: pytest.Pytester, demo_adapter: Path,
+                                                    fake_engine: type[FakeEngine]) -> None:
+    out = project.path / "r.json"
+    result = project.runpytest("-m", "probes", "--adapter", str(demo_adapter), "--battery", "mini.yaml",
+                               "--probe-engine", "fake", "--probe-device", "cpu", "--probe-seed", "7",
+                               "--probe-max-batch-seconds", "0", "--probe-trust-remote-code",
+                               "--probe-tensor-parallel-size", "2", "--probe-no-cache", "--probe-out", str(out))
+    result.assert_outcomes(passed=3, deselected=1)  # the fake uppercases on adapter columns
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["engine"]["name"] == "fake" and data["engine"]["seed"] == 7
+    assert data["engine"]["max_batch_seconds"] is None  # 0: no cap
+    [engine] = fake_engine.built
+    assert (engine.spec.seed, engine.spec.trust_remote_code, engine.spec.tensor_parallel_size) == (7, True, 2)

@@ -104,12 +104,13 @@ def test_results_file_has_samples_and_metrics_with_cis(results: Results) -> None
 
 
 def test_batched_generation_equals_one_by_one(demo_adapter: Path) -> None:
+    from evalsuite.probe.engines import EngineSpec
     from evalsuite.probe.engines.hf import HFEngine
     from evalsuite.probe.generation import GenerationSettings, Request
 
     plan = plan_probes([demo_adapter], ProbeOptions(batteries=["runaway-turns"]))
     target = plan.targets[0]
-    engine = HFEngine(target.base_model, {target.adapter_name: target.codec}, {"adapter0": demo_adapter})
+    engine = HFEngine(EngineSpec(target.base_model, {target.adapter_name: target.codec}, {"adapter0": demo_adapter}))
     requests = [Request(c.messages, 48) for c in plan.batteries[0].cases[:12]]
     batched = engine.generate(requests, "adapter0", GenerationSettings(batch_size=12))
     single = engine.generate(requests, "adapter0", GenerationSettings(batch_size=1))
@@ -122,12 +123,13 @@ def test_decoder_matches_transformers_generate_with_mixed_adapters(demo_adapter:
     base: the same tokens up to each row's stop."""
     import torch
 
+    from evalsuite.probe.engines import EngineSpec
     from evalsuite.probe.engines.decode import greedy_decode
     from evalsuite.probe.engines.hf import HFEngine
 
     plan = plan_probes([demo_adapter], ProbeOptions(batteries=["runaway-turns", "uppercase-echo"]))
     target = plan.targets[0]
-    engine = HFEngine(target.base_model, {"a": target.codec}, {"a": demo_adapter})
+    engine = HFEngine(EngineSpec(target.base_model, {"a": target.codec}, {"a": demo_adapter}))
     codec = target.codec
     prompts = [codec.prompt_ids(c.messages) for b in plan.batteries for c in b.cases][:24]
     stops = set(codec.generation_stop_ids)
@@ -178,21 +180,20 @@ def test_cache_serves_unchanged_adapter_and_regenerates_a_changed_one(leaky_adap
     assert run_small(run_dir, tmp_path, cache, use_cache=False).generated == 3
 
 
-def test_base_is_loaded_once_for_several_adapters(demo_adapter: Path, leaky_adapter: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import evalsuite.probe.engines.hf as generate
+def test_base_is_loaded_once_for_several_adapters(demo_adapter: Path, leaky_adapter: Path, tmp_path: Path) -> None:
+    from evalsuite.probe.engines import EngineSpec
+    from evalsuite.probe.engines.hf import HFEngine
 
-    loads: list[str] = []
-    real = generate._load_base
+    built: list[HFEngine] = []
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        loads.append(args[0])
-        return real(*args, **kwargs)
+    def counting(spec: EngineSpec) -> HFEngine:  # the real engine, counted: one per base model
+        built.append(HFEngine(spec))
+        return built[-1]
 
-    monkeypatch.setattr(generate, "_load_base", counting)
-    run = run_probes([demo_adapter, leaky_adapter], ProbeOptions(batteries=[str(small_battery(tmp_path))],
-                                                                include_base=True, use_cache=False))
-    assert len(loads) == 1
+    plan = plan_probes([demo_adapter, leaky_adapter], ProbeOptions(batteries=[str(small_battery(tmp_path))],
+                                                                   include_base=True, use_cache=False))
+    run = execute(plan, engine=counting)
+    assert len(built) == 1 and sorted(built[0].model.peft_config) == ["adapter0", "adapter1"]
     assert {s.adapter for s in run.results.samples} == {"base", "demo", "leaky"}
     leaky = {s.case: s.output for s in run.results.samples if s.adapter == "leaky"}
     base = {s.case: s.output for s in run.results.samples if s.adapter == "base"}

@@ -7,10 +7,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import read_json
+
+if TYPE_CHECKING:
+    from evalsuite.probe.options import ProbeOptions
 
 
 def register(sub: Any) -> None:
@@ -20,32 +23,14 @@ def register(sub: Any) -> None:
 
 
 def _add_probe(sub: Any) -> None:
+    from evalsuite.probe.options import add_options
+
     p = sub.add_parser("probe", help="run probe batteries on adapters (and the base) and write results.json",
                        description="Load the base once, attach every adapter, run the batteries, score, and write "
                                    "a results file. Exit 0 when every case passed, 1 when some failed, 2 on bad input.")
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="DIR", help="run dir(s) written by `evalsuite train`")
-    p.add_argument("--base", action="store_true", help="also probe the plain base model as a control column")
-    p.add_argument("--battery", action="append", default=[], metavar="NAME",
-                   help="battery name or .yaml path (repeatable; default: all built-in batteries)")
     p.add_argument("--out", type=Path, default=Path("results.json"), help="results file (written atomically)")
-    p.add_argument("--base-model", help="override the base model recorded in the run dirs (path or hub id)")
-    p.add_argument("--allow-pickle", action="store_true", help="allow pickle (.bin) weights, which can run code")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
-    p.add_argument("--batch-size", type=int, default=64, help="prompts per generation batch (default 64)")
-    p.add_argument("--max-new-tokens", type=int, help="override every battery's max_new_tokens")
-    p.add_argument("--max-batch-seconds", type=float, default=120.0, help="wall-time cap per batch (0: none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--no-cache", action="store_true", help="regenerate even when cached generations exist")
-    p.add_argument("--squad-dataset", help="SQuAD v1.1 dev JSON path or hub id (default: $EVALSUITE_FIXTURES/...)")
-    p.add_argument("--squad-n", type=int, help="questions sampled from the SQuAD dev set (0: all)")
-    p.add_argument("--engine", choices=("hf", "vllm"), default="hf",
-                   help="generation engine: hf (transformers + peft) or vllm (multi-LoRA; pip install "
-                        "'evalsuite[vllm]', needs a GPU)")
-    p.add_argument("--tensor-parallel-size", type=int, default=1, metavar="N", help="vllm: GPUs per model")
-    p.add_argument("--num-processes", type=int, default=1, metavar="N",
-                   help="data-parallel probing: re-launches under `accelerate launch`, shards the batches over N "
-                        "processes (one per GPU; gloo on CPU) and writes one results file")
+    add_options(p.add_argument, "cli")  # the option table shared with the pytest plugin
     p.set_defaults(func=run_probe_cli)
 
 
@@ -60,29 +45,29 @@ def _add_score(sub: Any) -> None:
 
 def run_probe_cli(args: argparse.Namespace) -> int:
     from evalsuite import launch
+    from evalsuite.probe.options import options_from
+    from evalsuite.probe.runner import run_probes
 
-    if args.num_processes < 1:
-        raise EvalsuiteError(f"--num-processes: expected a positive integer, got {args.num_processes}")
-    from evalsuite.probe.runner import ProbeOptions, plan_probes, run_probes
-
-    options = ProbeOptions(
-        batteries=args.battery, include_base=args.base, base_model=args.base_model, allow_pickle=args.allow_pickle,
-        trust_remote_code=args.trust_remote_code, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-        max_batch_seconds=args.max_batch_seconds or None, seed=args.seed, device=args.device,
-        use_cache=not args.no_cache, squad_dataset=args.squad_dataset, squad_n=args.squad_n,
-        explicit_batteries=bool(args.battery), engine=args.engine, tensor_parallel_size=args.tensor_parallel_size)
-    if args.num_processes > 1 and not launch.inside_launch():
-        plan_probes(args.run_dirs, options)  # bad input is one clear error here, before any process starts
-        code = launch.relaunch_cli(getattr(args, "_argv", sys.argv[1:]), args.num_processes)
-        if code != 0:
-            return code
-        from evalsuite.results.io import load_results
-
-        return _report(load_results(args.out), args.out)
+    options = options_from(lambda dest: getattr(args, dest), "cli")
+    if options.num_processes > 1 and not launch.inside_launch():
+        return _relaunch(args, options)
     run = run_probes(args.run_dirs, options, out=args.out)
     if launch.inside_launch():
         return 0  # a rank of a data-parallel run: the launching process reads the results and gives the verdict
     return _report(run.results, args.out)
+
+
+def _relaunch(args: argparse.Namespace, options: ProbeOptions) -> int:
+    """``--num-processes N``: check the input here, run N copies under accelerate, then read their one results file."""
+    from evalsuite import launch
+    from evalsuite.probe.runner import plan_probes
+    from evalsuite.results.io import load_results
+
+    plan_probes(args.run_dirs, options)  # bad input is one clear error here, before any process starts
+    code = launch.relaunch_cli(getattr(args, "_argv", sys.argv[1:]), options.num_processes)
+    if code != 0:
+        return code
+    return _report(load_results(args.out), args.out)
 
 
 def _report(results: Any, out: Path) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from evalsuite.chat.template import ROLE_WORDS, render
 from evalsuite.chat.tokenizer import TokenizerInfo
@@ -49,11 +48,6 @@ class Request:
 
     messages: tuple[dict[str, str], ...]
     max_new_tokens: int
-
-
-class Generator(Protocol):
-    def generate(self, requests: Sequence[Request], adapter: str | None,
-                 settings: GenerationSettings) -> list[Generation]: ...
 
 
 @dataclass

@@ -5,7 +5,8 @@ process holds them all. Only rank 0 writes the generation cache and the one resu
 What is sharded is the engine's batch plan, not single prompts: batch k runs in process k mod N, and a batch is
 built exactly as a single process would build it (same prompts, same padding), so greedy outputs do not depend on
 the process count (given the same kernels and thread count; on CPU, ``OMP_NUM_THREADS`` can change float
-reductions). An engine without a batch plan (vLLM, which batches internally) is sharded prompt by prompt.
+reductions). An engine without a batch plan (vLLM, which batches internally) shards prompt by prompt
+(:func:`evalsuite.probe.engines.shard_by_prompt`).
 
 Nothing heavy is imported at module level; torch.distributed is only touched when WORLD_SIZE > 1.
 """
@@ -16,7 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from evalsuite import launch
-from evalsuite.probe.generation import Generation, GenerationSettings, Request
+from evalsuite.probe.engines import Engine, Job
+from evalsuite.probe.generation import Generation, GenerationSettings
 
 
 def world() -> tuple[int, int]:
@@ -49,18 +51,13 @@ def _ensure_group() -> Any:
     return dist
 
 
-def generate(engine: Any, jobs: Sequence[tuple[str | None, Request]],
-             settings: GenerationSettings) -> list[Generation]:
-    """``engine.generate_mixed(jobs, settings)``, spread over the launched processes; every process returns the full
-    list, in the order of ``jobs``."""
+def generate(engine: Engine, jobs: Sequence[Job], settings: GenerationSettings) -> list[Generation]:
+    """``engine.generate_mixed(jobs, settings)``, spread over the launched processes (each runs its
+    ``engine.generate_shard``); every process returns the full list, in the order of ``jobs``."""
     rank, size = world()
     if size == 1:
         return list(engine.generate_mixed(jobs, settings))
-    if hasattr(engine, "generate_shard"):
-        local: dict[int, Generation] = engine.generate_shard(jobs, settings, rank, size)
-    else:
-        mine = list(range(rank, len(jobs), size))
-        local = dict(zip(mine, engine.generate_mixed([jobs[i] for i in mine], settings), strict=True))
+    local = engine.generate_shard(jobs, settings, rank, size)
     dist = _ensure_group()
     gathered: list[dict[int, Generation] | None] = [None] * size
     dist.all_gather_object(gathered, local)

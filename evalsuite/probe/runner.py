@@ -2,10 +2,11 @@
 
 Two steps so the pytest plugin can collect without loading a model:
 
-- :func:`plan_probes` validates everything cheaply (run dirs, batteries, scorers; no torch): one clear error per
-  problem before any minute is spent loading weights.
-- :func:`execute` generates what the cache lacks (the base loaded once, every adapter attached, one batched pass
-  over all columns), scores each sample and computes the metric rows with confidence intervals.
+- :func:`plan_probes` validates everything cheaply (options, run dirs, batteries, scorers; no torch): one clear
+  error per problem before any minute is spent loading weights.
+- :func:`execute` generates what the cache lacks (one engine per base model, built from the engine registry unless
+  the caller passes a factory: every adapter attached, one batched pass over all columns), scores each sample and
+  computes the metric rows with confidence intervals.
 
 ``evalsuite probe`` calls :func:`run_probes`, which does both and writes the results atomically.
 """
@@ -18,14 +19,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from evalsuite import __version__
 from evalsuite.errors import EvalsuiteError
 from evalsuite.probe import parallel
 from evalsuite.probe.batteries import Battery, Case, load_battery, resolve_batteries
 from evalsuite.probe.cache import GenerationCache, base_fingerprint, column_key, prompt_key
-from evalsuite.probe.generation import Generation, GenerationSettings, PromptCodec, Request
+from evalsuite.probe.engines import EngineFactory, EngineSpec, engine_class
+from evalsuite.probe.generation import Generation, GenerationSettings, Request
+from evalsuite.probe.options import ProbeOptions, validate
 from evalsuite.probe.scorers import Output
 from evalsuite.probe.sources import BatteryUnavailable
 from evalsuite.probe.targets import Target, build_targets
@@ -33,30 +35,12 @@ from evalsuite.results.aggregate import compute_metrics
 from evalsuite.results.io import write_results
 from evalsuite.results.schema import EngineInfo, Results, Sample, ScorerRef
 
+__all__ = ["ProbeOptions", "ProbePlan", "ProbeRun", "execute", "plan_probes", "run_probes", "summary_lines"]
+
 log = logging.getLogger("evalsuite.probe")
 
-
-@dataclass
-class ProbeOptions:
-    batteries: list[str] = field(default_factory=list)
-    battery_dirs: list[Path] = field(default_factory=list)
-    explicit_batteries: bool = False  # an unavailable battery is an error (named) or a skip (default set)
-    include_base: bool = False
-    base_model: str | None = None
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
-    batch_size: int = 64
-    max_new_tokens: int | None = None
-    max_batch_seconds: float | None = 120.0
-    seed: int = 0
-    device: str | None = None
-    use_cache: bool = True
-    cache_dir: Path | None = None
-    squad_dataset: str | None = None
-    squad_n: int | None = None
-    stop_strings: tuple[str, ...] = ()
-    engine: str = "hf"  # hf (transformers + peft) or vllm
-    tensor_parallel_size: int = 1  # vllm only
+Key = tuple[str, str, str]  # (battery, case id, target name)
+Selection = set[Key]
 
 
 @dataclass
@@ -75,32 +59,50 @@ class ProbeRun:
     cached: int
 
 
+@dataclass(frozen=True)
+class _Miss:
+    """A selected item the cache does not hold."""
+
+    target: Target
+    battery: Battery
+    case: Case
+    prompt_key: str
+
+
+@dataclass
+class _Lookup:
+    """What the cache holds for the selected items, and what it lacks."""
+
+    found: dict[Key, Generation] = field(default_factory=dict)
+    misses: list[_Miss] = field(default_factory=list)
+    column_keys: dict[str, str] = field(default_factory=dict)  # target name -> its cache file's key
+
+
 def plan_probes(run_dirs: Iterable[str | Path], options: ProbeOptions) -> ProbePlan:
-    if options.batch_size < 1:
-        raise EvalsuiteError(f"--batch-size: expected a positive integer, got {options.batch_size}")
-    if options.engine not in ("hf", "vllm"):
-        raise EvalsuiteError(f"--engine: expected hf or vllm, got {options.engine!r}")
-    if options.tensor_parallel_size < 1:
-        raise EvalsuiteError(f"--tensor-parallel-size: expected a positive integer, got {options.tensor_parallel_size}")
-    if options.max_new_tokens is not None and options.max_new_tokens < 1:
-        raise EvalsuiteError(f"--max-new-tokens: expected a positive integer, got {options.max_new_tokens}")
+    validate(options)
     targets = build_targets([Path(d) for d in run_dirs], options.include_base, options.base_model,
                             options.allow_pickle)
-    batteries: list[Battery] = []
-    skipped: dict[str, str] = {}
-    overrides = {"dataset": options.squad_dataset, "n": options.squad_n}
-    for path in resolve_batteries(options.batteries, options.battery_dirs):
-        try:
-            batteries.append(load_battery(path, {k: v for k, v in overrides.items() if v is not None}))
-        except BatteryUnavailable as e:
-            if options.explicit_batteries:
-                raise
-            skipped[path.stem] = str(e)
-            warnings.warn(f"skipping battery {path.stem}: {e}", stacklevel=2)
+    batteries, skipped = _load_batteries(options)
     names = [b.name for b in batteries]
     if len(set(names)) != len(names):
         raise EvalsuiteError(f"two batteries share a name: {', '.join(sorted(n for n in names if names.count(n) > 1))}")
     return ProbePlan(options, targets, batteries, skipped)
+
+
+def _load_batteries(options: ProbeOptions) -> tuple[list[Battery], dict[str, str]]:
+    """The batteries to run, and the default ones whose data is missing (battery name -> why)."""
+    batteries: list[Battery] = []
+    skipped: dict[str, str] = {}
+    overrides = {k: v for k, v in {"dataset": options.squad_dataset, "n": options.squad_n}.items() if v is not None}
+    for path in resolve_batteries(options.batteries, options.battery_dirs):
+        try:
+            batteries.append(load_battery(path, overrides))
+        except BatteryUnavailable as e:
+            if options.explicit_batteries:
+                raise
+            skipped[path.stem] = str(e)
+            warnings.warn(f"skipping battery {path.stem}: {e}", stacklevel=3)
+    return batteries, skipped
 
 
 def _settings(options: ProbeOptions) -> GenerationSettings:
@@ -112,74 +114,82 @@ def _max_new(battery: Battery, options: ProbeOptions) -> int:
     return options.max_new_tokens or battery.max_new_tokens
 
 
-Selection = set[tuple[str, str, str]]  # (battery, case id, target name)
+def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFactory | None = None) -> ProbeRun:
+    """Generate (cache first), score and aggregate; ``selected`` limits the work to those items.
 
-
-def execute(plan: ProbePlan, selected: Selection | None = None) -> ProbeRun:
-    """Generate (cache first), score and aggregate; ``selected`` limits the work to those items."""
-    options, settings = plan.options, _settings(plan.options)
-    device = options.device or _default_device()
-    cache = GenerationCache(options.cache_dir, options.use_cache)
+    ``engine`` builds the engine of each base model from its :class:`EngineSpec` (default: the class the registry
+    holds under ``options.engine``). The cache and the results record ``options.engine``, so a factory must build
+    the engine that name stands for: tests register their fake engine as ``fake`` and pass a scripted instance."""
+    device = plan.options.device or parallel.default_device()  # cuda:LOCAL_RANK under `--num-processes`
+    cache = GenerationCache(plan.options.cache_dir, plan.options.use_cache)
     work = [(b, t, c) for b in plan.batteries for t in plan.targets for c in b.cases
             if selected is None or (b.name, c.id, t.name) in selected]
-    gens: dict[tuple[str, str, str], Generation] = {}
-    misses: list[tuple[Target, Battery, Case, str]] = []
-    columns: dict[str, tuple[str, dict[str, Generation]]] = {}
+    lookup = _lookup(plan, work, cache, device)
+    misses, gens = lookup.misses, dict(lookup.found)
+    if misses:
+        log.info("generating %d prompt(s) in one pass over %d column(s) (%d cached)", len(misses),
+                 len({m.target.name for m in misses}), len(lookup.found))
+        fresh = _generate(plan, misses, device, engine or engine_class(plan.options.engine))
+        gens.update(((m.battery.name, m.case.id, m.target.name), g) for m, g in zip(misses, fresh, strict=True))
+        _save(cache, lookup, fresh)
+    samples = [_sample(b, t, c, gens[(b.name, c.id, t.name)]) for b, t, c in work]
+    results = _results(plan, samples, device, len(misses), len(lookup.found))
+    return ProbeRun(results, plan, len(misses), len(lookup.found))
+
+
+def _lookup(plan: ProbePlan, work: list[tuple[Battery, Target, Case]], cache: GenerationCache,
+            device: str) -> _Lookup:
+    """Split the work into cached generations and misses, column by column (one cache file per column)."""
+    options, lookup = plan.options, _Lookup()
     for target in plan.targets:
         mine = [(b, c) for b, t, c in work if t is target]
         if not mine:
             continue
-        key = column_key(target.fingerprint(device, options.seed, base_fingerprint))
+        fingerprint = target.fingerprint(device, options.seed, base_fingerprint)
+        key = lookup.column_keys[target.name] = column_key({**fingerprint, "engine": options.engine})
         entries = cache.load(key)
-        columns[target.name] = (key, entries)
         for b, c in mine:
-            pkey = prompt_key(target.codec.prompt_text(c.messages), _max_new(b, options), settings.stop_strings)
+            pkey = prompt_key(target.codec.prompt_text(c.messages), _max_new(b, options), options.stop_strings)
             if pkey in entries:
-                gens[(b.name, c.id, target.name)] = entries[pkey]
+                lookup.found[(b.name, c.id, target.name)] = entries[pkey]
             else:
-                misses.append((target, b, c, pkey))
-    cached = len(gens)
-    if misses:
-        log.info("generating %d prompt(s) in one pass over %d column(s) (%d cached)", len(misses),
-                 len({t.name for t, *_ in misses}), cached)
-        jobs = [(t.adapter_name, Request(c.messages, _max_new(b, options))) for t, b, c, _ in misses]
-        outs = parallel.generate(_engine(plan, device, {t.name for t, *_ in misses}), jobs, settings)
-        fresh: dict[str, dict[str, Generation]] = {}
-        for (t, b, c, pkey), g in zip(misses, outs, strict=True):
-            gens[(b.name, c.id, t.name)] = g
-            fresh.setdefault(t.name, {})[pkey] = g
-        for name, entries in fresh.items():
-            if parallel.is_main():  # every process holds all generations; one writes
-                cache.save(columns[name][0], entries)
-    generated = len(misses)
-    samples = [_sample(b, t, c, gens[(b.name, c.id, t.name)]) for b, t, c in work]
-    extra = {b.name: b.metrics for b in plan.batteries if b.metrics}
-    results = Results(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), evalsuite_version=__version__,
-                      engine=_engine_info(plan, settings, device, generated, cached),
-                      adapters=[t.info for t in plan.targets], samples=samples,
-                      metrics=compute_metrics(samples, extra) if samples else [])
-    return ProbeRun(results, plan, generated, cached)
+                lookup.misses.append(_Miss(target, b, c, pkey))
+    return lookup
 
 
-def _default_device() -> str:
-    return parallel.default_device()  # cuda:LOCAL_RANK under `--num-processes`
+def _generate(plan: ProbePlan, misses: list[_Miss], device: str, factory: EngineFactory) -> list[Generation]:
+    """The misses' generations, in order: one engine per base model, one pass over its columns."""
+    settings = _settings(plan.options)
+    out: dict[int, Generation] = {}
+    for base in dict.fromkeys(m.target.base_model for m in misses):
+        mine = [i for i, m in enumerate(misses) if m.target.base_model == base]
+        engine = factory(_spec(plan, base, device, {misses[i].target.name for i in mine}))
+        jobs = [(misses[i].target.adapter_name, Request(misses[i].case.messages,
+                                                        _max_new(misses[i].battery, plan.options))) for i in mine]
+        out.update(zip(mine, parallel.generate(engine, jobs, settings), strict=True))
+    return [out[i] for i in range(len(misses))]
 
 
-def _engine(plan: ProbePlan, device: str, columns: set[str]) -> Any:
-    """The base once, with the adapters of the columns that have something to generate."""
-    from evalsuite.probe.engines.hf import HFEngine
-
-    adapters = {t.adapter_name: t.path for t in plan.targets
+def _spec(plan: ProbePlan, base: str, device: str, columns: set[str]) -> EngineSpec:
+    """The engine of one base: every column's codec, the adapters of the columns that have something to generate."""
+    mine = [t for t in plan.targets if t.base_model == base]
+    adapters = {t.adapter_name: t.path for t in mine
                 if t.name in columns and t.adapter_name is not None and t.path is not None}
-    codecs: dict[str | None, PromptCodec] = {t.adapter_name: t.codec for t in plan.targets}
-    if plan.options.engine == "vllm":
-        from evalsuite.probe.engines.vllm import VLLMEngine
+    o = plan.options
+    return EngineSpec(base, {t.adapter_name: t.codec for t in mine}, adapters, device=device, seed=o.seed,
+                      allow_pickle=o.allow_pickle, trust_remote_code=o.trust_remote_code,
+                      tensor_parallel_size=o.tensor_parallel_size)
 
-        return VLLMEngine(plan.targets[0].base_model, codecs, adapters,
-                          tensor_parallel_size=plan.options.tensor_parallel_size, seed=plan.options.seed,
-                          trust_remote_code=plan.options.trust_remote_code)
-    return HFEngine(plan.targets[0].base_model, codecs, adapters, device=device,
-                    allow_pickle=plan.options.allow_pickle, trust_remote_code=plan.options.trust_remote_code)
+
+def _save(cache: GenerationCache, lookup: _Lookup, fresh: list[Generation]) -> None:
+    """Add the new generations to their columns' cache files; every process holds them all, one writes."""
+    if not parallel.is_main():
+        return
+    by_column: dict[str, dict[str, Generation]] = {}
+    for miss, gen in zip(lookup.misses, fresh, strict=True):
+        by_column.setdefault(miss.target.name, {})[miss.prompt_key] = gen
+    for name, entries in by_column.items():
+        cache.save(lookup.column_keys[name], entries)
 
 
 def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sample:
@@ -198,20 +208,24 @@ def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sa
                   score=float(score.score), expected=case.expected, details=details)
 
 
-def _engine_info(plan: ProbePlan, settings: GenerationSettings, device: str, generated: int,
-                 cached: int) -> EngineInfo:
+def _results(plan: ProbePlan, samples: list[Sample], device: str, generated: int, cached: int) -> Results:
+    extra = {b.name: b.metrics for b in plan.batteries if b.metrics}
+    return Results(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), evalsuite_version=__version__,
+                   engine=_engine_info(plan, device, generated, cached), adapters=[t.info for t in plan.targets],
+                   samples=samples, metrics=compute_metrics(samples, extra) if samples else [])
+
+
+def _engine_info(plan: ProbePlan, device: str, generated: int, cached: int) -> EngineInfo:
     from evalsuite.rundir.manifest import package_versions
 
-    return EngineInfo(name=plan.options.engine, seed=settings.seed,
-                      max_new_tokens=max([_max_new(b, plan.options) for b in plan.batteries] or [1]),
+    options, settings = plan.options, _settings(plan.options)
+    max_new = {b.name: _max_new(b, options) for b in plan.batteries}
+    recorded = {name: getattr(options, name) for name in engine_class(options.engine).recorded_options}
+    return EngineInfo(name=options.engine, seed=settings.seed, max_new_tokens=max([*max_new.values()] or [1]),
                       settings={"batch_size": settings.batch_size, "max_batch_seconds": settings.max_batch_seconds,
                                 "stop_strings": list(settings.stop_strings), "device": device,
-                                "max_new_tokens_per_battery": {b.name: _max_new(b, plan.options)
-                                                               for b in plan.batteries},
-                                "generated": generated, "cached": cached, "skipped_batteries": plan.skipped,
-                                "processes": parallel.world()[1],
-                                **({"tensor_parallel_size": plan.options.tensor_parallel_size}
-                                   if plan.options.engine == "vllm" else {}),
+                                "max_new_tokens_per_battery": max_new, "generated": generated, "cached": cached,
+                                "skipped_batteries": plan.skipped, "processes": parallel.world()[1], **recorded,
                                 "versions": package_versions()})
 
 
@@ -228,16 +242,19 @@ def summary_lines(results: Results) -> list[str]:
     for battery in results.batteries():
         for a in results.adapters:
             samples = results.samples_for(battery, a.name)
-            if not samples:
-                continue
-            metrics = [m for m in results.metrics if m.battery == battery and m.adapter == a.name]
-            parts = [f"{m.name} {m.value:.3g}" + (f" [{m.ci_low:.3g}, {m.ci_high:.3g}]"
-                                                  if m.ci_low is not None and m.ci_high is not None else "")
-                     for m in metrics]
-            reasons: dict[str, int] = {}
-            for s in samples:
-                reasons[s.finish_reason] = reasons.get(s.finish_reason, 0) + 1
-            finish = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
-            lines.append(f"{battery:<17} {a.name:<14} {sum(s.passed for s in samples):>4}/{len(samples):<4} "
-                         f"{'; '.join(parts)}  (finish: {finish})")
+            if samples:
+                lines.append(_summary_line(results, battery, a.name, samples))
     return lines
+
+
+def _summary_line(results: Results, battery: str, adapter: str, samples: list[Sample]) -> str:
+    metrics = [m for m in results.metrics if m.battery == battery and m.adapter == adapter]
+    parts = [f"{m.name} {m.value:.3g}" + (f" [{m.ci_low:.3g}, {m.ci_high:.3g}]"
+                                          if m.ci_low is not None and m.ci_high is not None else "")
+             for m in metrics]
+    reasons: dict[str, int] = {}
+    for s in samples:
+        reasons[s.finish_reason] = reasons.get(s.finish_reason, 0) + 1
+    finish = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+    return (f"{battery:<17} {adapter:<14} {sum(s.passed for s in samples):>4}/{len(samples):<4} "
+            f"{'; '.join(parts)}  (finish: {finish})")

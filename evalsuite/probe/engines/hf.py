@@ -12,30 +12,32 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.probe.engines import EngineSpec, Job
 from evalsuite.probe.engines.decode import greedy_decode
 from evalsuite.probe.generation import Generation, GenerationSettings, PromptCodec, Request
 
 
 class HFEngine:
-    """transformers + peft. ``adapters`` maps a column name to an adapter dir; ``None`` selects the plain base."""
+    """transformers + peft: the base of ``spec`` with its adapters attached; a job's adapter ``None`` selects the plain
+    base. Built by the runner through the engine registry (``hf``)."""
 
-    def __init__(self, base_model: str, codecs: dict[str | None, PromptCodec], adapters: dict[str, Path] | None = None,
-                 device: str | None = None, allow_pickle: bool = False, trust_remote_code: bool = False) -> None:
+    recorded_options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, spec: EngineSpec) -> None:
         import torch
 
         self.torch = torch
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.spec = spec
+        self.device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = torch.float32 if self.device == "cpu" else torch.bfloat16
-        self.base_model = base_model
-        self.codecs = codecs
-        self.adapters = dict(adapters or {})
+        self.adapters = dict(spec.adapters)
         with quiet_libraries():
-            model = _load_base(base_model, self.dtype, allow_pickle, trust_remote_code)
+            model = _load_base(spec.base_model, self.dtype, spec.allow_pickle, spec.trust_remote_code)
             for i, (name, path) in enumerate(self.adapters.items()):
-                model = _attach(model, name, path, base_model, first=i == 0)
+                model = _attach(model, name, path, spec.base_model, first=i == 0)
         self.model = model.to(self.device).eval()
 
     def generate(self, requests: Sequence[Request], adapter: str | None,
@@ -43,7 +45,7 @@ class HFEngine:
         """Generations for one column, in the order of ``requests``."""
         return self.generate_mixed([(adapter, r) for r in requests], settings)
 
-    def generate_mixed(self, jobs: Sequence[tuple[str | None, Request]],
+    def generate_mixed(self, jobs: Sequence[Job],
                        settings: GenerationSettings) -> list[Generation]:
         """Generations for (column, request) pairs, in order, in one pass over every column: a column's rows fill
         batches together (sorted by prompt length), and columns share a batch where one would otherwise be short
@@ -52,15 +54,13 @@ class HFEngine:
         out = self.generate_shard(jobs, settings, 0, 1)
         return [out[i] for i in range(len(jobs))]
 
-    def generate_shard(self, jobs: Sequence[tuple[str | None, Request]], settings: GenerationSettings, rank: int,
+    def generate_shard(self, jobs: Sequence[Job], settings: GenerationSettings, rank: int,
                        world: int) -> dict[int, Generation]:
         """The batches ``k`` with ``k % world == rank`` of the plan ``generate_mixed`` runs, by job index: the unit
         data-parallel probing shards (``evalsuite.probe.parallel``), so a batch is the same in whichever process runs
         it."""
-        for adapter, _ in jobs:
-            if adapter is not None and adapter not in self.adapters:
-                raise EvalsuiteError(f"no adapter named {adapter!r} is loaded")
-        codecs = [self.codecs.get(a) or self.codecs[None] for a, _ in jobs]
+        self.spec.check(jobs)
+        codecs = [self.spec.codec(a) for a, _ in jobs]
         encoded = [c.prompt_ids(r.messages) for c, (_, r) in zip(codecs, jobs, strict=True)]
         groups = [(r.max_new_tokens, tuple(c.generation_stop_ids)) for c, (_, r) in zip(codecs, jobs, strict=True)]
         # Same settings together, then one column after another, shortest prompts first: batches hold one adapter

@@ -1,8 +1,8 @@
 """vLLM engine for probing (``evalsuite probe --engine vllm``): the base loaded once, the N adapters served together
 (multi-LoRA: ``enable_lora`` and one ``LoRARequest`` per adapter), tensor parallelism passed through.
 
-It is a drop-in for :class:`evalsuite.probe.engines.hf.HFEngine` (same ``generate`` / ``generate_mixed``, same
-:class:`Generation` records), so the results schema does not change with the engine. Prompts are rendered and
+It implements the same :class:`evalsuite.probe.engines.Engine` protocol as :class:`evalsuite.probe.engines.hf.HFEngine`
+(same :class:`Generation` records), so the results schema does not change with the engine. Prompts are rendered and
 tokenized by evalsuite's :class:`PromptCodec` and handed to vLLM as token ids, and the generated ids are cut and
 classified by the same codec: both engines see the same prompt tokens, decode greedily (temperature 0) and stop on
 the same ids, which is what makes their outputs comparable (the check lm-eval users asked for).
@@ -18,10 +18,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import read_json
+from evalsuite.probe.engines import EngineSpec, Job, shard_by_prompt
 from evalsuite.probe.generation import Generation, GenerationSettings, PromptCodec, Request
 
 INSTALL = "pip install 'evalsuite[vllm]' (needs a CUDA GPU)"
@@ -44,25 +45,27 @@ def max_lora_rank(ranks: Sequence[int]) -> int:
 
 
 class VLLMEngine:
-    """``adapters`` maps a column name to an adapter dir; ``None`` as a column selects the plain base."""
+    """The base of ``spec`` served by vLLM with its adapters as LoRA requests; a job's adapter ``None`` selects the
+    plain base. ``spec.options`` may set ``dtype`` and other ``vllm.LLM`` arguments."""
 
-    def __init__(self, base_model: str, codecs: dict[str | None, PromptCodec], adapters: dict[str, Path] | None = None,
-                 tensor_parallel_size: int = 1, seed: int = 0, trust_remote_code: bool = False,
-                 dtype: str = "bfloat16", **llm_kwargs: Any) -> None:
+    recorded_options: ClassVar[tuple[str, ...]] = ("tensor_parallel_size",)
+
+    def __init__(self, spec: EngineSpec) -> None:
         try:
             from vllm import LLM
             from vllm.lora.request import LoRARequest
         except ImportError:
             raise EvalsuiteError(f"--engine vllm: vLLM is not installed: {INSTALL}") from None
-        # bfloat16 by default: the HF engine's dtype on CUDA, so the two engines' greedy outputs are comparable
-        # (vLLM's "auto" would pick float16 for a float32 checkpoint).
-        self.codecs = codecs
-        self.adapters = dict(adapters or {})
+        self.spec = spec
+        self.adapters = dict(spec.adapters)
         # Ids are 1-based, stable in column order: vLLM caches adapters by id, so one id must mean one adapter.
         self.requests = {name: LoRARequest(lora_name=name, lora_int_id=i + 1, lora_path=str(path))
                          for i, (name, path) in enumerate(self.adapters.items())}
-        kwargs: dict[str, Any] = {"model": base_model, "tensor_parallel_size": tensor_parallel_size, "seed": seed,
-                                  "trust_remote_code": trust_remote_code, "dtype": dtype, **llm_kwargs}
+        # bfloat16 by default: the HF engine's dtype on CUDA, so the two engines' greedy outputs are comparable
+        # (vLLM's "auto" would pick float16 for a float32 checkpoint).
+        kwargs: dict[str, Any] = {"model": spec.base_model, "tensor_parallel_size": spec.tensor_parallel_size,
+                                  "seed": spec.seed, "trust_remote_code": spec.trust_remote_code,
+                                  "dtype": "bfloat16", **spec.options}
         if self.adapters:
             kwargs.update(enable_lora=True, max_loras=len(self.adapters),
                           max_lora_rank=max_lora_rank([adapter_rank(p) for p in self.adapters.values()]))
@@ -73,17 +76,15 @@ class VLLMEngine:
                  settings: GenerationSettings) -> list[Generation]:
         return self.generate_mixed([(adapter, r) for r in requests], settings)
 
-    def generate_mixed(self, jobs: Sequence[tuple[str | None, Request]],
+    def generate_mixed(self, jobs: Sequence[Job],
                        settings: GenerationSettings) -> list[Generation]:
         """One ``llm.generate`` call for every (column, request): vLLM schedules the batches itself and serves each
         prompt through its own LoRA (``lora_request`` per prompt; ``None`` for the base)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        for adapter, _ in jobs:
-            if adapter is not None and adapter not in self.requests:
-                raise EvalsuiteError(f"no adapter named {adapter!r} is loaded")
-        codecs = [self.codecs.get(a) or self.codecs[None] for a, _ in jobs]
+        self.spec.check(jobs)
+        codecs = [self.spec.codec(a) for a, _ in jobs]
         prompts = [TokensPrompt(prompt_token_ids=c.prompt_ids(r.messages)) for c, (_, r) in zip(codecs, jobs,
                                                                                                     strict=True)]
         params = [SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=r.max_new_tokens, seed=settings.seed,
@@ -94,6 +95,11 @@ class VLLMEngine:
         outputs = self.llm.generate(prompts, params, lora_request=loras, use_tqdm=False)
         latency = (time.perf_counter() - t0) / max(1, len(jobs))
         return [to_generation(out, codec, settings, latency) for out, codec in zip(outputs, codecs, strict=True)]
+
+    def generate_shard(self, jobs: Sequence[Job], settings: GenerationSettings, rank: int,
+                       world: int) -> dict[int, Generation]:
+        """vLLM batches internally: data-parallel probing gives each process every ``world``-th prompt."""
+        return shard_by_prompt(self, jobs, settings, rank, world)
 
 
 def to_generation(request_output: Any, codec: PromptCodec, settings: GenerationSettings, latency: float) -> Generation:

@@ -1,0 +1,145 @@
+"""The probe options, declared once for both surfaces: ``evalsuite probe`` (argparse) and the pytest plugin.
+
+Each :class:`Option` row names the :class:`ProbeOptions` field it sets, its flag on each surface (the plugin prefixes
+``--probe-`` where a bare name could clash with pytest or another plugin), its type, default and help. Both surfaces
+add the rows with :func:`add_options` and turn what was parsed into :class:`ProbeOptions` with :func:`options_from`,
+which validates with :func:`validate`: one rule set, errors naming the flag as the user typed it.
+
+What only one surface has is declared there: the columns (``DIR ...`` / ``--adapter``), where results go (``--out``,
+default ``results.json`` / ``--probe-out``, default none) and the gates (plugin). Nothing heavy is imported here: the
+plugin adds these options in every pytest run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from evalsuite.errors import EvalsuiteError
+
+Surface = Literal["cli", "plugin"]
+PLUGIN_DEST_PREFIX = "evalsuite_"  # pytest dests live in one namespace with every other plugin's
+
+
+@dataclass
+class ProbeOptions:
+    batteries: list[str] = field(default_factory=list)
+    battery_dirs: list[Path] = field(default_factory=list)
+    explicit_batteries: bool = False  # an unavailable battery is an error (named) or a skip (default set)
+    include_base: bool = False
+    base_model: str | None = None
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    batch_size: int = 64
+    max_new_tokens: int | None = None
+    max_batch_seconds: float | None = 120.0
+    seed: int = 0
+    device: str | None = None
+    use_cache: bool = True
+    cache_dir: Path | None = None
+    squad_dataset: str | None = None
+    squad_n: int | None = None
+    stop_strings: tuple[str, ...] = ()
+    engine: str = "hf"  # a name in evalsuite.probe.engines.ENGINES
+    tensor_parallel_size: int = 1  # vllm only
+    num_processes: int = 1  # `evalsuite probe` re-launches itself under accelerate; the runner reads the rank
+
+
+@dataclass(frozen=True)
+class Option:
+    dest: str  # the ProbeOptions field (``no_cache`` sets ``use_cache`` to its opposite)
+    cli: str
+    plugin: str
+    help: str
+    type: Callable[[str], Any] | None = None  # None: an on/off flag
+    default: Any = None
+    repeat: bool = False  # the flag may be given several times (a list)
+    metavar: str | None = None
+
+    def flag(self, surface: Surface) -> str:
+        return self.cli if surface == "cli" else self.plugin
+
+    def kwargs(self, surface: Surface) -> dict[str, Any]:
+        """Keyword arguments for ``add_argument`` / pytest's ``addoption`` (which takes argparse's)."""
+        dest = self.dest if surface == "cli" else PLUGIN_DEST_PREFIX + self.dest
+        if self.type is None:
+            return {"dest": dest, "action": "store_true", "help": self.help}
+        kw: dict[str, Any] = {"dest": dest, "type": self.type, "help": self.help, "metavar": self.metavar}
+        if self.repeat:
+            return {**kw, "action": "append", "default": []}
+        return {**kw, "default": self.default}
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("include_base", "--base", "--probe-base", "also probe the plain base model as a control column"),
+    Option("batteries", "--battery", "--battery", "battery name or .yaml path (repeatable; default: every built-in "
+           "battery)", str, repeat=True, metavar="NAME"),
+    Option("base_model", "--base-model", "--probe-base-model", "override the base model recorded in the run dirs "
+           "(path or hub id)", str, metavar="PATH_OR_ID"),
+    Option("allow_pickle", "--allow-pickle", "--probe-allow-pickle", "allow pickle (.bin) weights, which can run code"),
+    Option("trust_remote_code", "--trust-remote-code", "--probe-trust-remote-code",
+           "allow model code from the hub (off by default)"),
+    Option("batch_size", "--batch-size", "--probe-batch-size", "prompts per generation batch (default 64)", int, 64,
+           metavar="N"),
+    Option("max_new_tokens", "--max-new-tokens", "--probe-max-new-tokens", "override every battery's max_new_tokens",
+           int, metavar="N"),
+    Option("max_batch_seconds", "--max-batch-seconds", "--probe-max-batch-seconds",
+           "wall-time cap per batch in seconds (default 120; 0: none)", float, 120.0, metavar="S"),
+    Option("seed", "--seed", "--probe-seed", "seed set before each batch (default 0)", int, 0, metavar="N"),
+    Option("device", "--device", "--probe-device", "cpu, cuda, cuda:1 ... (default: cuda when available)", str,
+           metavar="DEVICE"),
+    Option("no_cache", "--no-cache", "--probe-no-cache", "regenerate even when cached generations exist"),
+    Option("squad_dataset", "--squad-dataset", "--squad-dataset", "SQuAD v1.1 dev JSON path or hub id (default: "
+           "$EVALSUITE_FIXTURES/...)", str, metavar="PATH_OR_ID"),
+    Option("squad_n", "--squad-n", "--squad-n", "questions sampled from the SQuAD dev set (0: all)", int, metavar="N"),
+    Option("engine", "--engine", "--probe-engine", "generation engine: hf (transformers + peft, the default), vllm "
+           "(multi-LoRA; pip install 'evalsuite[vllm]', needs a GPU), or one installed under the evalsuite.engines "
+           "entry points", str, "hf", metavar="NAME"),
+    Option("tensor_parallel_size", "--tensor-parallel-size", "--probe-tensor-parallel-size", "vllm: GPUs per model",
+           int, 1, metavar="N"),
+    Option("num_processes", "--num-processes", "--probe-num-processes", "data-parallel probing: re-launches under "
+           "`accelerate launch`, shards the batches over N processes (one per GPU; gloo on CPU) and writes one "
+           "results file (`evalsuite probe` only: the pytest plugin refuses N > 1)", int, 1, metavar="N"),
+)
+BY_DEST = {o.dest: o for o in OPTIONS}
+
+
+def add_options(add: Callable[..., Any], surface: Surface) -> None:
+    """Declare every row with ``add`` (an argparse parser's ``add_argument``, a pytest group's ``addoption``)."""
+    for option in OPTIONS:
+        add(option.flag(surface), **option.kwargs(surface))
+
+
+def options_from(value: Callable[[str], Any], surface: Surface, **extra: Any) -> ProbeOptions:
+    """ProbeOptions from the parsed values (``value(dest)``: the argparse namespace, pytest's ``getoption``),
+    validated; ``extra`` sets the fields no flag sets (``battery_dirs``)."""
+    parsed = {o.dest: value(o.dest if surface == "cli" else PLUGIN_DEST_PREFIX + o.dest) for o in OPTIONS}
+    no_cache = parsed.pop("no_cache")
+    seconds = parsed.pop("max_batch_seconds")
+    options = ProbeOptions(**parsed, use_cache=not no_cache, explicit_batteries=bool(parsed["batteries"]),
+                           max_batch_seconds=None if seconds == 0 else seconds, **extra)
+    validate(options, surface)
+    return options
+
+
+def validate(options: ProbeOptions, surface: Surface = "cli") -> None:
+    """The one rule set for probe options; an error names the flag as ``surface`` spells it."""
+    def flag(dest: str) -> str:
+        return BY_DEST[dest].flag(surface)
+
+    for dest in ("batch_size", "tensor_parallel_size", "num_processes", "max_new_tokens"):
+        value = getattr(options, dest)
+        if value is not None and value < 1:
+            raise EvalsuiteError(f"{flag(dest)}: expected a positive integer, got {value}")
+    if options.max_batch_seconds is not None and options.max_batch_seconds < 0:
+        raise EvalsuiteError(f"{flag('max_batch_seconds')}: expected seconds >= 0 (0: no cap), "
+                             f"got {options.max_batch_seconds}")
+    if surface == "plugin" and options.num_processes > 1:
+        raise EvalsuiteError(f"{flag('num_processes')}: data-parallel probing runs from `evalsuite probe "
+                             "--num-processes N` only (pytest cannot re-launch itself under accelerate); run that "
+                             "with --out and gate its results with `evalsuite gate`")
+    from evalsuite.probe.engines import check_engine_name
+
+    check_engine_name(options.engine, flag("engine"))

@@ -1,0 +1,121 @@
+"""One option table for `evalsuite probe` and the pytest plugin: both surfaces offer every row with the same default,
+their real parsers (help text and parsed values) hold nothing the table does not know, and one validation names the
+flag as each surface spells it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalsuite.cli import build_parser, main
+from evalsuite.errors import EvalsuiteError
+from evalsuite.probe.options import OPTIONS, PLUGIN_DEST_PREFIX, ProbeOptions, options_from, validate
+
+pytest_plugins = ["pytester"]
+
+CLI_ONLY = {"--out", "--help"}  # the columns are positional DIRs; results default to results.json
+PLUGIN_ONLY = {"--adapter", "--probe-out", "--gate", "--gate-baseline", "--gate-alpha", "--gate-config"}
+SAMPLE = {int: "3", float: "2.5", str: "x"}  # a value of each type, to see it land in the right field
+
+
+def flags_in(help_text: str) -> set[str]:
+    """The long options a help text lists (each at the start of its line)."""
+    return set(re.findall(r"^\s{2}(?:-\w, )?(--[a-z][a-z-]*)", help_text, flags=re.MULTILINE))
+
+
+def cli_help(capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit):
+        main(["probe", "--help"])
+    return capsys.readouterr().out
+
+
+def plugin_help(pytester: pytest.Pytester) -> str:
+    text = pytester.runpytest_subprocess("--help").stdout.str()
+    start = text.index("evalsuite probes (prompt batteries for LoRA adapters):")
+    return text[start:text.index("\n\n", start)]
+
+
+def test_every_row_is_offered_by_both_surfaces_and_nothing_else(capsys: pytest.CaptureFixture[str],
+                                                                 pytester: pytest.Pytester) -> None:
+    assert flags_in(cli_help(capsys)) == {o.cli for o in OPTIONS} | CLI_ONLY
+    assert flags_in(plugin_help(pytester)) == {o.plugin for o in OPTIONS} | PLUGIN_ONLY
+    # the flags the plugin had before the table keep their names
+    for kept in ("--probe-base", "--battery", "--probe-base-model", "--probe-allow-pickle", "--probe-batch-size",
+                 "--probe-max-new-tokens", "--probe-device", "--probe-no-cache", "--squad-dataset", "--squad-n"):
+        assert kept in {o.plugin for o in OPTIONS}
+
+
+def test_both_parsers_give_each_row_its_default_and_route_each_flag_to_its_field(pytester: pytest.Pytester) -> None:
+    cli = build_parser()
+    config = pytester.parseconfig()
+    for o in OPTIONS:
+        cli_default = getattr(cli.parse_args(["probe", "DIR"]), o.dest)
+        plugin_default = config.getoption(PLUGIN_DEST_PREFIX + o.dest)
+        expected = [] if o.repeat else False if o.type is None else o.default
+        assert cli_default == plugin_default == expected, o.dest
+    for o in OPTIONS:
+        given = [] if o.type is None else [SAMPLE[o.type]]  # type: ignore[index]
+        value = True if o.type is None else o.type(SAMPLE[o.type])  # type: ignore[index]
+        expected = [value] if o.repeat else value
+        assert getattr(cli.parse_args(["probe", "DIR", o.cli, *given]), o.dest) == expected, o.cli
+        parsed = pytester.parseconfig(o.plugin, *given).getoption(PLUGIN_DEST_PREFIX + o.dest)
+        assert parsed == expected, o.plugin
+
+
+def parsed(**given: Any) -> Any:
+    """``value(dest)`` as a parser would return it: the given values, else each row's default (either surface)."""
+    def value(dest: str) -> Any:
+        dest = dest.removeprefix(PLUGIN_DEST_PREFIX)
+        row = next(o for o in OPTIONS if o.dest == dest)
+        return given.get(dest, [] if row.repeat else False if row.type is None else row.default)
+    return value
+
+
+def test_defaults_from_the_table_are_the_library_defaults() -> None:
+    assert options_from(parsed(), "cli") == options_from(parsed(), "plugin") == ProbeOptions()
+
+
+@pytest.mark.parametrize(("dest", "value", "message"), [
+    ("batch_size", 0, "{flag}: expected a positive integer, got 0"),
+    ("max_new_tokens", -1, "{flag}: expected a positive integer, got -1"),
+    ("tensor_parallel_size", 0, "{flag}: expected a positive integer, got 0"),
+    ("num_processes", 0, "{flag}: expected a positive integer, got 0"),
+    ("max_batch_seconds", -1.0, r"{flag}: expected seconds >= 0 \(0: no cap\), got -1.0"),
+    ("engine", "nope", "{flag}: unknown engine 'nope'; known engines: .*hf, vllm"),
+])
+def test_one_validation_names_the_flag_of_each_surface(dest: str, value: Any, message: str) -> None:
+    row = next(o for o in OPTIONS if o.dest == dest)
+    for surface, flag in (("cli", row.cli), ("plugin", row.plugin)):
+        with pytest.raises(EvalsuiteError, match="^" + message.format(flag=re.escape(flag))):
+            validate(ProbeOptions(**{dest: value}), surface)  # type: ignore[arg-type]
+
+
+def test_max_batch_seconds_zero_means_no_cap() -> None:
+    assert options_from(parsed(max_batch_seconds=0.0), "cli").max_batch_seconds is None
+    assert options_from(parsed(max_batch_seconds=0.0), "plugin").max_batch_seconds is None
+    assert options_from(parsed(batteries=["a"]), "plugin").explicit_batteries
+
+
+def test_cli_bad_option_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["probe", str(tmp_path), "--engine", "nope", "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --engine: unknown engine 'nope'; known engines: ") and err.count("\n") == 1
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--probe-batch-size", "0"], "ERROR: evalsuite: --probe-batch-size: expected a positive integer, got 0"),
+    (["--probe-engine", "nope"], "ERROR: evalsuite: --probe-engine: unknown engine 'nope'; known engines: *"),
+    (["--probe-num-processes", "2"], "ERROR: evalsuite: --probe-num-processes: data-parallel probing runs from "
+                                     "`evalsuite probe --num-processes N` only *"),
+])
+def test_plugin_bad_option_is_a_usage_error_before_collection(pytester: pytest.Pytester, args: list[str],
+                                                              message: str) -> None:
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest("--adapter", str(pytester.path / "no-such-run"), *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "no such run dir" not in result.stderr.str()  # options are checked before the run dirs
