@@ -25,12 +25,16 @@ from evalsuite.gguf.reader import read_gguf
 from evalsuite.probe.generation import Messages, PromptCodec
 from evalsuite.results.schema import AdapterInfo
 
-TEMPLATES = ("embedded", "training")
 LARGE_FILE = 256 * 2**20  # fingerprinted by size + mtime above this, like the base model's weight files
 
 
 def is_gguf(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ".gguf"
+
+
+def split_columns(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """(run dirs, GGUF files) among the columns given, each in the order given."""
+    return [p for p in paths if not is_gguf(p)], [p for p in paths if is_gguf(p)]
 
 
 class GGUFCodec(PromptCodec):
@@ -40,7 +44,7 @@ class GGUFCodec(PromptCodec):
         return list(self.tk.tokenizer.llama.chat_prompt_ids(self.prompt_text(messages)))
 
 
-def gguf_column(path: Path, name: str, index: int, template_mode: str, training: str | None) -> Any:
+def gguf_column(path: Path, name: str, template_mode: str, training: str | None) -> Any:
     """The :class:`~evalsuite.probe.targets.Target` of one GGUF file (engine ``gguf``, its own base)."""
     from evalsuite.gguf.llama import LlamaCpp, llama_cpp_version
     from evalsuite.gguf.tokenizer import gguf_tokenizer
@@ -59,13 +63,12 @@ def gguf_column(path: Path, name: str, index: int, template_mode: str, training:
     info = AdapterInfo(name=name, kind="gguf", base_model=str(path.resolve()), path=str(path), weights_sha256=weights)
     facts = {"engine": "gguf", "template": source, "stop_ids": sorted(llama.eog_ids), "stop_tokens": stop_tokens,
              "add_bos": llama.add_bos, "llama_cpp_python": llama_cpp_version()}
-    return Target(name, "gguf", f"gguf{index}", path, str(path.resolve()), codec, info, hashes, engine="gguf",
+    # The file is the model: its engine's plain base (no adapter attached), one engine per file.
+    return Target(name, "gguf", None, path, str(path.resolve()), codec, info, hashes, engine="gguf",
                   engine_info=facts)
 
 
 def _template(embedded: str | None, mode: str, training: str | None, path: Path) -> tuple[str, str]:
-    if mode not in TEMPLATES:
-        raise EvalsuiteError(f"--gguf-template: expected one of {', '.join(TEMPLATES)}, got {mode!r}")
     if mode == "training":
         if training is None:
             raise EvalsuiteError(f"{path}: --gguf-template training needs a run dir column to take the template from")
@@ -82,4 +85,4 @@ def gguf_columns(paths: Sequence[Path], taken: set[str], template_mode: str, tra
              for p in paths]
     if len(set(names)) != len(names):
         raise EvalsuiteError("the same GGUF file is given twice")
-    return [gguf_column(p, n, i, template_mode, training) for i, (p, n) in enumerate(zip(paths, names, strict=True))]
+    return [gguf_column(p, n, template_mode, training) for p, n in zip(paths, names, strict=True)]

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from evalsuite import __version__
 from evalsuite.errors import EvalsuiteError
@@ -80,13 +81,25 @@ class _Lookup:
 
 def plan_probes(run_dirs: Iterable[str | Path], options: ProbeOptions) -> ProbePlan:
     validate(options)
-    targets = build_targets([Path(d) for d in run_dirs], options.include_base, options.base_model,
-                            options.allow_pickle)
+    targets = _columns([Path(d) for d in run_dirs], options)
     batteries, skipped = _load_batteries(options)
     names = [b.name for b in batteries]
     if len(set(names)) != len(names):
         raise EvalsuiteError(f"two batteries share a name: {', '.join(sorted(n for n in names if names.count(n) > 1))}")
     return ProbePlan(options, targets, batteries, skipped)
+
+
+def _columns(paths: list[Path], options: ProbeOptions) -> list[Target]:
+    """The run dirs' columns (and the base), then one column per ``.gguf`` file, run by the gguf engine."""
+    from evalsuite.probe.gguf_target import gguf_columns, split_columns
+
+    run_dirs, ggufs = split_columns(paths)
+    if ggufs and options.include_base and not run_dirs:
+        raise EvalsuiteError("--base: a GGUF column has no base model to compare with; give its run dir too")
+    targets = build_targets(run_dirs, options.include_base, options.base_model, options.allow_pickle) \
+        if run_dirs or not ggufs else []
+    training = next((t.codec.template for t in targets if t.kind == "adapter"), None)
+    return targets + gguf_columns(ggufs, {t.name for t in targets}, options.gguf_template, training)
 
 
 def _load_batteries(options: ProbeOptions) -> tuple[list[Battery], dict[str, str]]:
@@ -129,7 +142,7 @@ def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFa
     if misses:
         log.info("generating %d prompt(s) in one pass over %d column(s) (%d cached)", len(misses),
                  len({m.target.name for m in misses}), len(lookup.found))
-        fresh = _generate(plan, misses, device, engine or engine_class(plan.options.engine))
+        fresh = _generate(plan, misses, device, engine)
         gens.update(((m.battery.name, m.case.id, m.target.name), g) for m, g in zip(misses, fresh, strict=True))
         _save(cache, lookup, fresh)
     samples = [_sample(b, t, c, gens[(b.name, c.id, t.name)]) for b, t, c in work]
@@ -146,7 +159,7 @@ def _lookup(plan: ProbePlan, work: list[tuple[Battery, Target, Case]], cache: Ge
         if not mine:
             continue
         fingerprint = target.fingerprint(device, options.seed, base_fingerprint)
-        key = lookup.column_keys[target.name] = column_key({**fingerprint, "engine": options.engine})
+        key = lookup.column_keys[target.name] = column_key({**fingerprint, "engine": target.engine or options.engine})
         entries = cache.load(key)
         for b, c in mine:
             pkey = prompt_key(target.codec.prompt_text(c.messages), _max_new(b, options), options.stop_strings)
@@ -157,13 +170,17 @@ def _lookup(plan: ProbePlan, work: list[tuple[Battery, Target, Case]], cache: Ge
     return lookup
 
 
-def _generate(plan: ProbePlan, misses: list[_Miss], device: str, factory: EngineFactory) -> list[Generation]:
-    """The misses' generations, in order: one engine per base model, one pass over its columns."""
+def _generate(plan: ProbePlan, misses: list[_Miss], device: str, factory: EngineFactory | None) -> list[Generation]:
+    """The misses' generations, in order: one engine per base model, one pass over its columns. A column with an
+    engine of its own (a ``.gguf`` file: gguf) is built from the registry, the others by ``factory`` (default: the
+    registry's ``options.engine``)."""
     settings = _settings(plan.options)
     out: dict[int, Generation] = {}
     for base in dict.fromkeys(m.target.base_model for m in misses):
         mine = [i for i, m in enumerate(misses) if m.target.base_model == base]
-        engine = factory(_spec(plan, base, device, {misses[i].target.name for i in mine}))
+        own = misses[mine[0]].target.engine
+        build: EngineFactory = engine_class(own) if own is not None else factory or engine_class(plan.options.engine)
+        engine = build(_spec(plan, base, device, {misses[i].target.name for i in mine}))
         jobs = [(misses[i].target.adapter_name, Request(misses[i].case.messages,
                                                         _max_new(misses[i].battery, plan.options))) for i in mine]
         out.update(zip(mine, parallel.generate(engine, jobs, settings), strict=True))
@@ -226,7 +243,13 @@ def _engine_info(plan: ProbePlan, device: str, generated: int, cached: int) -> E
                                 "stop_strings": list(settings.stop_strings), "device": device,
                                 "max_new_tokens_per_battery": max_new, "generated": generated, "cached": cached,
                                 "skipped_batteries": plan.skipped, "processes": parallel.world()[1], **recorded,
-                                "versions": package_versions()})
+                                **_columns_info(plan), "versions": package_versions()})
+
+
+def _columns_info(plan: ProbePlan) -> dict[str, Any]:
+    """Per-column engine facts (a GGUF column's engine, template and stop tokens), when a column has any."""
+    columns = {t.name: t.engine_info for t in plan.targets if t.engine_info}
+    return {"columns": columns} if columns else {}
 
 
 def run_probes(run_dirs: Iterable[str | Path], options: ProbeOptions, out: Path | None = None) -> ProbeRun:

@@ -27,6 +27,7 @@ class GGUFEngine:
         self.llama = LlamaCpp(spec.base_model)
 
     def generate_mixed(self, jobs: Sequence[Job], settings: GenerationSettings) -> list[Generation]:
+        self.spec.check(jobs)
         return [self._one(adapter, request.messages, request.max_new_tokens, settings) for adapter, request in jobs]
 
     def generate_shard(self, jobs: Sequence[Job], settings: GenerationSettings, rank: int,
