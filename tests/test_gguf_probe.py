@@ -17,14 +17,14 @@ import pytest
 from gguf_support import CLI_TIMEOUT, evalsuite, new_metadata
 
 from evalsuite.results.io import load_results
-from evalsuite.results.schema import Results
+from evalsuite.results.schema import Results, Sample
 
 pytestmark = pytest.mark.slow
 OTHER_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
                   "{% if add_generation_prompt %}assistant: {% endif %}")
 
 
-def paired(results: Results, a: str, b: str) -> list[tuple[object, object]]:
+def paired(results: Results, a: str, b: str) -> list[tuple[Sample, Sample]]:
     by_key = {(s.battery, s.case): s for s in results.samples if s.adapter == b}
     return [(s, by_key[(s.battery, s.case)]) for s in results.samples if s.adapter == a]
 
@@ -52,8 +52,11 @@ def test_gguf_column_agrees_with_the_hf_adapter(probe_results: Results) -> None:
     assert agreement(probe_results, "demo", "demo.gguf") >= 0.9
     upper = probe_results.metric("uppercase-echo", "demo.gguf", "accuracy")
     assert upper is not None and upper.value >= 0.8
-    reasons = {s.finish_reason for s in probe_results.samples if s.adapter == "demo.gguf"}
-    assert reasons == {"eos"}
+    # The GGUF stops where the HF adapter stops: a case it does not end with eos runs away on the HF side too (the
+    # demo adapter's 'how are youuuuu' repeats its U past max-tokens in both engines), so no runaway is the export's.
+    pairs = paired(probe_results, "demo.gguf", "demo")
+    assert sum(g.finish_reason == "eos" for g, _ in pairs) >= 0.9 * len(pairs)
+    assert all(h.finish_reason == g.finish_reason for g, h in pairs if g.finish_reason != "eos")
 
 
 def test_gguf_column_records_its_stops_and_template(probe_results: Results) -> None:
@@ -97,7 +100,7 @@ def test_replaced_template_flips_outputs_and_training_template_restores_them(dem
     assert results.engine.settings["columns"]["other.gguf"]["template"] == "training"
 
 
-def test_a_gguf_that_never_stops_runs_away_like_the_hf_adapter(broken_terminator_adapter: Path, llama_cpp: Path,
+def test_a_gguf_that_never_stops_runs_away_like_the_hf_adapter(llama_cpp: Path, broken_terminator_adapter: Path,
                                                                tmp_path: Path) -> None:
     gguf = tmp_path / "runaway.gguf"
     done = evalsuite("export", str(broken_terminator_adapter), "--gguf", str(gguf), "--llama-cpp", str(llama_cpp))
