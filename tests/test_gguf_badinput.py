@@ -98,3 +98,23 @@ def test_llama_cpp_python_absent_is_one_line(tmp_path: Path, demo_adapter: Path)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "llama-cpp-python is not installed" in lines[0], done.stderr
         assert "evalsuite[gguf]" in lines[0]
+
+
+def test_gguf_column_options_are_checked_before_anything_loads(tmp_path: Path) -> None:
+    gguf = tiny_gguf(tmp_path / "t.gguf")
+    cases = ((["probe", str(gguf), "--gguf-template", "mine"], "--gguf-template: expected one of embedded, training"),
+             (["probe", str(gguf), "--base"], "--base: a GGUF column has no base model"),
+             (["probe", str(gguf), "--gguf-template", "training"], "--gguf-template training needs a run dir"),
+             (["probe", str(tmp_path / "absent.gguf")], "no such GGUF file"))
+    for argv, words in cases:
+        done = evalsuite(*argv)
+        assert done.returncode == 2, (argv, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], (argv, done.stderr)
+
+
+def test_columns_split_into_run_dirs_and_gguf_files_in_order() -> None:
+    from evalsuite.probe.gguf_target import split_columns
+
+    paths = [Path("runs/a"), Path("b.gguf"), Path("runs/c"), Path("D.GGUF")]
+    assert split_columns(paths) == ([Path("runs/a"), Path("runs/c")], [Path("b.gguf"), Path("D.GGUF")])

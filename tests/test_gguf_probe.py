@@ -65,6 +65,17 @@ def test_gguf_column_records_its_stops_and_template(probe_results: Results) -> N
     assert "<|im_end|>" in column["stop_tokens"] and 2 in column["stop_ids"]
 
 
+def test_report_compares_the_gguf_column_with_the_base_it_was_probed_beside(probe_results: Results) -> None:
+    from evalsuite.report.columns import make_layout
+
+    assert probe_results.adapter("demo.gguf").base_model == probe_results.adapter("demo").base_model
+    assert probe_results.adapter("demo.gguf").path.endswith("demo.gguf")
+    layout = make_layout([("results.json", probe_results)], None)
+    assert len(layout.groups) == 1 and not layout.banners
+    column = next(c for c in layout.columns if c.name == "demo.gguf")
+    assert column.ref is not None and column.ref.name == "base"
+
+
 def test_drift_pairs_the_batteries_and_gates(demo_adapter: Path, demo_gguf: Path, tmp_path: Path) -> None:
     out = tmp_path / "paired.json"
     done = evalsuite("drift", str(demo_adapter), str(demo_gguf), "--battery", "uppercase-echo", "--format", "json",

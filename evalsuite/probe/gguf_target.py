@@ -44,8 +44,10 @@ class GGUFCodec(PromptCodec):
         return list(self.tk.tokenizer.llama.chat_prompt_ids(self.prompt_text(messages)))
 
 
-def gguf_column(path: Path, name: str, template_mode: str, training: str | None) -> Any:
-    """The :class:`~evalsuite.probe.targets.Target` of one GGUF file (engine ``gguf``, its own base)."""
+def gguf_column(path: Path, name: str, template_mode: str, training: str | None, base: str | None) -> Any:
+    """The :class:`~evalsuite.probe.targets.Target` of one GGUF file (engine ``gguf``, the file its engine's model).
+    ``base``: the run dirs' base model, recorded as the column's base so the report compares the GGUF with the
+    columns it was probed beside (it is that base with an adapter merged in); without run dirs, the file itself."""
     from evalsuite.gguf.llama import LlamaCpp, llama_cpp_version
     from evalsuite.gguf.tokenizer import gguf_tokenizer
     from evalsuite.probe.targets import Target
@@ -60,7 +62,8 @@ def gguf_column(path: Path, name: str, template_mode: str, training: str | None)
     hashes: dict[str, str | None] = {
         "weights": weights or f"{path.stat().st_size}:{path.stat().st_mtime_ns}", "adapter_config": None,
         "template": sha256_text(template), "tokenizer": f"llama.cpp {llama_cpp_version()}"}
-    info = AdapterInfo(name=name, kind="gguf", base_model=str(path.resolve()), path=str(path), weights_sha256=weights)
+    info = AdapterInfo(name=name, kind="gguf", base_model=base or str(path.resolve()), path=str(path),
+                       weights_sha256=weights)
     facts = {"engine": "gguf", "template": source, "stop_ids": sorted(llama.eog_ids), "stop_tokens": stop_tokens,
              "add_bos": llama.add_bos, "llama_cpp_python": llama_cpp_version()}
     # The file is the model: its engine's plain base (no adapter attached), one engine per file.
@@ -78,11 +81,12 @@ def _template(embedded: str | None, mode: str, training: str | None, path: Path)
     return embedded, "embedded"
 
 
-def gguf_columns(paths: Sequence[Path], taken: set[str], template_mode: str, training: str | None) -> list[Any]:
+def gguf_columns(paths: Sequence[Path], taken: set[str], template_mode: str, training: str | None,
+                 base: str | None = None) -> list[Any]:
     """One column per GGUF file, named by its file name (``model.gguf``), its folder prefixed on a clash."""
     names = [p.name for p in paths]
     names = [f"{p.resolve().parent.name}-{p.name}" if names.count(p.name) > 1 or p.name in taken else p.name
              for p in paths]
     if len(set(names)) != len(names):
         raise EvalsuiteError("the same GGUF file is given twice")
-    return [gguf_column(p, n, template_mode, training) for p, n in zip(paths, names, strict=True)]
+    return [gguf_column(p, n, template_mode, training, base) for p, n in zip(paths, names, strict=True)]

@@ -99,7 +99,8 @@ def _columns(paths: list[Path], options: ProbeOptions) -> list[Target]:
     targets = build_targets(run_dirs, options.include_base, options.base_model, options.allow_pickle) \
         if run_dirs or not ggufs else []
     training = next((t.codec.template for t in targets if t.kind == "adapter"), None)
-    return targets + gguf_columns(ggufs, {t.name for t in targets}, options.gguf_template, training)
+    base = targets[0].info.base_model if targets else None
+    return targets + gguf_columns(ggufs, {t.name for t in targets}, options.gguf_template, training, base)
 
 
 def _load_batteries(options: ProbeOptions) -> tuple[list[Battery], dict[str, str]]:
