@@ -19,6 +19,8 @@ import json
 import os
 import random
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +190,25 @@ def demo_gguf(demo_adapter: Path, llama_cpp: Path, tmp_path_factory: pytest.Temp
     done = evalsuite("export", str(demo_adapter), "--gguf", str(out), "--llama-cpp", str(llama_cpp))
     assert done.returncode == 0, done.stdout + done.stderr
     return out
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder no file can be created in: a read-only folder, or (as root, whom permissions do not stop) a
+    kernel filesystem that refuses new files."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        candidates = [folder, Path("/sys"), Path("/proc")]
+        for c in candidates:
+            try:
+                fd, probe = tempfile.mkstemp(dir=c)
+            except OSError:
+                yield c
+                return
+            os.close(fd)
+            os.unlink(probe)
+        pytest.skip("no unwritable folder on this machine")
+    finally:
+        folder.chmod(0o700)

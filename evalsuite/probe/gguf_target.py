@@ -22,7 +22,7 @@ from evalsuite.chat.template import CHATML
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import sha256_file, sha256_text
 from evalsuite.gguf.reader import read_gguf
-from evalsuite.probe.generation import Messages, PromptCodec
+from evalsuite.probe.generation import Messages, PromptCodec, Tools
 from evalsuite.results.schema import AdapterInfo
 
 LARGE_FILE = 256 * 2**20  # fingerprinted by size + mtime above this, like the base model's weight files
@@ -40,8 +40,8 @@ def split_columns(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
 class GGUFCodec(PromptCodec):
     """A codec whose prompt ids come from llama.cpp's chat path (BOS handling included)."""
 
-    def prompt_ids(self, messages: Messages) -> list[int]:
-        return list(self.tk.tokenizer.llama.chat_prompt_ids(self.prompt_text(messages)))
+    def prompt_ids(self, messages: Messages, tools: Tools = ()) -> list[int]:
+        return list(self.tk.tokenizer.llama.chat_prompt_ids(self.prompt_text(messages, tools)))
 
 
 def gguf_column(path: Path, name: str, template_mode: str, training: str | None, base: str | None) -> Any:

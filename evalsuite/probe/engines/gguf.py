@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from evalsuite.gguf.llama import LlamaCpp
 from evalsuite.probe.engines import EngineSpec, Job, shard_by_prompt
-from evalsuite.probe.generation import Generation, GenerationSettings
+from evalsuite.probe.generation import Generation, GenerationSettings, Request
 
 
 class GGUFEngine:
@@ -28,18 +28,17 @@ class GGUFEngine:
 
     def generate_mixed(self, jobs: Sequence[Job], settings: GenerationSettings) -> list[Generation]:
         self.spec.check(jobs)
-        return [self._one(adapter, request.messages, request.max_new_tokens, settings) for adapter, request in jobs]
+        return [self._one(adapter, request, settings) for adapter, request in jobs]
 
     def generate_shard(self, jobs: Sequence[Job], settings: GenerationSettings, rank: int,
                        world: int) -> dict[int, Generation]:
         return shard_by_prompt(self, jobs, settings, rank, world)
 
-    def _one(self, adapter: str | None, messages: Sequence[dict[str, str]], max_new: int,
-             settings: GenerationSettings) -> Generation:
+    def _one(self, adapter: str | None, request: Request, settings: GenerationSettings) -> Generation:
         codec = self.spec.codec(adapter)
         t0 = time.perf_counter()
-        out = self.llama.greedy(codec.prompt_ids(messages), max_new, set(codec.generation_stop_ids),
-                                settings.max_batch_seconds)
+        out = self.llama.greedy(codec.prompt_ids(request.messages, request.tools), request.max_new_tokens,
+                                set(codec.generation_stop_ids), settings.max_batch_seconds)
         kept, reason, produced = codec.finish(out.ids, settings.stop_strings)
         text, raw = codec.decode(kept)
         return Generation(text, reason, produced, time.perf_counter() - t0, raw,
