@@ -78,7 +78,11 @@ def test_plain_converter_output_drifts_and_export_fixes_it(demo_adapter: Path, l
     vocab = next(f["message"] for f in report["findings"] if f["rule"] == "gguf-vocab-mismatch")
     assert "421 tokens" in vocab and "448" in vocab
     probe = evalsuite("probe", str(plain), "--battery", "uppercase-echo")  # llama.cpp itself refuses the weights
-    assert probe.returncode == 2 and "token_embd.weight" in probe.stderr and len(probe.stderr.splitlines()) == 1
+    # One error line; the runner's progress line ("generating N prompt(s)...") comes before it, as the weights are
+    # loaded when generation starts.
+    errors = [line for line in probe.stderr.splitlines() if line.startswith("error:")]
+    assert probe.returncode == 2 and len(errors) == 1 and "token_embd.weight" in errors[0], probe.stderr
+    assert "Traceback" not in probe.stderr
 
 
 def test_merged_folder_is_complete_and_equals_the_adapter(demo_adapter: Path, tmp_path: Path) -> None:
@@ -100,10 +104,11 @@ def test_merged_folder_is_complete_and_equals_the_adapter(demo_adapter: Path, tm
     ids = torch.tensor([[1, 89, 87, 73, 86, 3, 76, 73, 80, 80, 83, 2, 3, 1, 69]])
     with torch.no_grad():
         base = AutoModelForCausalLM.from_pretrained(manifest["base_model"])
+        plain = base(ids).logits  # before peft injects the LoRA layers into `base` itself
         want = PeftModel.from_pretrained(base, str(demo_adapter))(ids).logits
         got = AutoModelForCausalLM.from_pretrained(merged)(ids).logits
     assert torch.allclose(want, got, atol=1e-4), (want - got).abs().max()
-    assert not torch.allclose(base(ids).logits, got, atol=1e-3)  # the adapter really changed the weights
+    assert not torch.allclose(plain, got, atol=1e-3)  # the adapter really changed the weights
 
 
 def test_export_writes_nothing_when_the_converter_fails(demo_adapter: Path, llama_cpp: Path,
