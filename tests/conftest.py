@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Read at import, before the root conftest's session fixture points EVALSUITE_CACHE at a fresh folder.
 USER_CACHE = Path(os.environ.get("EVALSUITE_CACHE") or Path.home() / ".cache" / "evalsuite").expanduser()
 TRAINER_SOURCES = ("trainers/trl_backend.py", "trainers/common.py", "evalsuite/chat/encode.py",
-                   "evalsuite/config/rows.py", "evalsuite/chat/template.py", "evalsuite/config/load.py",
+                   "evalsuite/config/rows.py", "evalsuite/chat/template.py", "evalsuite/chat/named.py",
+                   "evalsuite/config/load.py",
                    "evalsuite/config/fields.py", "evalsuite/chat/layout.py", "evalsuite/chat/diff.py",
                    "evalsuite/chat/taint.py", "evalsuite/chat/tokenizer.py", "evalsuite/chat/tokenizer_compat.py",
                    "evalsuite/chat/messages.py", "evalsuite/chat/reasoning.py", "evalsuite/config/messages.py",

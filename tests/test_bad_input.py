@@ -11,7 +11,8 @@ import pytest
 from cli_helpers import ROOT, call_main, run_cli, time_limit, tree_digest
 
 from evalsuite.chat import budget
-from evalsuite.chat.template import TemplateRaised, named_template, render
+from evalsuite.chat.named import named_template
+from evalsuite.chat.template import TemplateRaised, render
 from evalsuite.config.load import load_config
 from evalsuite.config.yaml_lines import load_yaml
 from evalsuite.errors import EvalsuiteError

@@ -94,7 +94,7 @@ def test_probe_results_on_a_full_disk_say_where_the_generations_are(tmp_path: Pa
     import tempfile
 
     import evalsuite.results.io as io
-    from evalsuite.probe.runner import ProbeRun, write_run
+    from evalsuite.probe.runner import write_run
     from evalsuite.results.io import load_results
 
     results, out, side_dir = load_results(GOOD), tmp_path / "results.json", tmp_path / "tmp"
@@ -108,9 +108,8 @@ def test_probe_results_on_a_full_disk_say_where_the_generations_are(tmp_path: Pa
 
     monkeypatch.setattr(io, "atomic_write_text", full)
     monkeypatch.setattr(tempfile, "tempdir", str(side_dir))
-    run = ProbeRun(results, None, 2, 0, tmp_path / "cache" if kept == "cache" else None)  # type: ignore[arg-type]
     with pytest.raises(EvalsuiteError) as err:
-        write_run(run, out)
+        write_run(results, out, tmp_path / "cache" if kept == "cache" else None)
     message = str(err.value)
     assert message.startswith(f"{out}: No space left on device; the results were not written. ")
     assert not out.exists()

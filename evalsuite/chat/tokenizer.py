@@ -92,7 +92,7 @@ def _token_text(value: Any) -> str | None:
 
 
 def _chat_template(path: Path, config: dict[str, Any]) -> str | None:
-    from evalsuite.chat.template import named_template, read_template_file
+    from evalsuite.chat.named import named_template, read_template_file
 
     jinja_file = path / "chat_template.jinja"
     if jinja_file.exists():

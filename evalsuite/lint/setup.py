@@ -195,7 +195,7 @@ def from_options(tokenizer: str, data: list[str], *, chat_template: str | None =
     tk = finish_tokenizer(load_tokenizer(local_dir(tokenizer, cwd, "--tokenizer", "--tokenizer")), overrides, notes)
     template = tk.chat_template
     if chat_template is not None:
-        from evalsuite.chat.template import read_template_file
+        from evalsuite.chat.named import read_template_file
 
         template = read_template_file(Path(chat_template).expanduser(), "--chat-template")
     samples: list[Sample] = []

@@ -40,7 +40,7 @@ class RunDir:
 
     @property
     def chat_template(self) -> str | None:
-        from evalsuite.chat.template import read_template_file
+        from evalsuite.chat.named import read_template_file
 
         f = self.path / TEMPLATE_FILE
         return read_template_file(f) if f.exists() else None
