@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "gate": "evalsuite.gates.cli",
     "baseline": "evalsuite.gates.cli",
     "report": "evalsuite.report.cli",
+    "export": "evalsuite.export.cli",
+    "drift": "evalsuite.drift.cli",
     "judge": "evalsuite.judge.cli",
 }
 

@@ -173,6 +173,26 @@ def upper_all_adapter(tiny_base: Path) -> Path:
     return cached_adapter("upper-all", spec, tiny_base, lambda out: train_from_rows(out, tiny_base, rows, None, train))
 
 
+@pytest.fixture(scope="session")
+def llama_cpp() -> Path:
+    """A folder holding llama.cpp's converter, with llama-cpp-python importable (else a skip; see gguf_support)."""
+    from gguf_support import llama_cpp_dir, require_llama_cpp_python
+
+    require_llama_cpp_python()
+    return llama_cpp_dir()
+
+
+@pytest.fixture(scope="session")
+def demo_gguf(demo_adapter: Path, llama_cpp: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo adapter exported to an f32 GGUF by `evalsuite export --gguf` (the real CLI and converter)."""
+    from gguf_support import evalsuite
+
+    out = tmp_path_factory.mktemp("gguf") / "demo.gguf"
+    done = evalsuite("export", str(demo_adapter), "--gguf", str(out), "--llama-cpp", str(llama_cpp))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
 @pytest.fixture
 def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
     """A folder no file can be created in: a read-only folder, or (as root, whom permissions do not stop) a

@@ -29,14 +29,19 @@ def test_the_digested_modules_are_where_generation_is_decided() -> None:
     from evalsuite.chat.encode import end_of_turn_token
     from evalsuite.chat.template import render
     from evalsuite.chat.tokenizer import TokenizerInfo, load_tokenizer
+    from evalsuite.gguf.llama import LlamaCpp
+    from evalsuite.gguf.tokenizer import LlamaCppBackend
     from evalsuite.probe.engines.decode import greedy_decode
+    from evalsuite.probe.engines.gguf import GGUFEngine
     from evalsuite.probe.engines.hf import HFEngine
     from evalsuite.probe.engines.vllm import VLLMEngine
     from evalsuite.probe.generation import PromptCodec, role_headers
+    from evalsuite.probe.gguf_target import GGUFCodec, gguf_column
     from evalsuite.probe.targets import Target, build_targets
 
     deciders = [render, greedy_decode, end_of_turn_token, HFEngine, PromptCodec, role_headers, Target,
-                build_targets, TokenizerInfo, load_tokenizer, VLLMEngine, column_key]
+                build_targets, TokenizerInfo, load_tokenizer, VLLMEngine, column_key, GGUFEngine, GGUFCodec,
+                gguf_column, LlamaCpp, LlamaCppBackend]
     assert {d.__module__ for d in deciders} <= set(GENERATION_MODULES)
     assert set(module_sources()) == set(GENERATION_MODULES)
     assert all(p.is_file() for p in module_sources().values())

@@ -37,15 +37,17 @@ def options(battery: Path, tmp: Path, **kw: object) -> ProbeOptions:
 
 
 def test_builtin_engines_resolve_and_an_unknown_name_lists_the_known_ones(fake: type[FakeEngine]) -> None:
+    from evalsuite.probe.engines.gguf import GGUFEngine
     from evalsuite.probe.engines.hf import HFEngine
     from evalsuite.probe.engines.vllm import VLLMEngine
 
     assert engine_class("hf") is HFEngine and engine_class("vllm") is VLLMEngine  # vllm itself is not imported
+    assert engine_class("gguf") is GGUFEngine
     assert engine_class("fake") is FakeEngine
     assert engines.ENGINES.group == engines.ENTRY_POINT_GROUP == "evalsuite.engines"
-    with pytest.raises(EvalsuiteError, match=r"unknown engine 'gguf'; known engines: fake, hf, vllm"):
-        engine_class("gguf")
-    with pytest.raises(EvalsuiteError, match=r"^--probe-engine: unknown engine 'llama'; known engines: fake, hf"):
+    with pytest.raises(EvalsuiteError, match=r"unknown engine 'llamafile'; known engines: fake, gguf, hf, vllm"):
+        engine_class("llamafile")
+    with pytest.raises(EvalsuiteError, match=r"^--probe-engine: unknown engine 'llama'; known engines: fake, gguf, hf"):
         check_engine_name("llama", "--probe-engine")
 
 

@@ -22,6 +22,7 @@ from evalsuite.errors import EvalsuiteError
 
 Surface = Literal["cli", "plugin"]
 PLUGIN_DEST_PREFIX = "evalsuite_"  # pytest dests live in one namespace with every other plugin's
+GGUF_TEMPLATES = ("embedded", "training")
 OUT_FLAG: dict[Surface, str] = {"cli": "--out", "plugin": "--probe-out"}  # declared by each surface (defaults differ)
 DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
@@ -48,6 +49,7 @@ class ProbeOptions:
     engine: str = "hf"  # a name in evalsuite.probe.engines.ENGINES
     tensor_parallel_size: int = 1  # vllm only
     num_processes: int = 1  # `evalsuite probe` re-launches itself under accelerate; the runner reads the rank
+    gguf_template: str = "embedded"  # .gguf columns: the template embedded in the GGUF, or the run dirs' training one
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("num_processes", "--num-processes", "--probe-num-processes", "data-parallel probing: re-launches under "
            "`accelerate launch`, shards the batches over N processes (one per GPU; gloo on CPU) and writes one "
            "results file (`evalsuite probe` only: the pytest plugin refuses N > 1)", int, 1, metavar="N"),
+    Option("gguf_template", "--gguf-template", "--probe-gguf-template", "the prompt template of .gguf columns: "
+           "embedded (the GGUF's own, what llama.cpp and Ollama render; the default) or training (the run dirs' "
+           "training template, to tell template drift from weight drift)", str, "embedded", metavar="WHICH"),
 )
 BY_DEST = {o.dest: o for o in OPTIONS}
 
@@ -147,6 +152,9 @@ def validate(options: ProbeOptions, surface: Surface = "cli") -> None:
         raise EvalsuiteError(f"{flag('num_processes')}: data-parallel probing runs from `evalsuite probe "
                              "--num-processes N` only (pytest cannot re-launch itself under accelerate); run that "
                              "with --out and gate its results with `evalsuite gate`")
+    if options.gguf_template not in GGUF_TEMPLATES:
+        raise EvalsuiteError(f"{flag('gguf_template')}: expected one of {', '.join(GGUF_TEMPLATES)}, "
+                             f"got {options.gguf_template!r}")
     from evalsuite.probe.engines import check_engine_name
 
     check_engine_name(options.engine, flag("engine"))

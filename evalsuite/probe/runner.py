@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from evalsuite import __version__
 from evalsuite.errors import EvalsuiteError
@@ -28,7 +29,7 @@ from evalsuite.files import write_failure
 from evalsuite.probe import parallel
 from evalsuite.probe.batteries import Battery, Case, load_battery, resolve_batteries
 from evalsuite.probe.cache import GenerationCache, base_fingerprint, column_key, prompt_key
-from evalsuite.probe.engines import EngineFactory, EngineSpec, engine_class
+from evalsuite.probe.engines import Engine, EngineFactory, EngineSpec, engine_class
 from evalsuite.probe.generation import Generation, GenerationSettings, Request
 from evalsuite.probe.options import ProbeOptions, validate
 from evalsuite.probe.reasoning import final_answer, prompt_opens_reasoning, reasoning_details
@@ -85,13 +86,26 @@ class Generated:
 
 def plan_probes(run_dirs: Iterable[str | Path], options: ProbeOptions) -> ProbePlan:
     validate(options)
-    targets = build_targets([Path(d) for d in run_dirs], options.include_base, options.base_model,
-                            options.allow_pickle)
+    targets = _columns([Path(d) for d in run_dirs], options)
     batteries, skipped = _load_batteries(options)
     names = [b.name for b in batteries]
     if len(set(names)) != len(names):
         raise EvalsuiteError(f"two batteries share a name: {', '.join(sorted(n for n in names if names.count(n) > 1))}")
     return ProbePlan(options, targets, batteries, skipped)
+
+
+def _columns(paths: list[Path], options: ProbeOptions) -> list[Target]:
+    """The run dirs' columns (and the base), then one column per ``.gguf`` file, run by the gguf engine."""
+    from evalsuite.probe.gguf_target import gguf_columns, split_columns
+
+    run_dirs, ggufs = split_columns(paths)
+    if ggufs and options.include_base and not run_dirs:
+        raise EvalsuiteError("--base: a GGUF column has no base model to compare with; give its run dir too")
+    targets = build_targets(run_dirs, options.include_base, options.base_model, options.allow_pickle) \
+        if run_dirs or not ggufs else []
+    training = next((t.codec.template for t in targets if t.kind == "adapter"), None)
+    base = targets[0].info.base_model if targets else None
+    return targets + gguf_columns(ggufs, {t.name for t in targets}, options.gguf_template, training, base)
 
 
 def _load_batteries(options: ProbeOptions) -> tuple[list[Battery], dict[str, str]]:
@@ -123,13 +137,14 @@ def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFa
     """Generate (cache first), score and aggregate; ``selected`` limits the work to those items.
 
     ``engine`` builds the engine of each base model from its :class:`EngineSpec` (default: the class the registry
-    holds under ``options.engine``). The cache and the results record ``options.engine``, so a factory must build
-    the engine that name stands for: tests register their fake engine as ``fake`` and pass a scripted instance."""
+    holds under ``options.engine``, or under the columns' own engine: gguf for a ``.gguf`` file). The cache and the
+    results record ``options.engine``, so a factory must build the engine that name stands for: tests register their
+    fake engine as ``fake`` and pass a scripted instance."""
     device = plan.options.device or parallel.default_device()  # cuda:LOCAL_RANK under `--num-processes`
     work = [(b, t, c) for b in plan.batteries for t in plan.targets for c in b.cases
             if selected is None or (b.name, c.id, t.name) in selected]
     wants = [Want(t, Request(c.messages, _max_new(b, plan.options), c.tools)) for b, t, c in work]
-    got = generate_cached(plan, wants, device, engine or engine_class(plan.options.engine))
+    got = generate_cached(plan, wants, device, engine or registry_factory(plan))
     samples = [_sample(b, t, c, g) for (b, t, c), g in zip(work, got.generations, strict=True)]
     results = build_results(plan, samples, device, got.generated, got.cached)
     return ProbeRun(results, plan, got.generated, got.cached, got.cache_dir)
@@ -150,7 +165,7 @@ def generate_cached(plan: ProbePlan, wants: list[Want], device: str, engine: Eng
         if name not in held:
             if name not in keys:
                 fingerprint = w.target.fingerprint(device, plan.options.seed, base_fingerprint)
-                keys[name] = column_key({**fingerprint, "engine": plan.options.engine})
+                keys[name] = column_key({**fingerprint, "engine": w.target.engine or plan.options.engine})
             held[name] = cache.load(keys[name])
         prompt = w.target.codec.prompt_text(w.request.messages, w.request.tools)
         pkey = prompt_key(prompt, w.request.max_new_tokens, stops)
@@ -181,6 +196,17 @@ def _generate(plan: ProbePlan, misses: list[Want], device: str, factory: EngineF
         jobs = [(misses[i].target.adapter_name, misses[i].request) for i in mine]
         out.update(zip(mine, parallel.generate(engine, jobs, settings), strict=True))
     return [out[i] for i in range(len(misses))]
+
+
+def registry_factory(plan: ProbePlan) -> EngineFactory:
+    """Build each base's engine from the registry: its columns' own engine (a ``.gguf`` file: gguf), else
+    ``options.engine``."""
+    def build(spec: EngineSpec) -> Engine:
+        own = next((t.engine for t in plan.targets if t.base_model == spec.base_model and t.engine), None)
+        cls: EngineFactory = engine_class(own or plan.options.engine)
+        return cls(spec)
+
+    return build
 
 
 def engine_spec(plan: ProbePlan, base: str, device: str, columns: set[str]) -> EngineSpec:
@@ -255,7 +281,13 @@ def _engine_info(plan: ProbePlan, device: str, generated: int, cached: int) -> E
                                 "stop_strings": list(settings.stop_strings), "device": device,
                                 "max_new_tokens_per_battery": max_new, "generated": generated, "cached": cached,
                                 "skipped_batteries": plan.skipped, "processes": parallel.world()[1], **recorded,
-                                "versions": package_versions()})
+                                **_columns_info(plan), "versions": package_versions()})
+
+
+def _columns_info(plan: ProbePlan) -> dict[str, Any]:
+    """Per-column engine facts (a GGUF column's engine, template and stop tokens), when a column has any."""
+    columns = {t.name: t.engine_info for t in plan.targets if t.engine_info}
+    return {"columns": columns} if columns else {}
 
 
 def run_probes(run_dirs: Iterable[str | Path], options: ProbeOptions, out: Path | None = None) -> ProbeRun:

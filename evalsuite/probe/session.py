@@ -18,7 +18,7 @@ from evalsuite.errors import EvalsuiteError
 from evalsuite.probe import parallel
 from evalsuite.probe.batteries import DEFAULT_MAX_NEW_TOKENS
 from evalsuite.probe.cache import cache_root
-from evalsuite.probe.engines import Engine, EngineFactory, EngineSpec, engine_class
+from evalsuite.probe.engines import Engine, EngineFactory, EngineSpec
 from evalsuite.probe.generation import Generation, Messages, Request
 from evalsuite.probe.runner import (
     ProbePlan,
@@ -29,6 +29,7 @@ from evalsuite.probe.runner import (
     engine_spec,
     execute,
     generate_cached,
+    registry_factory,
 )
 from evalsuite.probe.scorers import Output
 from evalsuite.probe.targets import Target
@@ -101,7 +102,7 @@ class ProbeSession:
     def __init__(self, plan: ProbePlan, engine: EngineFactory | None = None) -> None:
         self.plan = plan
         self.device = plan.options.device or parallel.default_device()
-        self.pool = EnginePool(plan, self.device, engine or engine_class(plan.options.engine))
+        self.pool = EnginePool(plan, self.device, engine or registry_factory(plan))
         self.keys: dict[str, str] = {}  # column -> cache key, computed once
         self.generated = self.cached = 0
         self.all_in_cache = True  # every generation so far is in the cache (a full disk can make it False)

@@ -34,13 +34,16 @@ class Target:
     codec: PromptCodec
     info: AdapterInfo
     hashes: dict[str, str | None]
+    engine: str | None = None  # the engine that runs this column; None: the run's --engine (a .gguf column: gguf)
+    engine_info: dict[str, Any] | None = None  # per-column engine facts recorded in the results (a GGUF's stops)
 
     def fingerprint(self, device: str, seed: int,
                     base_fp: Callable[[str, str | None], dict[str, Any]]) -> dict[str, Any]:
         """Everything a generation depends on, for the cache key."""
         revision = (self.info.manifest or {}).get("base_model_revision") if self.info.manifest else None
         return {"column": self.hashes, "base": base_fp(self.base_model, revision), "device": device, "seed": seed,
-                "stops": sorted(self.codec.stop_ids), "turn_starts": sorted(self.codec.turn_start_ids)}
+                "stops": sorted(self.codec.stop_ids), "turn_starts": sorted(self.codec.turn_start_ids),
+                **({"engine_info": self.engine_info} if self.engine_info else {})}
 
 
 def check_safetensors(path: Path, what: str = "adapter weights") -> None:

@@ -4,7 +4,7 @@ One JSON object::
 
     {"schema_version": 1, "created": ISO-8601, "evalsuite_version": str,
      "engine": {"name": str, "seed": int, "max_new_tokens": int, ...free-form generation settings},
-     "adapters": [{"name", "path", "kind": "adapter"|"base", "base_model", "weights_sha256",
+     "adapters": [{"name", "path", "kind": "adapter"|"base"|"gguf", "base_model", "weights_sha256",
                    "manifest_digest", "manifest"}],
      "samples": [{"battery", "case", "adapter", "prompt", "output", "expected", "finish_reason",
                   "tokens", "latency_s", "scorer": {"name", "args"}, "passed", "score", "details"}],
@@ -31,7 +31,7 @@ from typing import Any, Literal, get_args
 from evalsuite.results.judgements import Judgement, judgements_dict
 
 SCHEMA_VERSION = 1
-ADAPTER_KINDS = ("adapter", "base")
+ADAPTER_KINDS = ("adapter", "base", "gguf")
 CI_METHODS = ("wilson", "bootstrap", "none")
 METRIC_SOURCES = ("passed", "failed", "score")
 
@@ -51,7 +51,8 @@ class EngineInfo:
 
 @dataclass
 class AdapterInfo:
-    """One column of results: a LoRA adapter (``kind="adapter"``) or the plain base model."""
+    """One column of results: a LoRA adapter (``kind="adapter"``), the plain base model, or a GGUF file run by
+    llama.cpp (``kind="gguf"``)."""
 
     name: str
     kind: str

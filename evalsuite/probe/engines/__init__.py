@@ -27,6 +27,7 @@ Job = tuple[str | None, Request]  # (adapter name of the column, None for the pl
 BUILTIN = {
     "hf": "evalsuite.probe.engines.hf:HFEngine",  # transformers + peft, the default
     "vllm": "evalsuite.probe.engines.vllm:VLLMEngine",  # multi-LoRA on CUDA: pip install 'evalsuite[vllm]'
+    "gguf": "evalsuite.probe.engines.gguf:GGUFEngine",  # a .gguf column, llama.cpp: pip install 'evalsuite[gguf]'
 }
 ENTRY_POINT_GROUP = "evalsuite.engines"
 ENGINES = Registry("engine", BUILTIN, ENTRY_POINT_GROUP)

@@ -1,0 +1,55 @@
+"""Drift findings: stable rule ids (like the lint's), a severity, and a message that says what differs and how to fix
+it. ``error`` findings make ``evalsuite drift`` exit 1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: str
+    catches: str
+
+
+_RULES = [
+    Rule("gguf-eos-mismatch", "error", "the training end-of-turn token is not an end-of-generation token of the GGUF "
+                                       "(llama.cpp's stop set, or the eos/eot ids the GGUF declares)"),
+    Rule("gguf-template-missing", "error", "the GGUF embeds no chat template (runtimes fall back to their own)"),
+    Rule("gguf-template-differs", "error", "the embedded template renders the battery conversations differently from "
+                                           "the training template"),
+    Rule("gguf-double-bos", "error", "llama.cpp adds BOS and the template writes it too: prompts start with two"),
+    Rule("gguf-tokenization-differs", "error", "llama.cpp turns the battery prompts into other token ids than the HF "
+                                               "tokenizer (pre-tokenizer, spaces, added BOS/EOS)"),
+    Rule("gguf-vocab-mismatch", "error", "vocabulary size, special token ids, context length or RoPE settings differ "
+                                         "from the source config.json and tokenizer"),
+    Rule("gguf-output-flips", "error", "battery verdicts flip between the HF source and the GGUF, significantly "
+                                       "(exact McNemar at --alpha; a warning when not significant)"),
+]
+RULES: dict[str, Rule] = {r.id: r for r in _RULES}
+
+
+@dataclass
+class Finding:
+    rule: str
+    message: str
+    severity: str = ""
+    examples: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.severity = self.severity or RULES[self.rule].severity
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "severity": self.severity, "message": self.message, "examples": self.examples}
+
+    def lines(self) -> list[str]:
+        return [f"{self.severity} {self.rule}: {self.message}", *(f"    {e}" for e in self.examples)]
+
+
+def first_difference(a: str, b: str, context: int = 24) -> str:
+    """Where two renders part: the character offset and a window of each, quoted."""
+    at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    start = max(0, at - context)
+    return f"at character {at}: {a[start:at + context]!r} vs {b[start:at + context]!r}"

@@ -1,0 +1,103 @@
+"""``evalsuite drift`` as a library: the static checks on the batteries' conversations, then (unless
+``static_only``) the same batteries generated on the HF source and on the GGUF, paired (:mod:`evalsuite.drift.dynamic`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalsuite.drift.findings import Finding
+from evalsuite.drift.static import Messages, open_gguf_side, open_source_side, static_findings
+from evalsuite.gguf.reader import read_gguf
+from evalsuite.probe.batteries import Battery, load_battery, resolve_batteries
+from evalsuite.probe.sources import BatteryUnavailable
+
+
+def load_batteries(names: list[str], explicit: bool) -> list[Battery]:
+    """The named batteries (all built-in ones when none); one whose data is absent is skipped unless named."""
+    out = []
+    for path in resolve_batteries(names):
+        try:
+            out.append(load_battery(path))
+        except BatteryUnavailable as e:
+            if explicit:
+                raise
+            warnings.warn(f"skipping battery {path.stem}: {e}", stacklevel=2)
+    return out
+
+
+def conversations(batteries: list[Battery]) -> list[Messages]:
+    seen: dict[str, Messages] = {}
+    for b in batteries:
+        for c in b.cases:
+            seen.setdefault(repr(c.messages), c.messages)
+    return list(seen.values())
+
+
+def check_static(source: Path, gguf: Path, battery_names: list[str], weights: bool = False) -> list[Finding]:
+    """Open both sides (bad input: one error), load the GGUF in llama.cpp (its vocabulary; with ``weights`` the whole
+    model, which proves llama.cpp accepts the tensors), and run the static checks."""
+    from evalsuite.gguf.llama import LlamaCpp
+
+    src = open_source_side(source)
+    file = read_gguf(gguf)
+    batteries = load_batteries(battery_names, explicit=bool(battery_names))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        llama = LlamaCpp(gguf, vocab_only=not weights)
+    try:
+        return static_findings(src, open_gguf_side(file, llama), conversations(batteries))
+    finally:
+        llama.close()
+
+
+@dataclass
+class DriftReport:
+    source: Path
+    gguf: Path
+    findings: list[Finding]
+    dynamic: dict[str, Any] | None = None
+    gates: list[str] = field(default_factory=list)
+    gates_passed: bool = True
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(f.severity == "error" for f in self.findings) or not self.gates_passed else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema_version": 1, "source": str(self.source), "gguf": str(self.gguf),
+                "findings": [f.to_json() for f in self.findings], "dynamic": self.dynamic, "gates": self.gates,
+                "exit_code": self.exit_code}
+
+    def lines(self) -> list[str]:
+        out = [line for f in self.findings for line in f.lines()]
+        if self.dynamic is not None:
+            out += _dynamic_lines(self.dynamic)
+        errors = sum(f.severity == "error" for f in self.findings)
+        out.append(f"drift: {errors} error(s), {len(self.findings) - errors} warning(s)" if self.findings
+                   else "drift: no static finding")
+        return out + self.gates
+
+
+def _dynamic_lines(d: dict[str, Any]) -> list[str]:
+    def line(name: str, m: dict[str, Any]) -> str:
+        return (f"{name:<17} {m['cases']:>4} paired, {100 * m['agreement']:.1f}% identical outputs, flips "
+                f"{m['pass_to_fail']} pass->fail / {m['fail_to_pass']} fail->pass (McNemar p={m['mcnemar_p']:.3g})")
+
+    cols = d["columns"]
+    return [f"paired generations: {cols['source']} (HF) vs {cols['gguf']} (llama.cpp)",
+            *(line(name, m) for name, m in d["batteries"].items()), line("all", d)]
+
+
+def run_paired(source: Path, gguf: Path, batteries: list[str], max_new_tokens: int | None = None,
+               device: str | None = None, use_cache: bool = True, out: Path | None = None) -> Any:
+    """The batteries on the source (HF engine) and the GGUF (llama.cpp, its embedded template) in one probe run."""
+    from evalsuite.probe.options import ProbeOptions
+    from evalsuite.probe.runner import run_probes
+
+    options = ProbeOptions(batteries=list(batteries), explicit_batteries=bool(batteries),
+                           max_new_tokens=max_new_tokens, device=device, use_cache=use_cache)
+    return run_probes([source, gguf], options, out).results
