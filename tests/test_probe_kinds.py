@@ -1,6 +1,7 @@
 """What can be probed, recognised without loading a model: PEFT folders, trainer output folders, merged models, hub
 ids from the local cache; each column's provenance and cache key; and the bad inputs (one line, exit 2, nothing
 written). The greedy outputs of each kind are compared with the run dir's in test_probe_kinds_real.py."""
+# ruff: noqa: F811  (the fixtures imported from probe_kinds_support are requested by name)
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from probe_kinds_support import (  # noqa: F401  (session fixtures)
+from probe_kinds_support import (  # noqa: F401  (the fixtures: what users have, made from the demo run dir)
     ADAPTER_ID,
     BASE_ID,
     hub_cache,

@@ -2,6 +2,7 @@
 a checkpoint-only trainer output, a merged model and a hub adapter id from the local cache, mixed in one session,
 through `evalsuite probe` and through the pytest plugin; two bases of different widths in one session (one load
 each, one results file, one report with both)."""
+# ruff: noqa: F811  (the fixtures imported from probe_kinds_support are requested by name)
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from probe_kinds_support import (  # noqa: F401  (session fixtures)
+from probe_kinds_support import (  # noqa: F401  (the fixtures: what users have, made from the demo run dir)
     ADAPTER_ID,
     battery,
     hub_cache,
@@ -72,19 +73,17 @@ def test_every_kind_gives_the_run_dirs_outputs_with_the_cli(kinds: list[str], hu
 
 
 def test_every_kind_gives_the_run_dirs_outputs_with_the_plugin(kinds: list[str], hub_cache: Path,
-                                                               pytester: pytest.Pytester) -> None:
+                                                               pytester: pytest.Pytester,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     pytester.makeini("[pytest]\n")
     battery(pytester.path)
     out = pytester.path / "r.json"
     args = [a for k in kinds for a in ("--adapter", k)]
-    os.environ.update(_hub_env(hub_cache))  # pytester's subprocess inherits it; restored below
-    try:
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "probes", *args, "--battery",
-                                               "mini.yaml", "--probe-out", str(out), "--probe-no-cache",
-                                               "--probe-device", "cpu", timeout=600)
-    finally:
-        for key in _hub_env(hub_cache):
-            os.environ.pop(key, None)
+    for key, value in _hub_env(hub_cache).items():
+        monkeypatch.setenv(key, value)  # pytester's subprocess inherits the environment
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "probes", *args, "--battery", "mini.yaml",
+                                           "--probe-out", str(out), "--probe-no-cache", "--probe-device", "cpu",
+                                           timeout=600)
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 4 * len(COLUMNS), result.stdout.str()
     result.stdout.fnmatch_lines(["*mini*trainer-out-checkpoint-60*"])
