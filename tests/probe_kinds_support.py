@@ -6,18 +6,18 @@
   for a PEFT model (peft's files, ``trainer_state.json``, pickled ``training_args.bin``/``optimizer.pt``), plus a
   newer checkpoint killed mid-save (no ``trainer_state.json``);
 - ``merged_model``: ``merge_and_unload()`` + ``save_pretrained`` with the run's tokenizer and template beside it;
-- ``narrow_base`` / ``narrow_adapter``: a second tiny base of another width (built by the same builder, a few
-  steps) and a peft adapter on it (random, non-zero LoRA weights);
+- ``narrow_base`` / ``narrow_adapter``: a second tiny base of another width (the tiny base's config at half the
+  width, random weights, the same tokenizer) and a peft adapter on it (random, non-zero LoRA weights);
 - ``hub_cache``: a local Hugging Face cache (the layout ``hf download`` writes) holding the PEFT folder as
   ``local/tiny-adapter`` and the tiny base as ``local/tiny-base``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,53 +48,75 @@ def _peft_model(base: Path, adapter: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def kinds_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("kinds")
+    """One folder per session: each test module that imports these fixtures gets its own fixture instances, so
+    every maker below builds once into it and later calls find the result there."""
+    root = tmp_path_factory.getbasetemp() / "kinds"
+    root.mkdir(exist_ok=True)
+    return root
 
 
-@pytest.fixture(scope="session")
-def peft_folder(demo_adapter: Path, tiny_base: Path, kinds_root: Path) -> Path:
-    out = kinds_root / "peft-plain"
-    _peft_model(tiny_base, demo_adapter).save_pretrained(str(out))
-    assert not (out / "evalsuite_manifest.json").exists() and not (out / "tokenizer.json").exists()
+def _once(out: Path, make: Callable[[Path], None]) -> Path:
+    """``make(tmp)`` then rename to ``out``, unless ``out`` was already made (complete: the rename is last)."""
+    if not out.exists():
+        work = out.with_name(f".{out.name}.tmp")
+        shutil.rmtree(work, ignore_errors=True)
+        make(work)
+        os.replace(work, out)
     return out
 
 
 @pytest.fixture(scope="session")
-def trainer_output(peft_folder: Path, kinds_root: Path) -> Path:
-    out = kinds_root / "trainer-out"
+def peft_folder(demo_adapter: Path, tiny_base: Path, kinds_root: Path) -> Path:
+    out = _once(kinds_root / "peft-plain", lambda work: _peft_model(tiny_base, demo_adapter).save_pretrained(str(work)))
+    assert not (out / "evalsuite_manifest.json").exists() and not (out / "tokenizer.json").exists()
+    return out
+
+
+def _make_trainer_output(peft_folder: Path, out: Path) -> None:
     done, killed = out / "checkpoint-60", out / "checkpoint-120"
     for ckpt in (done, killed):
         shutil.copytree(peft_folder, ckpt)
         (ckpt / "optimizer.pt").write_bytes(b"\x80\x04pickle")  # the Trainer's pickles beside the adapter
         (ckpt / "training_args.bin").write_bytes(b"\x80\x04pickle")
     (done / "trainer_state.json").write_text(json.dumps({"global_step": 60, "log_history": []}), encoding="utf-8")
-    return out
+
+
+@pytest.fixture(scope="session")
+def trainer_output(peft_folder: Path, kinds_root: Path) -> Path:
+    return _once(kinds_root / "trainer-out", lambda work: _make_trainer_output(peft_folder, work))
+
+
+def _make_merged(demo_adapter: Path, tiny_base: Path, out: Path) -> None:
+    _peft_model(tiny_base, demo_adapter).merge_and_unload().save_pretrained(str(out))
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(demo_adapter / name, out / name)
 
 
 @pytest.fixture(scope="session")
 def merged_model(demo_adapter: Path, tiny_base: Path, kinds_root: Path) -> Path:
-    out = kinds_root / "merged"
-    _peft_model(tiny_base, demo_adapter).merge_and_unload().save_pretrained(str(out))
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        shutil.copy(demo_adapter / name, out / name)
-    return out
+    return _once(kinds_root / "merged", lambda work: _make_merged(demo_adapter, tiny_base, work))
+
+
+def _make_narrow_base(tiny_base: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(tiny_base))
+    config.hidden_size, config.intermediate_size = config.hidden_size // 2, config.intermediate_size // 2
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(str(out))
+    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        shutil.copy(tiny_base / name, out / name)
 
 
 @pytest.fixture(scope="session")
-def narrow_base(kinds_root: Path) -> Path:
-    """A second tiny base, half as wide, same tokenizer and template (a few training steps: its answers do not
-    matter, its shapes do)."""
-    from evalsuite.fixtures.tiny_model import BuildSpec, build_tiny_base
-
-    out = kinds_root / "narrow-base"
-    spec = dataclasses.replace(BuildSpec(), hidden_size=64, intermediate_size=192, steps=20, batch_size=16,
-                               eval_prompts=2)
-    build_tiny_base(out, spec, log=lambda _msg: None)
-    return out
+def narrow_base(tiny_base: Path, kinds_root: Path) -> Path:
+    """A second base, half as wide as the tiny one, with its tokenizer and template (random weights: its answers do
+    not matter, its shapes do)."""
+    return _once(kinds_root / "narrow-base", lambda work: _make_narrow_base(tiny_base, work))
 
 
-@pytest.fixture(scope="session")
-def narrow_adapter(narrow_base: Path, kinds_root: Path) -> Path:
+def _make_narrow_adapter(narrow_base: Path, out: Path) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -102,9 +124,12 @@ def narrow_adapter(narrow_base: Path, kinds_root: Path) -> Path:
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(str(narrow_base), dtype="float32")
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    out = kinds_root / "narrow-adapter"
     get_peft_model(model, config).save_pretrained(str(out))
-    return out
+
+
+@pytest.fixture(scope="session")
+def narrow_adapter(narrow_base: Path, kinds_root: Path) -> Path:
+    return _once(kinds_root / "narrow-adapter", lambda work: _make_narrow_adapter(narrow_base, work))
 
 
 def _snapshot(cache: Path, repo_id: str, source: Path, commit: str) -> Path:
@@ -116,15 +141,17 @@ def _snapshot(cache: Path, repo_id: str, source: Path, commit: str) -> Path:
     return snap
 
 
-@pytest.fixture(scope="session")
-def hub_cache(peft_folder: Path, tiny_base: Path, kinds_root: Path) -> Path:
-    cache = kinds_root / "hf-hub"
+def _make_hub_cache(peft_folder: Path, tiny_base: Path, cache: Path) -> None:
     _snapshot(cache, BASE_ID, tiny_base, "b" * 40)
     snap = _snapshot(cache, ADAPTER_ID, peft_folder, "a" * 40)
     config = json.loads((snap / "adapter_config.json").read_text(encoding="utf-8"))
     config["base_model_name_or_path"] = BASE_ID  # as adapters on the hub name their base
     (snap / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
-    return cache
+
+
+@pytest.fixture(scope="session")
+def hub_cache(peft_folder: Path, tiny_base: Path, kinds_root: Path) -> Path:
+    return _once(kinds_root / "hf-hub", lambda work: _make_hub_cache(peft_folder, tiny_base, work))
 
 
 @pytest.fixture
