@@ -19,6 +19,8 @@ import json
 import os
 import random
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Read at import, before the root conftest's session fixture points EVALSUITE_CACHE at a fresh folder.
 USER_CACHE = Path(os.environ.get("EVALSUITE_CACHE") or Path.home() / ".cache" / "evalsuite").expanduser()
 TRAINER_SOURCES = ("trainers/trl_backend.py", "trainers/common.py", "evalsuite/chat/encode.py",
-                   "evalsuite/config/rows.py", "evalsuite/chat/template.py", "evalsuite/config/load.py",
+                   "evalsuite/config/rows.py", "evalsuite/chat/template.py", "evalsuite/chat/named.py",
+                   "evalsuite/config/load.py",
                    "evalsuite/config/fields.py", "evalsuite/chat/layout.py", "evalsuite/chat/diff.py",
                    "evalsuite/chat/taint.py", "evalsuite/chat/tokenizer.py", "evalsuite/chat/tokenizer_compat.py",
                    "evalsuite/chat/messages.py", "evalsuite/chat/reasoning.py", "evalsuite/config/messages.py",
@@ -168,3 +171,25 @@ def upper_all_adapter(tiny_base: Path) -> Path:
     train = {**SMALL_TRAIN, "max_steps": 200, "micro_batch_size": 32, "lora_r": 16, "lora_alpha": 32}
     spec = {"rows": rows, "template": None, "train": train}
     return cached_adapter("upper-all", spec, tiny_base, lambda out: train_from_rows(out, tiny_base, rows, None, train))
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder no file can be created in: a read-only folder, or (as root, whom permissions do not stop) a
+    kernel filesystem that refuses new files."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        candidates = [folder, Path("/sys"), Path("/proc")]
+        for c in candidates:
+            try:
+                fd, probe = tempfile.mkstemp(dir=c)
+            except OSError:
+                yield c
+                return
+            os.close(fd)
+            os.unlink(probe)
+        pytest.skip("no unwritable folder on this machine")
+    finally:
+        folder.chmod(0o700)

@@ -26,7 +26,7 @@ from evalsuite.probe.hub import BaseRef, resolve_base
 from evalsuite.probe.kinds import Source, locate
 from evalsuite.probe.weights import check_fit, model_weight_files
 from evalsuite.results.schema import AdapterInfo
-from evalsuite.rundir.contract import ADAPTER_CONFIG, GENERATION_CONFIG
+from evalsuite.rundir.contract import ADAPTER_CONFIG, GENERATION_CONFIG, safetensors_problem
 from evalsuite.rundir.manifest import manifest_digest
 
 
@@ -103,6 +103,20 @@ def _stop_ids(own: list[Path], base: Path | None, tk: TokenizerInfo, template: s
     return list(dict.fromkeys(ids)), sources
 
 
+def base_stop_ids(model: Path, tk: TokenizerInfo, template: str) -> list[int]:
+    """The tokenizer's eos, the template's end-of-turn token and the model folder's own
+    ``generation_config.eos_token_id`` (a model probed without a column of its own: the judge)."""
+    return _stop_ids([], model, tk, template)[0]
+
+
+def _check_base_weights(folder: Path) -> None:
+    """A local base whose safetensors files are truncated fails here, naming the file, before minutes of loading."""
+    for f in sorted(folder.glob("*.safetensors")):
+        why = safetensors_problem(f)
+        if why is not None:
+            raise EvalsuiteError(f"{f}: corrupt base model weights ({why})")
+
+
 def _prompting(own: list[tuple[Path, str]], base: Path | None, where: Path) -> _Prompting:
     """Tokenizer and template from the column's own folders when they carry them, else from the base; ``own``
     pairs each folder with what it is ("adapter", "trainer output", "model")."""
@@ -155,6 +169,7 @@ def _base_of(src: Source, override: str | None) -> tuple[BaseRef, str]:
 
 def _adapter_target(src: Source, name: str, adapter_name: str, base: BaseRef, base_from: str) -> Target:
     weights = src.weights
+    _check_base_weights(base.folder)
     check_fit(weights, base.folder, base.name)
     own = [(src.path, "adapter")] + ([(src.path.parent, "trainer output")] if src.checkpoint else [])
     p = _prompting(own, base.folder, src.path)
