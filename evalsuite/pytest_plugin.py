@@ -62,8 +62,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("evalsuite", "evalsuite probes (prompt batteries for LoRA adapters)")
     add = group.addoption
     add("--adapter", action="append", default=[], metavar="DIR",
-        help="run dir of a trained adapter to probe, or a MODEL.gguf run by llama.cpp (repeatable); without it the "
-             "plugin is inert")
+        help="what to probe (repeatable, may be mixed): a run dir, PEFT adapter folder, trainer output folder, merged "
+             "model, cached hub adapter id or MODEL.gguf (run by llama.cpp); without it the plugin is inert")
     add_options(add, "plugin")  # the options `evalsuite probe` has, from one table (evalsuite.probe.options)
     add("--probe-out", metavar="FILE", help="write the results JSON here (atomically)")
     add("--gate", action="append", default=[], metavar="EXPR", help="quality gate applied at session end")

@@ -171,11 +171,12 @@ def test_gate_failure_alone_fails_the_session_and_passing_gate_passes(project: p
 def test_bad_adapter_dir_is_a_usage_error(project: pytest.Pytester) -> None:
     result = project.runpytest("-m", "probes", "--adapter", str(project.path / "missing-run"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: evalsuite: *missing-run: no such run dir"])
+    result.stderr.fnmatch_lines(["ERROR: evalsuite: *missing-run: no such run dir, adapter or model folder"])
     (project.path / "run").mkdir()
     result = project.runpytest("--adapter", str(project.path / "run"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: evalsuite: *run: missing adapter_model.safetensors (incomplete run dir)"])
+    result.stderr.fnmatch_lines(["ERROR: evalsuite: *run: nothing to probe: *(missing adapter_model.safetensors: "
+                                  "incomplete run dir?)"])
 
 
 @pytest.mark.slow

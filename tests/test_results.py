@@ -50,6 +50,21 @@ def test_round_trip(tmp_path: Path) -> None:
     assert again.batteries() == ["uppercase-echo", "runaway-turns", "squad", "llama32-ten"]
 
 
+def test_version_1_files_load_and_version_2_columns_carry_provenance(tmp_path: Path) -> None:
+    old = _good_dict()
+    assert old["schema_version"] == 1 and "provenance" not in old["adapters"][0]
+    res = results_from_dict(old, "old.json")
+    assert all(a.source is None and a.external is False and a.provenance is None for a in res.adapters)
+    res.adapters[-1].kind, res.adapters[-1].source, res.adapters[-1].external = "merged", "merged", True
+    res.adapters[-1].provenance = {"base": {"name": "/m", "from": "itself (merged model)"}}
+    write_results(res, tmp_path / "new.json")
+    data = json.loads((tmp_path / "new.json").read_text())
+    assert data["schema_version"] == 2 and data["adapters"][-1]["external"] is True
+    again = load_results(tmp_path / "new.json")
+    assert again.adapters[-1].provenance == {"base": {"name": "/m", "from": "itself (merged model)"}}
+    assert again.adapters[-1].kind == "merged" and res.adapters[-1].name in again.gated_adapters()
+
+
 def _expect_error(data: Any, fragment: str) -> None:
     with pytest.raises(EvalsuiteError) as info:
         results_from_dict(data, "results.json")
@@ -66,7 +81,9 @@ def test_finish_reason_error_names_file_and_field() -> None:
 
 @pytest.mark.parametrize(("mutate", "fragment"), [
     (lambda d: d.pop("engine"), "results.json: engine: missing"),
-    (lambda d: d.update(schema_version=2), "schema_version: expected 1, got 2 (written by a newer"),
+    (lambda d: d.update(schema_version=3), "schema_version: expected 1 or 2, got 3 (written by a newer"),
+    (lambda d: d["adapters"][0].update(external="no"), 'adapters[0].external: expected true or false, got "no"'),
+    (lambda d: d["adapters"][0].update(provenance=[]), "adapters[0].provenance: expected an object, got []"),
     (lambda d: d["samples"][0].update(passed="yes"), 'samples[0].passed: expected true or false, got "yes"'),
     (lambda d: d["samples"][3].update(tokens=-1), "samples[3].tokens: expected an integer >= 0"),
     (lambda d: d["samples"][1].update(adapter="ghost"), 'samples[1].adapter: "ghost" is not in adapters'),
@@ -74,7 +91,7 @@ def test_finish_reason_error_names_file_and_field() -> None:
     (lambda d: d["metrics"][0].update(value=float("nan")), "metrics[0].value: expected a finite number"),
     (lambda d: d["metrics"][0].update(method="magic"), "metrics[0].method: expected one of wilson"),
     (lambda d: d["metrics"][0].update(ci_low=None), "metrics[0]: ci_low and ci_high must both"),
-    (lambda d: d["adapters"][1].update(kind="lora"), "adapters[1].kind: expected one of adapter, base"),
+    (lambda d: d["adapters"][1].update(kind="lora"), "adapters[1].kind: expected one of adapter, merged, base"),
     (lambda d: d["adapters"].append(dict(d["adapters"][0])), 'adapters[2]: duplicate name "base"'),
     (lambda d: d["samples"].append(dict(d["samples"][0])), "duplicate (battery, case, adapter)"),
     (lambda d: d["engine"].update(max_new_tokens=0), "engine.max_new_tokens: expected an integer >= 1"),

@@ -28,8 +28,11 @@ def _add_probe(sub: Any) -> None:
     p = sub.add_parser("probe", help="run probe batteries on adapters (and the base) and write results.json",
                        description="Load the base once, attach every adapter, run the batteries, score, and write "
                                    "a results file. Exit 0 when every case passed, 1 when some failed, 2 on bad input.")
-    p.add_argument("run_dirs", nargs="+", type=Path, metavar="DIR", help="run dir(s) written by `evalsuite train`; "
-                   "a MODEL.gguf path is a column run by llama.cpp (the gguf engine; pip install 'evalsuite[gguf]')")
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="DIR",
+                   help="what to probe (repeatable, may be mixed): run dirs written by `evalsuite train`, PEFT adapter "
+                        "folders, trainer output folders (newest complete checkpoint-N/), merged model folders, hub "
+                        "adapter ids in the local Hugging Face cache, MODEL.gguf files run by llama.cpp (the gguf "
+                        "engine; pip install 'evalsuite[gguf]')")
     p.add_argument("--out", type=Path, default=Path("results.json"), help="results file (written atomically)")
     add_options(p.add_argument, "cli")  # the option table shared with the pytest plugin
     p.set_defaults(func=run_probe_cli)

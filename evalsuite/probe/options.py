@@ -81,8 +81,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("include_base", "--base", "--probe-base", "also probe the plain base model as a control column"),
     Option("batteries", "--battery", "--battery", "battery name or .yaml path (repeatable; default: every built-in "
            "battery)", str, repeat=True, metavar="NAME"),
-    Option("base_model", "--base-model", "--probe-base-model", "override the base model recorded in the run dirs "
-           "(path or hub id)", str, metavar="PATH_OR_ID"),
+    Option("base_model", "--base-model", "--probe-base-model", "override the base model the adapters name (a "
+           "folder, or a hub id in the local Hugging Face cache)", str, metavar="PATH_OR_ID"),
     Option("allow_pickle", "--allow-pickle", "--probe-allow-pickle", "allow pickle (.bin) weights, which can run code"),
     Option("trust_remote_code", "--trust-remote-code", "--probe-trust-remote-code",
            "allow model code from the hub (off by default)"),

@@ -16,6 +16,7 @@ from evalsuite.github import md_escape as md_cell  # the one Markdown cell escap
 from evalsuite.report.cases import Turn, clip
 from evalsuite.report.columns import Column
 from evalsuite.report.model import ReportModel
+from evalsuite.report.provenance import kind_text, provenance_text
 
 HERE = Path(__file__).resolve().parent
 MD_CELL_CHARS = 400
@@ -102,7 +103,8 @@ def _environment(markdown: bool) -> Any:
     )
     env.filters.update(truncate_md=_truncate, short=_short, num=_num, pct=_pct, arrow=_arrow, role=_role,
                        caps=_caps, mark=_mark, mdturns=_mdturns, mdclip=_mdclip,
-                       clip=clip)
+                       clip=clip, kind=lambda col: kind_text(col.adapter),
+                       provenance=lambda col: provenance_text(col.adapter))
     return env
 
 

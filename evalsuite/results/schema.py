@@ -1,11 +1,11 @@
-"""The results file: what the probe runner writes and gates/reports read (``schema_version`` 1).
+"""The results file: what the probe runner writes and gates/reports read (``schema_version`` 2; 1 still loads).
 
 One JSON object::
 
     {"schema_version": 1, "created": ISO-8601, "evalsuite_version": str,
      "engine": {"name": str, "seed": int, "max_new_tokens": int, ...free-form generation settings},
-     "adapters": [{"name", "path", "kind": "adapter"|"base"|"gguf", "base_model", "weights_sha256",
-                   "manifest_digest", "manifest"}],
+     "adapters": [{"name", "path", "kind": "adapter"|"merged"|"base"|"gguf", "base_model", "weights_sha256",
+                   "manifest_digest", "manifest", "source", "external", "provenance"}],
      "samples": [{"battery", "case", "adapter", "prompt", "output", "expected", "finish_reason",
                   "tokens", "latency_s", "scorer": {"name", "args"}, "passed", "score", "details"}],
      "metrics": [{"battery", "adapter", "name", "value", "ci_low", "ci_high", "n", "method",
@@ -17,6 +17,10 @@ One JSON object::
 computed from the samples (``scale * mean`` of ``passed``, ``not passed`` or ``score``) so a gate can
 redo the paired test on any metric, including ones a user battery declares. Missing, they default
 from the built-in metric table in :mod:`evalsuite.results.aggregate`.
+
+Version 2 added the ``merged`` kind and, per column, ``source`` (what was given: ``run-dir``, ``peft``,
+``checkpoint``, ``merged``, ``hub-adapter`` or ``base``), ``external`` (true: no evalsuite manifest) and
+``provenance`` (where its base, template, tokenizer and stop ids came from). Version 1 files load with those empty.
 
 The dataclasses here import nothing from evalsuite but the judgements' dataclasses;
 :mod:`evalsuite.results.validate` builds them from parsed JSON and :mod:`evalsuite.results.io` reads and writes files.
@@ -30,8 +34,9 @@ from typing import Any, Literal, get_args
 
 from evalsuite.results.judgements import Judgement, judgements_dict
 
-SCHEMA_VERSION = 1
-ADAPTER_KINDS = ("adapter", "base", "gguf")
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+ADAPTER_KINDS = ("adapter", "merged", "base", "gguf")
 CI_METHODS = ("wilson", "bootstrap", "none")
 METRIC_SOURCES = ("passed", "failed", "score")
 
@@ -51,8 +56,8 @@ class EngineInfo:
 
 @dataclass
 class AdapterInfo:
-    """One column of results: a LoRA adapter (``kind="adapter"``), the plain base model, or a GGUF file run by
-    llama.cpp (``kind="gguf"``)."""
+    """One column of results: a LoRA adapter (``kind="adapter"``), a merged model, the plain base model, or a GGUF
+    file run by llama.cpp (``kind="gguf"``)."""
 
     name: str
     kind: str
@@ -61,6 +66,9 @@ class AdapterInfo:
     weights_sha256: str | None = None
     manifest_digest: str | None = None
     manifest: dict[str, Any] | None = None
+    source: str | None = None  # how the column was given (kinds above); None in version 1 files
+    external: bool = False  # no evalsuite manifest: trained by another tool
+    provenance: dict[str, Any] | None = None  # base, template, tokenizer, stops: where each came from
 
 
 @dataclass
@@ -188,7 +196,7 @@ class Results:
 def _adapter_dict(a: AdapterInfo) -> dict[str, Any]:
     return {"name": a.name, "path": a.path, "kind": a.kind, "base_model": a.base_model,
             "weights_sha256": a.weights_sha256, "manifest_digest": a.manifest_digest,
-            "manifest": a.manifest}
+            "manifest": a.manifest, "source": a.source, "external": a.external, "provenance": a.provenance}
 
 
 def _sample_dict(s: Sample) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from evalsuite.results.schema import (
     CI_METHODS,
     FINISH_REASONS,
     METRIC_SOURCES,
+    READABLE_VERSIONS,
     SCHEMA_VERSION,
     AdapterInfo,
     EngineInfo,
@@ -126,9 +127,10 @@ class Validator:
     def results(self, data: Any) -> Results:
         top = self.obj(data, "")
         version = self._get(top, "schema_version", "", _MISSING)
-        if version != SCHEMA_VERSION:
-            hint = " (written by a newer evalsuite?)" if isinstance(version, int) and version > 1 else ""
-            self.fail("schema_version", f"expected {SCHEMA_VERSION}, got {_show(version)}{hint}")
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
+            hint = " (written by a newer evalsuite?)" if isinstance(version, int) and version > SCHEMA_VERSION else ""
+            expected = " or ".join(str(v) for v in READABLE_VERSIONS)
+            self.fail("schema_version", f"expected {expected}, got {_show(version)}{hint}")
         adapters = [self.adapter(a, f"adapters[{i}]") for i, a in enumerate(self.list_(top, "adapters"))]
         names = self._unique([a.name for a in adapters], "adapters", "name")
         samples = [self.sample(s, f"samples[{i}]", names) for i, s in enumerate(self.list_(top, "samples"))]
@@ -172,6 +174,9 @@ class Validator:
             weights_sha256=self.str_(d, "weights_sha256", where, default=None),
             manifest_digest=self.str_(d, "manifest_digest", where, default=None),
             manifest=self.dict_(d, "manifest", where, nullable=True),
+            source=self.str_(d, "source", where, default=None),
+            external=self.bool_(d, "external", where, default=False),
+            provenance=self.dict_(d, "provenance", where, nullable=True),
         )
 
     def _known_adapter(self, d: dict[str, Any], where: str, names: list[str]) -> str:
