@@ -14,11 +14,14 @@ Two steps so the pytest plugin can collect without loading a model:
 from __future__ import annotations
 
 import logging
+import time
 import warnings
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TextIO
 
 from evalsuite import __version__
 from evalsuite.errors import EvalsuiteError
@@ -29,6 +32,7 @@ from evalsuite.probe.engines import EngineFactory, EngineSpec, engine_class
 from evalsuite.probe.generation import Generation, GenerationSettings, Request
 from evalsuite.probe.options import ProbeOptions, validate
 from evalsuite.probe.scorers import Output
+from evalsuite.probe.session import ProbeProgress, SessionCost
 from evalsuite.probe.sources import BatteryUnavailable
 from evalsuite.probe.targets import Target, build_targets
 from evalsuite.results.aggregate import compute_metrics
@@ -57,6 +61,7 @@ class ProbeRun:
     plan: ProbePlan
     generated: int
     cached: int
+    progress: ProbeProgress | None = None  # the counters of what was generated (None when the cache held it all)
 
 
 @dataclass(frozen=True)
@@ -114,8 +119,10 @@ def _max_new(battery: Battery, options: ProbeOptions) -> int:
     return options.max_new_tokens or battery.max_new_tokens
 
 
-def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFactory | None = None) -> ProbeRun:
-    """Generate (cache first), score and aggregate; ``selected`` limits the work to those items.
+def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFactory | None = None,
+            progress_to: TextIO | None = None) -> ProbeRun:
+    """Generate (cache first), score and aggregate; ``selected`` limits the work to those items. A progress bar is
+    drawn on ``progress_to`` (default stdout) when it is a terminal.
 
     ``engine`` builds the engine of each base model from its :class:`EngineSpec` (default: the class the registry
     holds under ``options.engine``). The cache and the results record ``options.engine``, so a factory must build
@@ -126,15 +133,18 @@ def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFa
             if selected is None or (b.name, c.id, t.name) in selected]
     lookup = _lookup(plan, work, cache, device)
     misses, gens = lookup.misses, dict(lookup.found)
+    cost, progress = SessionCost(), None
     if misses:
         log.info("generating %d prompt(s) in one pass over %d column(s) (%d cached)", len(misses),
                  len({m.target.name for m in misses}), len(lookup.found))
-        fresh = _generate(plan, misses, device, engine or engine_class(plan.options.engine))
+        progress = ProbeProgress.for_stream(Counter(m.target.name for m in misses), {}, progress_to,
+                                            draw=parallel.is_main())
+        fresh = _generate(plan, misses, device, engine or engine_class(plan.options.engine), cost, progress)
         gens.update(((m.battery.name, m.case.id, m.target.name), g) for m, g in zip(misses, fresh, strict=True))
         _save(cache, lookup, fresh)
     samples = [_sample(b, t, c, gens[(b.name, c.id, t.name)]) for b, t, c in work]
-    results = _results(plan, samples, device, len(misses), len(lookup.found))
-    return ProbeRun(results, plan, len(misses), len(lookup.found))
+    results = _results(plan, samples, device, len(misses), len(lookup.found), cost)
+    return ProbeRun(results, plan, len(misses), len(lookup.found), progress)
 
 
 def _lookup(plan: ProbePlan, work: list[tuple[Battery, Target, Case]], cache: GenerationCache,
@@ -157,16 +167,26 @@ def _lookup(plan: ProbePlan, work: list[tuple[Battery, Target, Case]], cache: Ge
     return lookup
 
 
-def _generate(plan: ProbePlan, misses: list[_Miss], device: str, factory: EngineFactory) -> list[Generation]:
-    """The misses' generations, in order: one engine per base model, one pass over its columns."""
-    settings = _settings(plan.options)
+def _generate(plan: ProbePlan, misses: list[_Miss], device: str, factory: EngineFactory, cost: SessionCost,
+              progress: ProbeProgress) -> list[Generation]:
+    """The misses' generations, in order: one engine per base model, one pass over its columns; the seconds spent
+    building engines and generating are added to ``cost``."""
+    settings = replace(_settings(plan.options), progress=progress.update)
     out: dict[int, Generation] = {}
-    for base in dict.fromkeys(m.target.base_model for m in misses):
-        mine = [i for i, m in enumerate(misses) if m.target.base_model == base]
-        engine = factory(_spec(plan, base, device, {misses[i].target.name for i in mine}))
-        jobs = [(misses[i].target.adapter_name, Request(misses[i].case.messages,
-                                                        _max_new(misses[i].battery, plan.options))) for i in mine]
-        out.update(zip(mine, parallel.generate(engine, jobs, settings), strict=True))
+    with progress:
+        for base in dict.fromkeys(m.target.base_model for m in misses):
+            mine = [i for i, m in enumerate(misses) if m.target.base_model == base]
+            t0 = time.perf_counter()
+            engine = factory(_spec(plan, base, device, {misses[i].target.name for i in mine}))
+            t1 = time.perf_counter()
+            progress.columns = {misses[i].target.adapter_name: misses[i].target.name for i in mine}
+            jobs = [(misses[i].target.adapter_name, Request(misses[i].case.messages,
+                                                            _max_new(misses[i].battery, plan.options))) for i in mine]
+            gens = parallel.generate(engine, jobs, settings)
+            progress.settle([(a, g) for (a, _), g in zip(jobs, gens, strict=True)])
+            out.update(zip(mine, gens, strict=True))
+            cost.load_s += t1 - t0
+            cost.generate_s += time.perf_counter() - t1
     return [out[i] for i in range(len(misses))]
 
 
@@ -208,10 +228,13 @@ def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sa
                   score=float(score.score), expected=case.expected, details=details)
 
 
-def _results(plan: ProbePlan, samples: list[Sample], device: str, generated: int, cached: int) -> Results:
+def _results(plan: ProbePlan, samples: list[Sample], device: str, generated: int, cached: int,
+             cost: SessionCost) -> Results:
     extra = {b.name: b.metrics for b in plan.batteries if b.metrics}
+    engine = _engine_info(plan, device, generated, cached)
+    engine.settings["session"] = cost.as_dict()
     return Results(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), evalsuite_version=__version__,
-                   engine=_engine_info(plan, device, generated, cached), adapters=[t.info for t in plan.targets],
+                   engine=engine, adapters=[t.info for t in plan.targets],
                    samples=samples, metrics=compute_metrics(samples, extra) if samples else [])
 
 

@@ -3,7 +3,8 @@
 One JSON object::
 
     {"schema_version": 1, "created": ISO-8601, "evalsuite_version": str,
-     "engine": {"name": str, "seed": int, "max_new_tokens": int, ...free-form generation settings},
+     "engine": {"name": str, "seed": int, "max_new_tokens": int, ...free-form generation settings,
+                "session": {"version": 1, "load_s", "generate_s", "peak_rss_bytes", "peak_cuda_bytes"}},  # optional
      "adapters": [{"name", "path", "kind": "adapter"|"base", "base_model", "weights_sha256",
                    "manifest_digest", "manifest"}],
      "samples": [{"battery", "case", "adapter", "prompt", "output", "expected", "finish_reason",
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 SCHEMA_VERSION = 1
+SESSION_VERSION = 1  # of engine.session (what a probe session cost: seconds, peak memory); older files have none
 ADAPTER_KINDS = ("adapter", "base")
 CI_METHODS = ("wilson", "bootstrap", "none")
 METRIC_SOURCES = ("passed", "failed", "score")
