@@ -105,9 +105,10 @@ def bench_naive_vs_batched(adapter: Path, prompts: list[str], max_new: int, batc
     naive_s = time.perf_counter() - t0
     engine = HFEngine(EngineSpec(target.base_model, {"a": target.codec}, {"a": adapter}))
     requests = [Request(({"role": "user", "content": p},), max_new) for p in prompts]
-    engine.generate(requests[:2], "a", GenerationSettings(batch_size=batch))  # first-call warm-up, as above
+    settings = GenerationSettings(batch_size=batch, max_batch_seconds=None)
+    engine.generate(requests[:2], "a", settings)  # first-call warm-up, as above
     t0 = time.perf_counter()
-    gens = engine.generate(requests, "a", GenerationSettings(batch_size=batch))
+    gens = engine.generate(requests, "a", settings)
     batched_s = time.perf_counter() - t0
     batched_tokens = sum(g.tokens for g in gens)
     same = sum(a == g.text for a, g in zip(naive_out, gens, strict=False))
@@ -141,9 +142,9 @@ def bench_limit(target: Any, adapter: Path, requests: list[Any], fp32: list[Any]
     if has_avx512_bf16():
         engine = HFEngine(EngineSpec(target.base_model, {"a": target.codec}, {"a": adapter},
                                      options={"dtype": "bfloat16"}))
-        engine.generate(requests[:2], "a", GenerationSettings(batch_size=batch))
+        engine.generate(requests[:2], "a", GenerationSettings(batch_size=batch, max_batch_seconds=None))
         t0 = time.perf_counter()
-        gens = engine.generate(requests, "a", GenerationSettings(batch_size=batch))
+        gens = engine.generate(requests, "a", GenerationSettings(batch_size=batch, max_batch_seconds=None))
         seconds = time.perf_counter() - t0
         tokens = sum(g.tokens for g in gens)
         out["bf16"] = {"tokens_per_s": tokens / seconds, "engine_gflops": tokens / seconds * 2 * params / 1e9,
@@ -162,8 +163,9 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
 
 
 def probe_cmd(adapters: list[Path], battery: str, out: Path) -> list[str]:
+    # No wall-time cap per batch: on a loaded machine it would cut some sides short and not others.
     return [sys.executable, "-m", "evalsuite.cli", "probe", *map(str, adapters), "--battery", battery,
-            "--no-cache", "--out", str(out)]
+            "--no-cache", "--max-batch-seconds", "0", "--out", str(out)]
 
 
 def session_cost(results: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ they stop, and honours a wall-time cap per batch.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,6 +39,8 @@ class HFEngine:
         dtype = spec.options.get("dtype") or ("float32" if self.device == "cpu" else "bfloat16")
         self.dtype = getattr(torch, str(dtype))
         self.adapters = dict(spec.adapters)
+        if self.device == "cpu" and self.adapters:
+            import_peft_without_bitsandbytes()
         with quiet_libraries():
             model = _load_base(spec.base_model, self.dtype, spec.allow_pickle, spec.trust_remote_code)
             for i, (name, path) in enumerate(self.adapters.items()):
@@ -148,6 +151,27 @@ def quiet_libraries() -> Iterator[None]:
         if bars:
             hf_logging.enable_progress_bar()
         bnb.setLevel(bnb_level)
+
+
+def import_peft_without_bitsandbytes() -> None:
+    """Import peft with bitsandbytes hidden, when neither is imported yet. peft imports bitsandbytes at start-up
+    when it is installed, which drags in torch's compiler stack (networkx, functorch.compile: about half of peft's
+    import time, seconds on a loaded machine), only for quantized bases; this engine loads bases unquantized. Then
+    everything is as if it had never been hidden: peft's cached "is bitsandbytes available" checks are cleared and
+    its modules that saw it missing are dropped (re-imported on first use), so a quantized model later in the same
+    process still gets peft's bitsandbytes layers."""
+    if "bitsandbytes" in sys.modules or "peft" in sys.modules:
+        return
+    sys.modules["bitsandbytes"] = None  # type: ignore[assignment]  # `import bitsandbytes` raises ImportError
+    try:
+        import peft.import_utils
+    finally:
+        if "bitsandbytes" in sys.modules and sys.modules["bitsandbytes"] is None:
+            del sys.modules["bitsandbytes"]
+    for check in (peft.import_utils.is_bnb_available, peft.import_utils.is_bnb_4bit_available):
+        check.cache_clear()
+    for name in [n for n in sys.modules if n.startswith("peft.") and n.rsplit(".", 1)[-1] == "bnb"]:
+        del sys.modules[name]
 
 
 def _batches(order: list[int], groups: Sequence[Any], size: int) -> Iterator[list[int]]:
