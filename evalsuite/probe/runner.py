@@ -32,7 +32,7 @@ from evalsuite.probe.engines import EngineFactory, EngineSpec, engine_class
 from evalsuite.probe.generation import Generation, GenerationSettings, Request
 from evalsuite.probe.options import ProbeOptions, validate
 from evalsuite.probe.scorers import Output
-from evalsuite.probe.session import ProbeProgress, SessionCost
+from evalsuite.probe.progress import ProbeProgress, SessionCost
 from evalsuite.probe.sources import BatteryUnavailable
 from evalsuite.probe.targets import Target, build_targets
 from evalsuite.results.aggregate import compute_metrics

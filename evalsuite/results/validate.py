@@ -163,7 +163,7 @@ class Validator:
         )
 
     def session(self, value: Any) -> None:
-        """``engine.session`` (written by evalsuite.probe.session), optional: files without it load unchanged."""
+        """``engine.session`` (written by evalsuite.probe.progress), optional: files without it load unchanged."""
         if value is None:
             return
         d = self.obj(value, "engine.session")

@@ -1,4 +1,4 @@
-"""What a probe session says about itself (evalsuite.probe.session): the progress bar is drawn only on a terminal and
+"""What a probe session says about itself (evalsuite.probe.progress): the progress bar is drawn only on a terminal and
 its counters match what was generated (driven through the runner with tests/fake_engine.py); the session's cost
 (seconds, peak memory) is recorded in the results' ``engine.session``, versioned, and files without it still load;
 the hf engine imports peft without bitsandbytes and leaves no trace of having hidden it."""
@@ -16,7 +16,7 @@ from fake_engine import FakeEngine, register
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.probe.runner import ProbeOptions, execute, plan_probes
-from evalsuite.probe.session import ProbeProgress
+from evalsuite.probe.progress import ProbeProgress
 from evalsuite.results.io import results_from_dict, write_results
 
 MINI = "name: mini\nscorer: exact_match\nexpect: upper\nmax_new_tokens: 24\ncases: [hello, abc def, hellow world]\n"
