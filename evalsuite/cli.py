@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "gate": "evalsuite.gates.cli",
     "baseline": "evalsuite.gates.cli",
     "report": "evalsuite.report.cli",
+    "judge": "evalsuite.judge.cli",
 }
 
 
@@ -63,6 +64,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvalsuiteError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        # The environment, not a bug: a file that cannot be read or written (disk full, permissions); -v shows
+        # where it came from.
+        if args.verbose:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -16,6 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from evalsuite.errors import EvalsuiteError
+from evalsuite.train.cli import positive_int
+
 TARGET_ADAPTER = 0.8
 TARGET_BASE = 0.1
 DEMO_SQUAD_N = 20
@@ -31,8 +34,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="train + probe an adapter on the embedded tiny model (CPU, minutes)",
                        description="Build/load the embedded tiny base, train a LoRA adapter on uppercase-echo data, "
                                    "and run every probe battery on base and adapter.")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run dir for the demo adapter")
-    p.add_argument("--max-steps", type=int, help="override the demo config's max_steps")
+    p.add_argument("--out", type=Path, default=Path("runs/evalsuite-demo"),
+                   help="run dir for the demo adapter: a new or empty folder, or one an earlier demo made (default "
+                        "runs/evalsuite-demo)")
+    p.add_argument("--max-steps", type=positive_int, metavar="N", help="override the demo config's max_steps")
     p.add_argument("--reuse", action="store_true", help="skip training when --out already holds a run dir")
     p.add_argument("--results", type=Path, default=None, help="also write the probe results JSON here")
     p.set_defaults(func=run_demo)
@@ -63,7 +68,29 @@ def train_demo_adapter(out: Path, max_steps: int | None = None) -> Path:
     config = replace(load_config(demo_config_path()), base_model=str(base))
     if max_steps is not None:
         config = replace(config, max_steps=max_steps)
-    return get_backend("trl").train(config, out, TrainOptions(overwrite=True))
+    claim_demo_dir(out)
+    return get_backend("trl").train(config, out, TrainOptions())
+
+
+def claim_demo_dir(out: Path) -> None:
+    """Make ``out`` the demo's: a new or empty folder gets the demo marker, an earlier demo's folder is cleared (its
+    marker kept); anything else is refused, because the demo trains from scratch there."""
+    import shutil
+
+    from evalsuite.rundir.contract import DEMO_MARKER
+
+    if out.exists() and not out.is_dir():
+        raise EvalsuiteError(f"{out}: --out is a file; give a folder for the demo run dir")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / DEMO_MARKER).is_file():
+            raise EvalsuiteError(f"{out}: not empty and not made by `evalsuite demo`, which trains from scratch in "
+                                 "its folder; pass another --out (a new or empty folder)")
+        for entry in out.iterdir():
+            if entry.name != DEMO_MARKER:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARKER).write_text("made by `evalsuite demo`, which may clear this folder and train here again\n",
+                                   encoding="utf-8")
 
 
 def probe_demo(run_dir: Path, squad_n: int = DEMO_SQUAD_N) -> Any:
@@ -109,6 +136,10 @@ def table_lines(results: Any) -> list[str]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    if args.results is not None:
+        from evalsuite.files import check_output_path
+
+        check_output_path(args.results, "--results file", protected_dirs=[args.out])
     r = run_pipeline(args.out, args.max_steps, args.reuse)
     if args.results is not None:
         from evalsuite.results.io import write_results

@@ -1,5 +1,5 @@
-"""Files: content hashes for provenance (manifests, caches), the one atomic writer, and the one JSON reader whose
-errors name the file.
+"""Files: content hashes for provenance (manifests, caches), the one atomic writer, the one JSON reader whose
+errors name the file, and the checks every output path passes before a command starts its work.
 
 Every file evalsuite writes (manifests, generation configs, results, baselines, the generation cache, reports) goes
 through :func:`atomic_write_text`: a temp file in the same folder, fsync, ``os.replace``, then fsync of the folder,
@@ -8,6 +8,8 @@ so a crash leaves the old file or the whole new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -76,8 +78,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # a failed write does not say which file: say it
+            raise OSError(e.errno, e.strerror or str(e), str(target)) from e
         raise
     _fsync_dir(target.parent)
 
@@ -108,3 +112,54 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# errno values that mean "this cannot be written here" rather than a bug: full disk, quota, read-only, permissions.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+
+
+def write_failure(e: BaseException) -> str | None:
+    """``FILE: No space left on device`` when ``e`` is a failed write, else None. torch's zip writer reports a full
+    disk as a RuntimeError of its own, so that is recognised too."""
+    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+        return f"{e.filename}: {os.strerror(e.errno)}" if e.filename else os.strerror(e.errno)
+    text = str(e)
+    if isinstance(e, RuntimeError) and any(m in text for m in ("PytorchStreamWriter", "inline_container",
+                                                                "file write failed")):
+        return f"a file could not be written ({text.splitlines()[0][:160]}); is the disk full?"
+    return None
+
+
+def check_output_path(path: str | os.PathLike[str], what: str = "output file", *,
+                      inputs: Iterable[str | os.PathLike[str]] = (),
+                      protected_dirs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """Refuse, before any work, an output file that cannot or must not be written: a folder, a path under a file,
+    a place we cannot create files in, one of the command's inputs, or a file inside a protected folder (a run dir
+    being probed). Creates nothing. Returns the path."""
+    p = Path(path)
+    resolved = p.expanduser().resolve()
+    if p.is_dir():
+        raise EvalsuiteError(f"{p}: {what} is a folder; give a file name")
+    if resolved in {Path(i).expanduser().resolve() for i in inputs}:
+        raise EvalsuiteError(f"{p}: {what} is one of the inputs; refusing to overwrite it")
+    for d in protected_dirs:
+        folder = Path(d).expanduser().resolve()
+        if folder in resolved.parents:
+            raise EvalsuiteError(f"{p}: {what} is inside the run dir {d}; refusing to write into it (choose a path "
+                                 "outside)")
+    ancestor = next(a for a in resolved.parents if a.exists())
+    if not ancestor.is_dir():
+        raise EvalsuiteError(f"{p}: {what} is under {ancestor}, which is a file")
+    try:  # the only reliable test (root passes os.access everywhere): make a file there, then remove it
+        fd, probe = tempfile.mkstemp(prefix=".evalsuite-probe.", dir=ancestor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise EvalsuiteError(f"{p}: cannot write the {what} in {ancestor}: {e.strerror or e}") from None
+    return p
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove a folder a failed command created, when nothing was written into it."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only ever removes an empty folder

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import check_output_path
 
 LEVELS = ("error", "warning", "notice")
 # GitHub rejects a step's summary over 1 MiB; keep our part under it and say where the rest is.
@@ -89,6 +90,7 @@ def check_summary_path(path: Path, protected: list[Path], where: str = "--summar
                              "a summary to it")
     if target.is_dir():
         raise EvalsuiteError(f"{path}: {where}: is a directory")
+    check_output_path(path, f"{where} file")  # under a file, or in a folder we cannot write in
 
 
 def append_summary(path: Path, markdown: str, protected: list[Path], where: str = "--summary") -> None:

@@ -19,6 +19,8 @@ import json
 import os
 import random
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +170,25 @@ def upper_all_adapter(tiny_base: Path) -> Path:
     train = {**SMALL_TRAIN, "max_steps": 200, "micro_batch_size": 32, "lora_r": 16, "lora_alpha": 32}
     spec = {"rows": rows, "template": None, "train": train}
     return cached_adapter("upper-all", spec, tiny_base, lambda out: train_from_rows(out, tiny_base, rows, None, train))
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder no file can be created in: a read-only folder, or (as root, whom permissions do not stop) a
+    kernel filesystem that refuses new files."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        candidates = [folder, Path("/sys"), Path("/proc")]
+        for c in candidates:
+            try:
+                fd, probe = tempfile.mkstemp(dir=c)
+            except OSError:
+                yield c
+                return
+            os.close(fd)
+            os.unlink(probe)
+        pytest.skip("no unwritable folder on this machine")
+    finally:
+        folder.chmod(0o700)

@@ -5,8 +5,6 @@ errors for settings a backend cannot honour, and the registry / `evalsuite backe
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cli_helpers import run_cli
 from evalsuite.trainers import axolotl_backend as ax
 from evalsuite.trainers import torchtune_mapping as tm
 
@@ -241,8 +240,7 @@ def test_registry_has_the_three_backends_and_each_implements_the_protocol() -> N
 
 def test_backends_lists_availability_and_how_to_install(tmp_path: Path) -> None:
     env = {**os.environ, ax.PYTHON_ENV: str(tmp_path / "no-python"), "EVALSUITE_TORCHTUNE_PYTHON": str(tmp_path / "no")}
-    done = subprocess.run([sys.executable, "-m", "evalsuite.cli", "backends"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = run_cli("backends", cwd=ROOT, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
     assert "available" in rows["trl"].split()[1]
@@ -254,9 +252,8 @@ def test_training_with_a_missing_backend_is_one_clear_error(tmp_path: Path) -> N
     cfg = tmp_path / "c.yaml"
     cfg.write_text("base_model: x\ndatasets:\n  - path: d.jsonl\n    type: chat_template\n")
     env = {**os.environ, ax.PYTHON_ENV: str(tmp_path / "no-python")}
-    done = subprocess.run([sys.executable, "-m", "evalsuite.cli", "train", str(cfg), "--backend", "axolotl",
-                           "--output-dir", str(tmp_path / "run")], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = run_cli("train", cfg, "--backend", "axolotl", "--output-dir", tmp_path / "run", cwd=ROOT, env=env,
+                   timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "the axolotl backend is not available" in done.stderr and "pip install axolotl" in done.stderr
     assert not (tmp_path / "run").exists()

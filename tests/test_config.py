@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
-import sys
 import textwrap
 import typing
 import warnings
@@ -13,8 +11,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from cli_helpers import call_main, run_cli
 
-from evalsuite.cli import main
 from evalsuite.config.fields import FIELDS, F, check_value
 from evalsuite.config.load import Config, ConfigWarning, load_config
 from evalsuite.config.rows import load_samples
@@ -98,7 +96,7 @@ def test_bad_config_names_file_line_key(tmp_path: Path, capsys: pytest.CaptureFi
     lead = "base_model: m\n" if body.startswith("datasets") else "base_model: m\ndatasets: []\n"
     p = tmp_path / "c.yaml"
     p.write_text(lead + body + "\n")
-    code = main(["train", str(p)])
+    code = call_main(["train", str(p)])
     err = capsys.readouterr().err
     assert code == 2
     assert expected in err, err
@@ -113,7 +111,7 @@ def test_bad_config_names_file_line_key(tmp_path: Path, capsys: pytest.CaptureFi
 def test_unparseable_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, expected: str) -> None:
     p = tmp_path / "c.yaml"
     p.write_text(text)
-    assert main(["train", str(p)]) == 2
+    assert call_main(["train", str(p)]) == 2
     assert expected in capsys.readouterr().err
 
 
@@ -124,13 +122,13 @@ def test_bad_config_from_a_real_process_has_no_traceback(tmp_path: Path) -> None
         datasets: []
         lora_r: sixty-four
         """))
-    proc = subprocess.run([sys.executable, "-m", "evalsuite.cli", "train", str(p)], capture_output=True, text=True)
+    proc = run_cli("train", p)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f'error: {p}:3: lora_r: expected a positive integer, got "sixty-four"'
 
 
 def test_missing_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["train", str(tmp_path / "nope.yaml")]) == 2
+    assert call_main(["train", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml: no such file" in capsys.readouterr().err
 
 

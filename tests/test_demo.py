@@ -32,11 +32,11 @@ def test_demo_pipeline_meets_its_targets_on_every_battery(demo_adapter: Path, sh
 
 def test_demo_command_prints_the_table_and_exits_0(demo_adapter: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from evalsuite.cli import main
+    from cli_helpers import call_main
 
     run = tmp_path / "demo"
     shutil.copytree(demo_adapter, run)
-    rc = main(["demo", "--out", str(run), "--reuse", "--results", str(tmp_path / "demo.json")])
+    rc = call_main(["demo", "--out", str(run), "--reuse", "--results", str(tmp_path / "demo.json")])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "uppercase-echo    accuracy" in out and "runaway-turns     rate" in out

@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from evalsuite.cli import main
+from cli_helpers import call_main
 
 pytestmark = pytest.mark.slow
 GATE = "uppercase-echo.accuracy: -2%"
@@ -16,7 +15,7 @@ GATE = "uppercase-echo.accuracy: -2%"
 
 def probe(adapter: Path, out: Path) -> Path:
     # probe exits 1 when a case fails (like pytest); either way it writes the results file
-    assert main(["probe", str(adapter), "--battery", "uppercase-echo", "--out", str(out)]) in (0, 1)
+    assert call_main(["probe", str(adapter), "--battery", "uppercase-echo", "--out", str(out)]) in (0, 1)
     assert out.is_file()
     return out
 
@@ -26,7 +25,7 @@ def test_regression_gate_against_a_recorded_baseline(tmp_path: Path, demo_adapte
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     good = probe(demo_adapter, tmp_path / "good.json")
     baseline = tmp_path / "baseline.json"
-    assert main(["baseline", "record", str(good), "-o", str(baseline), "--force"]) == 0
+    assert call_main(["baseline", "record", str(good), "-o", str(baseline), "--force"]) == 0
     recorded = json.loads(baseline.read_text())
     assert recorded["baseline"] and json.dumps(recorded["baseline"]).count(
         json.loads(good.read_text())["adapters"][0]["manifest_digest"]) >= 1
@@ -35,13 +34,13 @@ def test_regression_gate_against_a_recorded_baseline(tmp_path: Path, demo_adapte
     # the same adapter again: identical results never fail a regression gate
     again = probe(demo_adapter, tmp_path / "again.json")
     capsys.readouterr()
-    assert main(["gate", str(again), "--baseline", str(baseline), "--gate", GATE]) == 0
+    assert call_main(["gate", str(again), "--baseline", str(baseline), "--gate", GATE]) == 0
     passed = capsys.readouterr().out
     assert "uppercase-echo.accuracy" in passed
 
     worse = probe(broken_terminator_adapter, tmp_path / "worse.json")
     capsys.readouterr()
-    assert main(["gate", str(worse), "--baseline", str(baseline), "--gate", GATE]) == 1
+    assert call_main(["gate", str(worse), "--baseline", str(baseline), "--gate", GATE]) == 1
     failed = capsys.readouterr().out
     assert "FAIL" in failed.upper() and "uppercase-echo.accuracy" in failed
     assert "p=" in failed or "p =" in failed  # the paired test's p-value is reported
@@ -52,4 +51,4 @@ def test_regression_gate_against_a_recorded_baseline(tmp_path: Path, demo_adapte
     assert flipped and any(good_samples[c]["prompt"] in failed or c in failed for c in flipped)
 
     # bad input is exit 2, not a crash
-    assert main(["gate", str(tmp_path / "missing.json"), "--baseline", str(baseline), "--gate", GATE]) == 2
+    assert call_main(["gate", str(tmp_path / "missing.json"), "--baseline", str(baseline), "--gate", GATE]) == 2

@@ -163,3 +163,14 @@ def test_paired_verdict_is_symmetric(rows: list[tuple[bool, float, bool, float]]
         (f.case, "fail->pass" if f.direction == "pass->fail" else "pass->fail") for f in ba.flips)
     # A zero-tolerance regression cannot be significant in both directions at once.
     assert ab.passed or ba.passed
+
+
+def test_bootstrap_floor_reads_as_a_bound_in_the_gate_reason() -> None:
+    # Scores that drop a different amount on each of 40 cases: no bootstrap resample is as
+    # extreme, so p sits at the test's floor, whose exact value is unknown ("p<", not "p=").
+    base = _results("squad", [(True, 0.9)] * 40)
+    cand = _results("squad", [(True, 0.9 - 0.01 * (1 + i % 7)) for i in range(40)])
+    result = evaluate_gates(cand, base, parse_gates(["squad.f1: -0"])).results[0]
+    assert not result.passed
+    assert "p<0.0005 < alpha 0.05 (paired bootstrap)" in result.reason, result.reason
+    assert "p=0.0005" not in result.reason

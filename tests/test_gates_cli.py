@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import call_main, run_cli
 
-from evalsuite.cli import main
 from evalsuite.errors import EvalsuiteError
 from evalsuite.gates.declared import declared_gates, load_yaml_config
 from evalsuite.results.io import load_results
@@ -20,7 +19,7 @@ GOOD, BAD, RERUN = DATA / "good.json", DATA / "bad.json", DATA / "good_rerun.jso
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    code = call_main(argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -58,8 +57,7 @@ def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
     data = json.loads(GOOD.read_text())
     data["samples"][12]["finish_reason"] = "foo"
     broken.write_text(json.dumps(data))
-    argv = [sys.executable, "-m", "evalsuite.cli", "gate", str(broken), "--gate", "squad.f1 >= 1"]
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    proc = run_cli("gate", broken, "--gate", "squad.f1 >= 1")
     assert proc.returncode == 2
     assert "samples[12].finish_reason: expected one of eos, stop-string, max-tokens, new-turn" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import CliResult, run_cli
 from lint_support import (  # noqa: F401  (fixtures)
     LINT_DATA,
     chat,
@@ -20,12 +21,11 @@ from lint_support import (  # noqa: F401  (fixtures)
 )
 
 
-def lint(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "evalsuite.cli", "lint", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+def lint(*args: str, cwd: Path | None = None) -> CliResult:
+    return run_cli("lint", *args, cwd=cwd, timeout=120, traceback_ok=True)  # the tests say where none is allowed
 
 
-def assert_bad_input(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+def assert_bad_input(proc: CliResult, *needles: str) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     line = proc.stderr.strip()

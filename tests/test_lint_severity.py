@@ -5,11 +5,10 @@ that runs without the third-party fixtures."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from lint_support import (  # noqa: F401  (fixtures)
     SEVERITY,
     chat,
@@ -31,8 +30,7 @@ def test_the_registry_has_the_pinned_severities() -> None:
 
 def lint_json(tok: Path, rows: list[dict[str, object]], tmp: Path, *args: str) -> tuple[int, dict[str, str]]:
     data = write_jsonl(tmp / "d.jsonl", rows)
-    proc = subprocess.run([sys.executable, "-m", "evalsuite.cli", "lint", "--tokenizer", str(tok), "--data",
-                           str(data), "--format", "json", *args], capture_output=True, text=True, timeout=120)
+    proc = run_cli("lint", "--tokenizer", tok, "--data", data, "--format", "json", *args, timeout=120)
     out = json.loads(proc.stdout)
     assert out["exit_code"] == proc.returncode
     return proc.returncode, {f["rule"]: ("ignored" if f["ignored"] else f["severity"]) for f in out["findings"]}

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from evalsuite.cli import main
+from cli_helpers import call_main, run_cli
 
 
 def probe(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    rc = main(["probe", *args])
+    rc = call_main(["probe", *args])
     return rc, capsys.readouterr().err
 
 
@@ -80,8 +77,7 @@ def test_adapter_for_another_base_is_one_error_naming_adapter_and_base(capsys: p
     battery.write_text("scorer: exact_match\nexpect: upper\ncases: [hello]\n", encoding="utf-8")
     out = tmp_path / "results.json"
     out.write_text("keep me", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "evalsuite.cli", "probe", str(run), "--battery", str(battery),
-                           "--out", str(out), "--no-cache"], capture_output=True, text=True, timeout=600)
+    proc = run_cli("probe", run, "--battery", battery, "--out", out, "--no-cache", timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import call_main, tree_digest
 
-from evalsuite.cli import build_parser, main
+from evalsuite.cli import build_parser
 from evalsuite.errors import EvalsuiteError
 from evalsuite.probe.options import OPTIONS, PLUGIN_DEST_PREFIX, ProbeOptions, options_from, validate
 
@@ -28,7 +29,7 @@ def flags_in(help_text: str) -> set[str]:
 
 def cli_help(capsys: pytest.CaptureFixture[str]) -> str:
     with pytest.raises(SystemExit):
-        main(["probe", "--help"])
+        call_main(["probe", "--help"], timeout=60)
     return capsys.readouterr().out
 
 
@@ -85,6 +86,9 @@ def test_defaults_from_the_table_are_the_library_defaults() -> None:
     ("num_processes", 0, "{flag}: expected a positive integer, got 0"),
     ("max_batch_seconds", -1.0, r"{flag}: expected seconds >= 0 \(0: no cap\), got -1.0"),
     ("engine", "nope", "{flag}: unknown engine 'nope'; known engines: .*hf, vllm"),
+    ("squad_n", -5, r"{flag}: expected 0 \(all\) or a positive integer, got -5"),
+    ("device", "foo", "{flag}: expected cpu, cuda or cuda:N, got 'foo'"),
+    ("device", "cuda:", "{flag}: expected cpu, cuda or cuda:N, got 'cuda:'"),
 ])
 def test_one_validation_names_the_flag_of_each_surface(dest: str, value: Any, message: str) -> None:
     row = next(o for o in OPTIONS if o.dest == dest)
@@ -100,7 +104,7 @@ def test_max_batch_seconds_zero_means_no_cap() -> None:
 
 
 def test_cli_bad_option_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["probe", str(tmp_path), "--engine", "nope", "--out", str(tmp_path / "r.json")]) == 2
+    assert call_main(["probe", tmp_path, "--engine", "nope", "--out", tmp_path / "r.json"], timeout=60) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --engine: unknown engine 'nope'; known engines: ") and err.count("\n") == 1
     assert not (tmp_path / "r.json").exists()
@@ -119,3 +123,57 @@ def test_plugin_bad_option_is_a_usage_error_before_collection(pytester: pytest.P
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "no such run dir" not in result.stderr.str()  # options are checked before the run dirs
+
+
+def test_cuda_devices_this_machine_lacks_are_refused() -> None:
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for surface, flag in (("cli", "--device"), ("plugin", "--probe-device")):
+        with pytest.raises(EvalsuiteError, match=f"^{flag} cuda:{count}: "):
+            validate(ProbeOptions(device=f"cuda:{count}"), surface)  # type: ignore[arg-type]
+        if count == 0:
+            with pytest.raises(EvalsuiteError, match=f"^{flag} cuda: CUDA is not available on this machine"):
+                validate(ProbeOptions(device="cuda"), surface)  # type: ignore[arg-type]
+    validate(ProbeOptions(device="cpu"))
+
+
+def bad_outs(tmp_path: Path, unwritable: Path) -> tuple[Path, list[tuple[Path, str]]]:
+    """A run dir (only its name matters: outputs are checked before it is opened) and outputs refused for it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapter_model.safetensors").write_bytes(b"weights")
+    battery = tmp_path / "b.yaml"
+    battery.write_text("name: b\n", encoding="utf-8")
+    (tmp_path / "a-file").write_text("mine", encoding="utf-8")
+    return run, [(run / "adapter_model.safetensors", "inside the run dir"), (run / "new.json", "inside the run dir"),
+                 (run, "is a folder"), (tmp_path / "a-file" / "r.json", "which is a file"),
+                 (battery, "is one of the inputs"), (unwritable / "r.json", f"in {unwritable}")]
+
+
+def test_cli_out_is_checked_before_anything_loads(tmp_path: Path, unwritable_dir: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    run, cases = bad_outs(tmp_path, unwritable_dir)
+    before = tree_digest(tmp_path)
+    for out, needle in cases:
+        assert call_main(["probe", run, "--battery", tmp_path / "b.yaml", "--out", out], timeout=60) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {out}: ") and needle in err, err
+        assert "--out results file" in err
+    assert tree_digest(tmp_path) == before
+
+
+def test_plugin_probe_out_is_a_usage_error_before_collection(pytester: pytest.Pytester, tmp_path: Path,
+                                                             unwritable_dir: Path) -> None:
+    run, cases = bad_outs(tmp_path, unwritable_dir)
+    pytester.makeini("[pytest]\n")
+    gates = tmp_path / "gates.yaml"
+    gates.write_text("gates: []\n", encoding="utf-8")
+    before = tree_digest(tmp_path)
+    for out, needle in [*cases, (gates, "is one of the inputs")]:
+        result = pytester.runpytest_subprocess("--adapter", run, "--battery", tmp_path / "b.yaml",
+                                               "--gate-config", gates, "--probe-out", out, timeout=120)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"ERROR: evalsuite: {out}: *--probe-out results file *{needle}*"])
+        assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    assert tree_digest(tmp_path) == before

@@ -15,8 +15,8 @@ import pytest
 from fake_engine import FakeEngine, register
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.probe.runner import ProbeOptions, execute, plan_probes
 from evalsuite.probe.progress import ProbeProgress
+from evalsuite.probe.runner import ProbeOptions, execute, plan_probes
 from evalsuite.results.io import results_from_dict, write_results
 
 MINI = "name: mini\nscorer: exact_match\nexpect: upper\nmax_new_tokens: 24\ncases: [hello, abc def, hellow world]\n"

@@ -202,15 +202,15 @@ def test_base_is_loaded_once_for_several_adapters(demo_adapter: Path, leaky_adap
 
 def test_probe_cli_exit_codes_results_and_summary(demo_adapter: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from evalsuite.cli import main
+    from cli_helpers import call_main
 
     passing = tmp_path / "always.yaml"
     passing.write_text("name: always\nscorer: contains\nmax_new_tokens: 8\ncases: [{prompt: hi, expected: []}]\n",
                        encoding="utf-8")
     out = tmp_path / "r.json"
-    assert main(["probe", str(demo_adapter), "--battery", str(passing), "--out", str(out)]) == 0
+    assert call_main(["probe", str(demo_adapter), "--battery", str(passing), "--out", str(out)]) == 0
     assert load_results(out).samples[0].adapter == "demo"
-    assert main(["probe", str(demo_adapter), "--base", "--battery", str(small_battery(tmp_path)),
+    assert call_main(["probe", str(demo_adapter), "--base", "--battery", str(small_battery(tmp_path)),
                  "--out", str(out)]) == 1  # the base fails uppercase: some case failed
     printed = capsys.readouterr().out
     assert "tiny              base              0/3" in printed and f"results: {out}" in printed

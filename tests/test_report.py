@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 
 import pytest
+from cli_helpers import call_main
 from report_support import md_tables, parse
 
-from evalsuite.cli import main
 from evalsuite.gates.expr import parse_gates
 from evalsuite.report import build_report
 from evalsuite.report.build import build_model
@@ -130,7 +130,7 @@ def test_diff_segments_mark_only_changes() -> None:
 
 def test_report_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     html, md = tmp_path / "o" / "r.html", tmp_path / "o" / "r.md"
-    code = main(["report", str(GOOD), str(BAD), str(THREE), "-o", str(html), "--markdown", str(md),
+    code = call_main(["report", str(GOOD), str(BAD), str(THREE), "-o", str(html), "--markdown", str(md),
                  "--gate", "runaway-turns.rate <= 0.1"])
     out, _ = capsys.readouterr()
     assert code == 0 and f"wrote {html}" in out and html.is_file() and md.is_file()
@@ -141,12 +141,12 @@ def test_report_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert f'<td class="num">{r8["train"]["peak_cuda_mb"]:,.0f}</td>' in text  # memory/time table
     # Bad input: exit 2, nothing written, inputs never overwritten.
     before = GOOD.read_bytes()
-    code = main(["report", str(GOOD), "-o", str(GOOD)])
+    code = call_main(["report", str(GOOD), "-o", str(GOOD)])
     _, err = capsys.readouterr()
     assert code == 2 and "refusing to overwrite" in err and GOOD.read_bytes() == before
-    code = main(["report", str(GOOD), "-o", str(tmp_path / "x.html"), "--gate", "squad.f9 >= 1"])
+    code = call_main(["report", str(GOOD), "-o", str(tmp_path / "x.html"), "--gate", "squad.f9 >= 1"])
     _, err = capsys.readouterr()
     assert code == 2 and 'has no metric "f9"' in err and not (tmp_path / "x.html").exists()
-    code = main(["report", str(tmp_path / "missing.json"), "-o", str(tmp_path / "y.html")])
+    code = call_main(["report", str(tmp_path / "missing.json"), "-o", str(tmp_path / "y.html")])
     _, err = capsys.readouterr()
     assert code == 2 and "no such results file" in err

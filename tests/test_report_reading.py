@@ -20,14 +20,13 @@ from evalsuite.gates.baseline import record_baseline
 from evalsuite.report import build_report
 from evalsuite.report.build import build_model
 from evalsuite.report.cases import answers, clip, fail_reason
-from evalsuite.report.compare import fmt_p
 from evalsuite.report.model import ReportModel
 from evalsuite.report.plots import bars_figure, delta_figure, loss_figure
 from evalsuite.report.render import render_html, render_markdown
 from evalsuite.results.aggregate import compute_metrics, sample_values
 from evalsuite.results.io import load_results, write_results
 from evalsuite.results.schema import Sample, ScorerRef
-from evalsuite.results.stats import bootstrap_p_floor, paired_bootstrap_ci
+from evalsuite.results.stats import bootstrap_p_floor, fmt_p, paired_bootstrap_ci
 
 factory = load_factory()
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import re
 import string
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import run_cli
 
 from evalsuite.probe.batteries import load_battery
 from evalsuite.probe.scorers import Output, make_scorer
@@ -101,8 +100,7 @@ def perturbed(questions: list[tuple[str, list[str]]], contexts: list[str]) -> di
 def score_cli(dataset: Path, preds: dict[str, str], tmp: Path) -> tuple[int, str, str]:
     pfile = tmp / "preds.json"
     pfile.write_text(json.dumps(preds), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "evalsuite.cli", "score", "squad", "--dataset", str(dataset),
-                           "--predictions", str(pfile)], capture_output=True, text=True, timeout=600)
+    proc = run_cli("score", "squad", "--dataset", dataset, "--predictions", pfile, timeout=600)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -178,10 +176,10 @@ def test_score_squad_bad_input_is_one_clear_error(tmp_path: Path) -> None:
     bad.write_text("[1, 2]", encoding="utf-8")
     ds = tmp_path / "dev.json"
     ds.write_text(json.dumps({"version": "1.1", "data": []}), encoding="utf-8")
-    from evalsuite.cli import main
+    from cli_helpers import call_main
 
-    assert main(["score", "squad", "--dataset", str(ds), "--predictions", str(tmp_path / "nope.json")]) == 2
-    assert main(["score", "squad", "--dataset", str(ds), "--predictions", str(bad)]) == 2
+    assert call_main(["score", "squad", "--dataset", str(ds), "--predictions", str(tmp_path / "nope.json")]) == 2
+    assert call_main(["score", "squad", "--dataset", str(ds), "--predictions", str(bad)]) == 2
     ds.write_text('{"data": [{"title": "x"}]}', encoding="utf-8")
     bad.write_text("{}", encoding="utf-8")
-    assert main(["score", "squad", "--dataset", str(ds), "--predictions", str(bad)]) == 2
+    assert call_main(["score", "squad", "--dataset", str(ds), "--predictions", str(bad)]) == 2

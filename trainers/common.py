@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,17 @@ from evalsuite.chat.tokenizer import TokenizerInfo, from_transformers
 from evalsuite.config.load import Config, resolve_path
 from evalsuite.config.rows import load_samples
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import atomic_write_text, sha256_file, sha256_files, sha256_json, sha256_text, write_json_atomic
+from evalsuite.files import (
+    atomic_write_text,
+    sha256_file,
+    sha256_files,
+    sha256_json,
+    sha256_text,
+    write_failure,
+    write_json_atomic,
+)
 from evalsuite.launch import world_size
-from evalsuite.rundir.contract import GENERATION_CONFIG, TEMPLATE_FILE
+from evalsuite.rundir.contract import GENERATION_CONFIG, TEMPLATE_FILE, latest_checkpoint
 from evalsuite.rundir.manifest import MANIFEST_NAME, git_state, new_manifest, package_versions
 
 log = logging.getLogger("evalsuite.train")
@@ -159,7 +169,7 @@ def write_run_dir(out_dir: Path, config: Config, hf_tok: Any, tk: TokenizerInfo,
         },
         git=git_state(Path.cwd()),
         device={k: v for k, v in device_summary().items() if k != "index"} | {"world_size": world_size()},
-        config=_config_summary(config),
+        config=config_summary(config),
         template={"end_of_turn": eot, "stop_token_ids": stops},
         train=train,
         **(extra or {}),
@@ -174,5 +184,22 @@ SUMMARY_KEYS = ("adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_target_
                 "train_on_inputs", "bf16", "fp16", "gradient_checkpointing", "seed", "chat_template")
 
 
-def _config_summary(config: Config) -> dict[str, Any]:
+def config_summary(config: Config) -> dict[str, Any]:
     return json.loads(json.dumps(config.settings(SUMMARY_KEYS), default=str))
+
+
+@contextmanager
+def write_failures_explained(out_dir: Path) -> Iterator[None]:
+    """A write that fails while training or saving (disk full, quota, permissions) becomes one error that says what
+    is left on disk and how to go on: a checkpoint cut short lacks trainer_state.json and `--resume` skips it."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        reason = write_failure(e)
+        if reason is None:
+            raise
+        ckpt = latest_checkpoint(out_dir) if out_dir.is_dir() else None
+        then = (f"`evalsuite train CONFIG --resume` continues from {ckpt.name}" if ckpt is not None
+                else "run again (--overwrite clears what was written)")
+        raise EvalsuiteError(f"{out_dir}: training stopped: {reason}; free space or fix the folder, then {then}") \
+            from None

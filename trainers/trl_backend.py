@@ -41,7 +41,7 @@ class TRLBackend:
         ok, how = self.available()
         if not ok:
             raise EvalsuiteError(f"the trl backend is not installed: {how}")
-        resume_from = prepare_out_dir(out_dir, options)
+        resume_from = prepare_out_dir(out_dir, options, config)
         started = time.time()
         hf_tok, template, tk = common.load_tokenizer(config)
         encoded, data_files = common.encode_datasets(config, tk, template)
@@ -50,20 +50,23 @@ class TRLBackend:
         trainer = _build_trainer(config, out_dir, model, hf_tok, dataset)
         start = _start_step_callback()
         trainer.add_callback(start)
+        trainer.add_callback(_settings_callback(common.config_summary(config)))
         log.info("training %s rows, %s tokens on %s", len(encoded), sum(len(e.input_ids) for e in encoded),
                  common.device_summary()["type"])
-        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        # save_model on every rank: under FSDP / DeepSpeed ZeRO-3 gathering the adapter is a collective; the
-        # Trainer then writes from rank 0 only. Everything after this is rank 0's alone.
-        trainer.save_model(str(out_dir))
+        with common.write_failures_explained(out_dir):
+            result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            # save_model on every rank: under FSDP / DeepSpeed ZeRO-3 gathering the adapter is a collective; the
+            # Trainer then writes from rank 0 only. Everything after this is rank 0's alone.
+            trainer.save_model(str(out_dir))
         if not trainer.is_world_process_zero():
             return out_dir
         (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest records the settings
         log.info("writing the run dir (rank %d of %d)", trainer.args.process_index, trainer.args.world_size)
         train = _train_metrics(config, trainer, result, encoded, started=started, resume_from=resume_from,
                                start_step=start.step)
-        common.write_run_dir(out_dir, config, hf_tok, tk, template, data_files, backend=self.name,
-                             backend_version=_trl_version(), train=train)
+        with common.write_failures_explained(out_dir):
+            common.write_run_dir(out_dir, config, hf_tok, tk, template, data_files, backend=self.name,
+                                 backend_version=_trl_version(), train=train)
         return out_dir
 
 
@@ -100,6 +103,23 @@ def _start_step_callback() -> Any:
             self.step = int(state.global_step)
 
     return StartStep()
+
+
+def _settings_callback(summary: dict[str, Any]) -> Any:
+    """A callback that records the config summary in each checkpoint (rank 0), so that `--resume` with other
+    settings is refused naming them (``evalsuite.train.backends.resume_mismatches``)."""
+    from transformers import TrainerCallback
+
+    from evalsuite.files import write_json_atomic
+    from evalsuite.train.backends import SETTINGS_FILE
+
+    class Settings(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                write_json_atomic(folder / SETTINGS_FILE, summary)
+
+    return Settings()
 
 
 def _trl_version() -> str:

@@ -21,6 +21,7 @@ import jinja2.nodes
 import jinja2.utils
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from evalsuite.chat import budget
 from evalsuite.errors import EvalsuiteError
 
 # The names templates give the answering turn: ChatML/Llama/Phi "assistant", Gemma "model", ShareGPT-style "gpt" and
@@ -40,6 +41,47 @@ class TemplateRefused(TemplateRaised):
 
 class _Refusal(jinja2.exceptions.TemplateError):
     pass
+
+
+class _Named(str):
+    """Template text that remembers where it was read from, so errors can name the file."""
+
+    origin: str
+    is_file: bool
+
+
+def named_template(text: str, origin: object, is_file: bool = False) -> str:
+    """``text`` tagged with its origin for error messages: a template file, or a place such as
+    ``DIR/tokenizer_config.json: chat_template``."""
+    named = _Named(text)
+    named.origin, named.is_file = str(origin), is_file
+    return named
+
+
+def template_name(source: str) -> str:
+    """How messages name a template: ``chat template FILE``, ``chat template (WHERE)`` or ``chat template``."""
+    origin = getattr(source, "origin", None)
+    if origin is None:
+        return "chat template"
+    return f"chat template {origin}" if getattr(source, "is_file", False) else f"chat template ({origin})"
+
+
+def read_template_file(path: object, what: str = "chat template") -> str:
+    """Read a template file as UTF-8; each failure is one error naming the file."""
+    from pathlib import Path
+
+    p = Path(str(path))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EvalsuiteError(f"{p}: no such {what} file") from None
+    except UnicodeDecodeError as e:
+        raise EvalsuiteError(f"{p}: {what} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise EvalsuiteError(f"{p}: cannot read the {what}: {e.strerror or e}") from None
+    if not text.strip():
+        raise EvalsuiteError(f"{p}: {what} is empty")
+    return named_template(text, p, is_file=True)
 
 
 @dataclass(frozen=True)
@@ -122,10 +164,36 @@ class _StrictSandbox(ImmutableSandboxedEnvironment):
     should hear about it rather than train on a silently altered prompt.
     """
 
+    # Size-checked before they run (see evalsuite.chat.budget); intercepted operators are also never folded into
+    # constants at compile time, which is where `'x' * 3000000000` would otherwise allocate.
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
     def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
         raise jinja2.exceptions.SecurityError(
             f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
         )
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "+":
+            return budget.add(left, right)
+        budget.check_binop(operator, left, right)
+        return self.binop_table[operator](left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        args = budget.check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        owner = value.__self__
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            budget.check_format_call(owner, args, kwargs)
+            return wrapped(*args, **kwargs)
+
+        return checked
 
 
 def _environment() -> _StrictSandbox:
@@ -137,7 +205,16 @@ def _environment() -> _StrictSandbox:
     env.globals["strftime_now"] = _strftime_now
     env.globals["dict"] = _SafeDict()
     env.globals["namespace"] = _SafeNamespace
+    env.globals["lipsum"] = budget.lipsum
+    env.globals[budget.LOOP_HOOK] = budget.loop
+    env.globals[budget.CONCAT_HOOK] = budget.concat
+    budget.guard_filters(env.filters)
     return env
+
+
+def _compile(env: _StrictSandbox, ast: jinja2.nodes.Template) -> jinja2.Template:
+    """Compile a parsed template with the render budget's hooks planted (see evalsuite.chat.budget)."""
+    return env.template_class.from_code(env, env.compile(budget.guard_ast(ast)), env.make_globals(None), None)
 
 
 @lru_cache(maxsize=64)
@@ -145,9 +222,15 @@ def compile_template(source: str) -> jinja2.Template:
     """Compile once per distinct template text (rendering 20k rows must not recompile)."""
     env = _environment()
     try:
-        return env.from_string(source)
+        return _compile(env, env.parse(source))
     except jinja2.TemplateSyntaxError as e:
-        raise EvalsuiteError(f"chat template: line {e.lineno}: syntax error: {e.message}") from None
+        if isinstance(source, _Named) and source.is_file:
+            where = f"{source.origin}:{e.lineno}: chat template"
+        else:
+            where = f"{template_name(source)}: line {e.lineno}:"
+        raise EvalsuiteError(f"{where} syntax error: {e.message}") from None
+    except RecursionError:
+        raise EvalsuiteError(f"{template_name(source)}: nested too deeply to compile") from None
 
 
 class ContentUseTracker:
@@ -176,8 +259,7 @@ def compile_instrumented(source: str) -> tuple[jinja2.Template, ContentUseTracke
     env.globals[MARKER] = tracker
     ast = env.parse(source)
     count = instrument(ast, find_content_uses(ast))
-    template = env.template_class.from_code(env, env.compile(ast), env.make_globals(None), None)
-    return template, tracker, count
+    return _compile(env, ast), tracker, count
 
 
 @lru_cache(maxsize=64)
@@ -239,34 +321,52 @@ def _context(messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool,
                 add_generation_prompt=add_generation_prompt, **variables)
 
 
+def _blocks(template: jinja2.Template, context: dict[str, Any]) -> Iterator[str]:
+    """The output blocks, from root_render_func as Template.render does, minus its traceback rewriting (only
+    messages are kept) and its generator layer."""
+    return template.root_render_func(template.new_context(context))
+
+
 def _generate_tracked(template: jinja2.Template, context: dict[str, Any]) -> Rendered:
     """Render while recording the character spans of ``{% generation %}`` blocks."""
     tracker = _tracker(template)
     blocks: list[str] = []
     spans: list[tuple[int, int]] = []
     tracker.blocks, tracker.spans = blocks, spans
+    total = 0
     try:
-        for block in template.generate(**context):
+        for block in _blocks(template, context):
+            total += len(block)
+            budget.check_size(total, "an output")
             blocks.append(block)
     finally:
         tracker.blocks, tracker.spans = None, None
     return Rendered("".join(blocks), tuple(spans))
 
 
-def _run(template: jinja2.Template, context: dict[str, Any], track_generation: bool) -> Rendered:
-    """Run the template; every way it can fail becomes a :class:`TemplateRaised`."""
+def _run(template: jinja2.Template, context: dict[str, Any], track_generation: bool, label: str) -> Rendered:
+    """Run the template within the render budget; every way it can fail becomes a :class:`TemplateRaised` that
+    names it (``label``)."""
+    outer = budget.arm()
     try:
         if track_generation:
             return _generate_tracked(template, context)
-        return Rendered(template.render(**context))
+        return Rendered(budget.join_output(_blocks(template, context)))
     except _Refusal as e:
         raise TemplateRefused(f"chat template raised: {e}") from None
+    except budget.OverBudget as e:
+        raise TemplateRaised(f"{label} {e}") from None
     except jinja2.exceptions.SecurityError as e:
-        raise TemplateRaised(f"chat template: refused by the sandbox: {e}") from None
+        raise TemplateRaised(f"{label}: refused by the sandbox: {e}") from None
     except jinja2.exceptions.TemplateError as e:
-        raise TemplateRaised(f"chat template raised: {e}") from None
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
-        raise TemplateRaised(f"chat template failed: {type(e).__name__}: {e}") from None
+        raise TemplateRaised(f"{label} raised: {e}") from None
+    except RecursionError:
+        raise TemplateRaised(f"{label} failed: it recursed too deeply (a macro calling itself?)") from None
+    # Anything else a template can make Python raise (1/0, range limits, bad arguments) is the template's error.
+    except (TypeError, ValueError, AttributeError, LookupError, ArithmeticError, RuntimeError, MemoryError) as e:
+        raise TemplateRaised(f"{label} failed: {type(e).__name__}: {e}") from None
+    finally:
+        budget.disarm(outer)
 
 
 def render(
@@ -290,7 +390,7 @@ def render(
     """
     template = compile_instrumented(source)[0] if instrumented else compile_template(source)
     context = _context(messages, add_generation_prompt, special_tokens, tools, documents, kwargs)
-    return _run(template, context, track_generation)
+    return _run(template, context, track_generation, template_name(source))
 
 
 # Our own ChatML template (the layout is a published convention; the text is ours).
@@ -315,8 +415,8 @@ def resolve_template(setting: str, jinja: str | None, tokenizer_template: str | 
         if ("{" not in jinja and p.suffix in (".jinja", ".j2", ".txt")) or p.is_file():
             if not p.is_file():
                 raise EvalsuiteError(f"{where}: chat_template_jinja: no such file {jinja}")
-            return p.read_text(encoding="utf-8")
-        return jinja
+            return read_template_file(p)
+        return named_template(jinja, f"{where}: chat_template_jinja")
     if tokenizer_template is None and setting != "tokenizer_default":
         raise EvalsuiteError(f"{where}: chat_template: {setting!r} is not bundled with evalsuite and the tokenizer "
                              "has no template; set chat_template: jinja and chat_template_jinja: FILE")

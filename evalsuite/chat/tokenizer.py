@@ -92,19 +92,24 @@ def _token_text(value: Any) -> str | None:
 
 
 def _chat_template(path: Path, config: dict[str, Any]) -> str | None:
+    from evalsuite.chat.template import named_template, read_template_file
+
     jinja_file = path / "chat_template.jinja"
     if jinja_file.exists():
-        return jinja_file.read_text(encoding="utf-8")
+        return read_template_file(jinja_file)
     json_file = path / "chat_template.json"
     if json_file.exists():
         data = _read_json(json_file)
         value = data.get("chat_template") if isinstance(data, dict) else None
     else:
+        json_file = path / "tokenizer_config.json"
         value = config.get("chat_template")
     if isinstance(value, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
         named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
         value = named.get("default") or next(iter(named.values()), None)
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str) or not value.strip():
+        return None  # an empty template is no template
+    return named_template(value, f"{json_file}: chat_template")
 
 
 _CACHE: dict[tuple[Any, ...], TokenizerInfo] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -211,14 +212,13 @@ KINDS: dict[str, tuple[Converter, str]] = {
 
 
 def _as_float(raw: Any) -> float | None:
+    """A finite number, or None: ``.inf`` and ``.nan`` are YAML floats, but never a learning rate."""
     if isinstance(raw, bool):
         return None
-    if isinstance(raw, (int, float)):
-        return float(raw)
-    if isinstance(raw, str):
-        # YAML 1.1 reads `2e-4` as a string; axolotl accepts it as a number, so do we.
-        try:
-            return float(raw)
-        except ValueError:
-            return None
-    return None
+    if not isinstance(raw, (int, float, str)):
+        return None
+    try:
+        value = float(raw)  # YAML 1.1 reads `2e-4` as a string; axolotl accepts it as a number, so do we
+    except (ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None

@@ -231,6 +231,8 @@ def load_samples(spec: DatasetSpec, base_dir: Path | None = None, limit: int | N
                 samples.append(to_sample(rec, spec, str(f), row))
                 if limit is not None and len(samples) >= limit:
                     return samples
+        if not samples:
+            raise EvalsuiteError(f"{path}: no rows (an empty data file?)")
         return samples
     if path.suffix in (".json", ".jsonl", ".parquet") or spec.path.startswith((".", "/", "~")):
         raise EvalsuiteError(f"{spec.path}: no such file")

@@ -1,4 +1,10 @@
-"""YAML loading that remembers the line of every key, so config errors can point at ``file:line: key``."""
+"""YAML loading that remembers the line of every key, so config errors can point at ``file:line: key``.
+
+The node graph is walked once per node: an alias (``*a``) reuses the value built for its anchor, as ``yaml.safe_load``
+does, so a file of nested aliases (a "billion laughs" bomb) costs what its text costs. What the aliases expand to is
+still measured, and a file that would expand past :data:`MAX_VALUES` is refused: every later reader walks the values
+as a tree. Duplicate keys are an error naming both lines (YAML's "last one wins" silently trains the wrong setting).
+"""
 
 from __future__ import annotations
 
@@ -10,25 +16,66 @@ import yaml
 from evalsuite.errors import EvalsuiteError
 
 KeyPath = tuple[str | int, ...]
+MAX_VALUES = 1_000_000  # values after expanding aliases; a real config has hundreds
 
 
-def _construct(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: yaml.SafeLoader) -> Any:
-    if isinstance(node, yaml.MappingNode):
+class _Builder:
+    """Builds the Python value of each node once, recording key lines along the first path that reaches it."""
+
+    def __init__(self, path: Path, loader: yaml.SafeLoader) -> None:
+        self.path, self.loader = path, loader
+        self.lines: dict[KeyPath, int] = {}
+        self.built: dict[int, tuple[Any, int]] = {}  # id(node) -> (value, values it expands to)
+        self.building: set[int] = set()
+
+    def fail(self, node: yaml.Node, message: str) -> EvalsuiteError:
+        return EvalsuiteError(f"{self.path}:{node.start_mark.line + 1}: {message}")
+
+    def build(self, node: yaml.Node, path: KeyPath) -> tuple[Any, int]:
+        if id(node) in self.built:
+            return self.built[id(node)]
+        if id(node) in self.building:
+            raise self.fail(node, "invalid YAML: an alias refers to the collection that contains it (recursive "
+                                  "alias)")
+        self.building.add(id(node))
+        try:
+            result = self._mapping(node, path) if isinstance(node, yaml.MappingNode) else \
+                self._sequence(node, path) if isinstance(node, yaml.SequenceNode) else \
+                (self.loader.construct_object(node, deep=True), 1)
+        finally:
+            self.building.discard(id(node))
+        if result[1] > MAX_VALUES:
+            raise self.fail(node, f"invalid YAML: its aliases expand to more than {MAX_VALUES:,} values (an alias "
+                                  "bomb?)")
+        self.built[id(node)] = result
+        return result
+
+    def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> tuple[dict[Any, Any], int]:
         out: dict[Any, Any] = {}
+        first_line: dict[Any, int] = {}
+        size = 1
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = self.loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 key = str(key)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _construct(value_node, (*path, key), lines, loader)
-        return out
-    if isinstance(node, yaml.SequenceNode):
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                raise self.fail(key_node, f"{key}: duplicate key (first given on line {first_line[key]}); keep one")
+            first_line[key] = line
+            self.lines[(*path, key)] = line
+            out[key], n = self.build(value_node, (*path, key))
+            size += n
+        return out, size
+
+    def _sequence(self, node: yaml.SequenceNode, path: KeyPath) -> tuple[list[Any], int]:
         items = []
+        size = 1
         for i, item in enumerate(node.value):
-            lines[(*path, i)] = item.start_mark.line + 1
-            items.append(_construct(item, (*path, i), lines, loader))
-        return items
-    return loader.construct_object(node, deep=True)
+            self.lines[(*path, i)] = item.start_mark.line + 1
+            value, n = self.build(item, (*path, i))
+            items.append(value)
+            size += n
+        return items, size
 
 
 def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
@@ -37,21 +84,25 @@ def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise EvalsuiteError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise EvalsuiteError(f"{path}: is a folder, not a YAML file") from None
     except UnicodeDecodeError as e:
         raise EvalsuiteError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise EvalsuiteError(f"{path}: cannot read: {e.strerror}") from None
     loader = yaml.SafeLoader(text)
+    builder = _Builder(path, loader)
     try:
         node = loader.get_single_node()
-        lines: dict[KeyPath, int] = {}
-        data = _construct(node, (), lines, loader) if node is not None else None
+        data = builder.build(node, ())[0] if node is not None else None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise EvalsuiteError(f"{path}{line}: invalid YAML: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
         raise EvalsuiteError(f"{path}: invalid YAML: {e}") from None
+    except RecursionError:
+        raise EvalsuiteError(f"{path}: invalid YAML: nested too deeply") from None
     finally:
         loader.dispose()
-    return data, lines
+    return data, builder.lines

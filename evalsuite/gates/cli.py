@@ -111,10 +111,12 @@ def _gate(args: argparse.Namespace) -> int:
 
 
 def run_baseline_record(args: argparse.Namespace) -> int:
+    from evalsuite.files import check_output_path
     from evalsuite.gates.baseline import describe_baseline, record_baseline
     from evalsuite.gates.declared import declared_gates
 
     out = args.output or declared_gates().baseline or Path("baseline.json")
+    check_output_path(out, "baseline file", inputs=[args.results])
     record_baseline(args.results, out, force=args.force)
     print(f"recorded {describe_baseline(out)}")
     return 0

@@ -18,7 +18,7 @@ from evalsuite.errors import EvalsuiteError
 from evalsuite.gates.expr import AbsoluteDrop, Gate, RelativeDrop, Threshold
 from evalsuite.results.aggregate import MetricSpec, sample_values, scaled_mean, spec_of
 from evalsuite.results.schema import Results, Sample
-from evalsuite.results.stats import DEFAULT_SEED, mcnemar_exact_p, paired_bootstrap_p
+from evalsuite.results.stats import BOOTSTRAP_TEST, DEFAULT_SEED, fmt_p, mcnemar_exact_p, paired_bootstrap_p
 
 MAX_FLIPS_SHOWN = 20
 
@@ -190,7 +190,7 @@ def compare_paired(spec: MetricSpec, ref: list[Sample], cand: list[Sample],
     else:
         scaled = [spec.scale * v for v in b_vals], [spec.scale * v for v in c_vals]
         _, p = paired_bootstrap_p(*scaled, seed=seed)
-        test = "paired bootstrap"
+        test = BOOTSTRAP_TEST
     return PairedComparison(scaled_mean(b_vals, spec.scale), scaled_mean(c_vals, spec.scale), len(pairs),
                             p, test, flips)
 
@@ -210,7 +210,7 @@ def _regression(gate: AbsoluteDrop | RelativeDrop, spec: MetricSpec, cand: Resul
     significant = p < alpha
     delta = c_value - b_value
     head = f"{_fmt(c_value)} vs baseline {_fmt(b_value)} ({delta:+.4g} on {cmp.n} paired cases)"
-    stat = f"p={p:.3g} {'<' if significant else '>='} alpha {alpha:g} ({test})"
+    stat = f"{fmt_p(p, test)} {'<' if significant else '>='} alpha {alpha:g} ({test})"
     if not beyond:
         reason = f"{head}: within the allowed worsening of {_fmt(allowed)}; {stat}"
     else:

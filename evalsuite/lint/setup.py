@@ -195,13 +195,9 @@ def from_options(tokenizer: str, data: list[str], *, chat_template: str | None =
     tk = finish_tokenizer(load_tokenizer(local_dir(tokenizer, cwd, "--tokenizer", "--tokenizer")), overrides, notes)
     template = tk.chat_template
     if chat_template is not None:
-        p = Path(chat_template).expanduser()
-        try:
-            template = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise EvalsuiteError(f"{p}: --chat-template: no such file") from None
-        except UnicodeDecodeError:
-            raise EvalsuiteError(f"{p}: --chat-template: not UTF-8 text") from None
+        from evalsuite.chat.template import read_template_file
+
+        template = read_template_file(Path(chat_template).expanduser(), "--chat-template")
     samples: list[Sample] = []
     for d in data:
         samples += load_samples(detect_spec(Path(d).expanduser()))

@@ -15,6 +15,8 @@ A battery file::
       - {source: synth_text, script: latin, n: 96, seed: 2024, id_prefix: heldout}
     metrics:                          # optional extra metric rows beyond accuracy (see evalsuite.results.aggregate)
       - {name: pass_rate_x100, source: passed, scale: 100}
+    rubric: ...                       # optional: what `evalsuite judge` asks its judge to weigh (default: open prompts)
+    tools: [{type: function, function: {name, description, parameters}}]  # optional: passed to the template (tools=)
 
 Errors name the file, the line and the field, and a bad battery stops the run before any model is loaded.
 """
@@ -35,11 +37,12 @@ from evalsuite.results.aggregate import MetricSpec
 
 EXPECT = {"upper": str.upper, "lower": str.lower, "identity": lambda s: s}
 TOP_KEYS = {"name", "description", "scorer", "expect", "system", "max_new_tokens", "cases", "cases_file",
-            "generate", "metrics"}
+            "generate", "metrics", "rubric", "tools"}
 CASE_KEYS = {"id", "prompt", "messages", "system", "expected"}
 DEFAULT_MAX_NEW_TOKENS = 64
 SLUG_MAX = 40
 BUILTIN_ORDER = ("uppercase-echo", "cyrillic", "runaway-turns", "template-leakage", "squad", "llama32-ten")
+OPT_IN = ("tool-calls",)  # built-in, but run only when named: most fine-tunes never see a tool
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Case:
     id: str
     messages: tuple[dict[str, str], ...]
     expected: Any = None
+    tools: tuple[dict[str, Any], ...] = ()  # the tools the prompt declares (rendered by the template as tools=)
 
     @property
     def prompt(self) -> str:
@@ -67,6 +71,7 @@ class Battery:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     description: str = ""
     metrics: list[MetricSpec] = field(default_factory=list)
+    rubric: str | None = None  # the judge's rubric for this battery (evalsuite judge)
 
 
 def builtin_dir() -> Path:
@@ -116,14 +121,16 @@ def load_battery(path: str | Path, overrides: dict[str, Any] | None = None) -> B
     scorer_name, scorer_args = _scorer_spec(data.get("scorer"), where)
     scorer = make_scorer(scorer_name, scorer_args, where=f"{p}:{lines.get(('scorer',), '?')}: scorer")
     expect, system = _case_defaults(data, where)
+    tools = _tools(data, where)
     raw_cases = [*_inline_cases(data, where), *_file_cases(data, where), *_generated_cases(data, where, overrides)]
-    cases = [_case(c, keys, w, expect, system) for keys, c, w in raw_cases]
+    cases = [_case(c, keys, w, expect, system, tools) for keys, c, w in raw_cases]
     if not cases:
         raise where(("cases",), "the battery has no cases")
     _unique_ids(cases, p)
     return Battery(name=name, path=p, cases=cases, scorer_name=scorer_name, scorer_args=scorer_args,
                    scorer=scorer, max_new_tokens=_max_new(data, where),
-                   description=str(data.get("description", "")).strip(), metrics=_metrics(data, where))
+                   description=str(data.get("description", "")).strip(), metrics=_metrics(data, where),
+                   rubric=_string(data["rubric"], ("rubric",), where) if "rubric" in data else None)
 
 
 # A case before validation: its key path in the battery, the raw value, and how to name it in errors.
@@ -147,6 +154,17 @@ def _case_defaults(data: dict[str, Any], where: _Where) -> tuple[str | None, str
     if system is not None:
         system = _string(system, ("system",), where)
     return expect, system
+
+
+def _tools(data: dict[str, Any], where: _Where) -> tuple[dict[str, Any], ...]:
+    """The battery's tool declarations: each a mapping naming its function (OpenAI's ``{type: function, function:
+    {name, ...}}`` or a bare ``{name, ...}``)."""
+    tools = _list(data.get("tools", []), ("tools",), where)
+    for i, tool in enumerate(tools):
+        spec = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+            raise where(("tools", i), "expected {type: function, function: {name, description, parameters}}")
+    return tuple(tools)
 
 
 def _inline_cases(data: dict[str, Any], where: _Where) -> list[RawCase]:
@@ -235,7 +253,8 @@ def _jsonl_cases(path: Path) -> list[RawCase]:
     return [((), record, _LineWhere(path, row)) for row, record in read_records(path)]
 
 
-def _case(raw: Any, keys: KeyPath, where: Any, expect: str | None, system: str | None) -> Case:
+def _case(raw: Any, keys: KeyPath, where: Any, expect: str | None, system: str | None,
+          tools: tuple[dict[str, Any], ...] = ()) -> Case:
     if isinstance(raw, str):
         raw = {"prompt": raw}
     if not isinstance(raw, dict):
@@ -260,7 +279,7 @@ def _case(raw: Any, keys: KeyPath, where: Any, expect: str | None, system: str |
     expected = raw.get("expected")
     if expected is None and expect is not None:
         expected = EXPECT[expect](messages[-1]["content"])
-    return Case(id=str(case_id), messages=tuple(messages), expected=expected)
+    return Case(id=str(case_id), messages=tuple(messages), expected=expected, tools=tools)
 
 
 def _messages(value: Any, keys: KeyPath, where: Any) -> list[dict[str, str]]:
@@ -284,10 +303,10 @@ def _unique_ids(cases: list[Case], path: Path) -> None:
 
 def resolve_batteries(names: list[str], search: list[Path] | None = None) -> list[Path]:
     """Battery files for ``names`` (a name looked up in ``search`` dirs then the built-ins, or a file path);
-    all built-in batteries when ``names`` is empty."""
+    the built-in batteries but the opt-in ones when ``names`` is empty."""
     dirs = [*(search or []), builtin_dir()]
     if not names:
-        found = sorted(builtin_dir().glob("*.yaml"))
+        found = sorted(f for f in builtin_dir().glob("*.yaml") if f.stem not in OPT_IN)
         return sorted(found, key=lambda f: (BUILTIN_ORDER.index(f.stem) if f.stem in BUILTIN_ORDER else 99, f.stem))
     out = []
     for name in names:

@@ -45,10 +45,11 @@ def _add_score(sub: Any) -> None:
 
 def run_probe_cli(args: argparse.Namespace) -> int:
     from evalsuite import launch
-    from evalsuite.probe.options import options_from
+    from evalsuite.probe.options import check_out, options_from
     from evalsuite.probe.runner import run_probes
 
     options = options_from(lambda dest: getattr(args, dest), "cli")
+    check_out(args.out, args.run_dirs, options, "cli")  # before anything loads: never over an input or a run dir
     if options.num_processes > 1 and not launch.inside_launch():
         return _relaunch(args, options)
     run = run_probes(args.run_dirs, options, out=args.out)

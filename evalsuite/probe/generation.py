@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from evalsuite.chat.template import ROLE_WORDS, render
 from evalsuite.chat.tokenizer import TokenizerInfo
 from evalsuite.errors import EvalsuiteError
 
 Messages = Sequence[dict[str, str]]
+Tools = Sequence[dict[str, Any]]  # tool declarations, passed to the template as ``tools=`` (empty: none)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Request:
 
     messages: tuple[dict[str, str], ...]
     max_new_tokens: int
+    tools: tuple[dict[str, Any], ...] = ()  # an engine renders with ``codec.prompt_ids(r.messages, r.tools)``
 
 
 @dataclass
@@ -70,12 +73,13 @@ class PromptCodec:
         stops = list(dict.fromkeys([*stop_ids, *(i for i in [tk.token_id(tk.eos_token)] if i is not None)]))
         return cls(tk, template, stops, starts, headers)
 
-    def prompt_text(self, messages: Messages) -> str:
-        return render(self.template, messages, add_generation_prompt=True,
+    def prompt_text(self, messages: Messages, tools: Tools = ()) -> str:
+        """The prompt as ``apply_chat_template(messages, tools=tools or None, add_generation_prompt=True)``."""
+        return render(self.template, messages, add_generation_prompt=True, tools=list(tools) or None,
                       special_tokens=self.tk.template_variables()).text
 
-    def prompt_ids(self, messages: Messages) -> list[int]:
-        return self.tk.encode(self.prompt_text(messages), add_special_tokens=False)
+    def prompt_ids(self, messages: Messages, tools: Tools = ()) -> list[int]:
+        return self.tk.encode(self.prompt_text(messages, tools), add_special_tokens=False)
 
     @property
     def generation_stop_ids(self) -> list[int]:

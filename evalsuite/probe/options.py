@@ -12,7 +12,8 @@ plugin adds these options in every pytest run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,8 @@ from evalsuite.errors import EvalsuiteError
 
 Surface = Literal["cli", "plugin"]
 PLUGIN_DEST_PREFIX = "evalsuite_"  # pytest dests live in one namespace with every other plugin's
+OUT_FLAG: dict[Surface, str] = {"cli": "--out", "plugin": "--probe-out"}  # declared by each surface (defaults differ)
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -136,6 +139,10 @@ def validate(options: ProbeOptions, surface: Surface = "cli") -> None:
     if options.max_batch_seconds is not None and options.max_batch_seconds < 0:
         raise EvalsuiteError(f"{flag('max_batch_seconds')}: expected seconds >= 0 (0: no cap), "
                              f"got {options.max_batch_seconds}")
+    if options.squad_n is not None and options.squad_n < 0:
+        raise EvalsuiteError(f"{flag('squad_n')}: expected 0 (all) or a positive integer, got {options.squad_n}")
+    if options.device is not None:
+        _check_device(options.device, flag("device"))
     if surface == "plugin" and options.num_processes > 1:
         raise EvalsuiteError(f"{flag('num_processes')}: data-parallel probing runs from `evalsuite probe "
                              "--num-processes N` only (pytest cannot re-launch itself under accelerate); run that "
@@ -143,3 +150,46 @@ def validate(options: ProbeOptions, surface: Surface = "cli") -> None:
     from evalsuite.probe.engines import check_engine_name
 
     check_engine_name(options.engine, flag("engine"))
+
+
+def _check_device(device: str, flag: str) -> None:
+    """A device name torch knows, and for cuda one this machine has (else every batch fails after the model loads)."""
+    if not DEVICE.fullmatch(device):
+        raise EvalsuiteError(f"{flag}: expected cpu, cuda or cuda:N, got {device!r}")
+    if device == "cpu":
+        return
+    import torch  # only when cuda was asked for, which loads torch anyway
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise EvalsuiteError(f"{flag} {device}: CUDA is not available on this machine; use {flag} cpu")
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        raise EvalsuiteError(f"{flag} {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+
+
+def check_out(out: Path | None, run_dirs: Iterable[Path], options: ProbeOptions, surface: Surface,
+              inputs: Iterable[Path | None] = ()) -> None:
+    """Refuse, before anything loads, a results file that cannot or must not be written: a folder, a path under a
+    file, an unwritable place, one of the inputs (a battery, the SQuAD file, ``inputs``: the gate files), or a file
+    inside a probed run dir or a local base model folder. Creates nothing."""
+    if out is None:
+        return
+    from evalsuite.files import check_output_path
+
+    given = [*_input_files(options), *(p for p in inputs if p is not None)]
+    base = [Path(options.base_model)] if options.base_model and Path(options.base_model).is_dir() else []
+    check_output_path(out, f"{OUT_FLAG[surface]} results file", inputs=given, protected_dirs=[*run_dirs, *base])
+
+
+def _input_files(options: ProbeOptions) -> list[Path]:
+    """The battery files and the SQuAD file the options name (an unknown battery is reported by the plan)."""
+    from evalsuite.probe.batteries import resolve_batteries
+
+    try:
+        files = resolve_batteries(options.batteries, options.battery_dirs)
+    except EvalsuiteError:
+        files = [Path(b) for b in options.batteries]
+    if options.squad_dataset:
+        files.append(Path(options.squad_dataset))
+    return files

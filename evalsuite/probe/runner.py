@@ -14,32 +14,37 @@ Two steps so the pytest plugin can collect without loading a model:
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 import warnings
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
 from evalsuite import __version__
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import write_failure
 from evalsuite.probe import parallel
 from evalsuite.probe.batteries import Battery, Case, load_battery, resolve_batteries
 from evalsuite.probe.cache import GenerationCache, base_fingerprint, column_key, prompt_key
 from evalsuite.probe.engines import EngineFactory, EngineSpec, engine_class
 from evalsuite.probe.generation import Generation, GenerationSettings, Request
 from evalsuite.probe.options import ProbeOptions, validate
-from evalsuite.probe.scorers import Output
 from evalsuite.probe.progress import ProbeProgress, SessionCost
+from evalsuite.probe.reasoning import final_answer, prompt_opens_reasoning, reasoning_details
+from evalsuite.probe.scorers import Output
 from evalsuite.probe.sources import BatteryUnavailable
 from evalsuite.probe.targets import Target, build_targets
 from evalsuite.results.aggregate import compute_metrics
 from evalsuite.results.io import write_results
 from evalsuite.results.schema import EngineInfo, Results, Sample, ScorerRef
 
-__all__ = ["ProbeOptions", "ProbePlan", "ProbeRun", "execute", "plan_probes", "run_probes", "summary_lines"]
+__all__ = ["Generated", "ProbeOptions", "ProbePlan", "ProbeRun", "Want", "build_results", "execute", "generate_cached",
+           "plan_probes", "run_probes", "summary_lines", "write_run"]
 
 log = logging.getLogger("evalsuite.probe")
 
@@ -61,26 +66,27 @@ class ProbeRun:
     plan: ProbePlan
     generated: int
     cached: int
+    cache_dir: Path | None = None  # where every generation of this run is cached; None: not all are (--no-cache)
     progress: ProbeProgress | None = None  # the counters of what was generated (None when the cache held it all)
 
 
 @dataclass(frozen=True)
-class _Miss:
-    """A selected item the cache does not hold."""
+class Want:
+    """One generation wanted: a request for one column."""
 
     target: Target
-    battery: Battery
-    case: Case
-    prompt_key: str
+    request: Request
 
 
 @dataclass
-class _Lookup:
-    """What the cache holds for the selected items, and what it lacks."""
+class Generated:
+    """The generations of a list of wants, in order, and how many were generated or served by the cache."""
 
-    found: dict[Key, Generation] = field(default_factory=dict)
-    misses: list[_Miss] = field(default_factory=list)
-    column_keys: dict[str, str] = field(default_factory=dict)  # target name -> its cache file's key
+    generations: list[Generation]
+    generated: int
+    cached: int
+    cache_dir: Path | None = None  # set when every one of them is in the cache
+    progress: ProbeProgress | None = None  # the counters of what was generated (None when nothing was)
 
 
 def plan_probes(run_dirs: Iterable[str | Path], options: ProbeOptions) -> ProbePlan:
@@ -122,66 +128,76 @@ def _max_new(battery: Battery, options: ProbeOptions) -> int:
 def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFactory | None = None,
             progress_to: TextIO | None = None) -> ProbeRun:
     """Generate (cache first), score and aggregate; ``selected`` limits the work to those items. A progress bar is
-    drawn on ``progress_to`` (default stdout) when it is a terminal.
+    drawn on ``progress_to`` (default stdout) when it is a terminal; the session's cost goes into the results.
 
     ``engine`` builds the engine of each base model from its :class:`EngineSpec` (default: the class the registry
     holds under ``options.engine``). The cache and the results record ``options.engine``, so a factory must build
     the engine that name stands for: tests register their fake engine as ``fake`` and pass a scripted instance."""
     device = plan.options.device or parallel.default_device()  # cuda:LOCAL_RANK under `--num-processes`
-    cache = GenerationCache(plan.options.cache_dir, plan.options.use_cache)
     work = [(b, t, c) for b in plan.batteries for t in plan.targets for c in b.cases
             if selected is None or (b.name, c.id, t.name) in selected]
-    lookup = _lookup(plan, work, cache, device)
-    misses, gens = lookup.misses, dict(lookup.found)
-    cost, progress = SessionCost(), None
+    wants = [Want(t, Request(c.messages, _max_new(b, plan.options), c.tools)) for b, t, c in work]
+    cost = SessionCost()
+    got = generate_cached(plan, wants, device, engine or engine_class(plan.options.engine), cost=cost,
+                          progress_to=progress_to)
+    samples = [_sample(b, t, c, g) for (b, t, c), g in zip(work, got.generations, strict=True)]
+    results = build_results(plan, samples, device, got.generated, got.cached, cost)
+    return ProbeRun(results, plan, got.generated, got.cached, got.cache_dir, got.progress)
+
+
+def generate_cached(plan: ProbePlan, wants: list[Want], device: str, engine: EngineFactory,
+                    stop_strings: tuple[str, ...] | None = None, keys: dict[str, str] | None = None,
+                    cost: SessionCost | None = None, progress_to: TextIO | None = None) -> Generated:
+    """The generations of ``wants``, in order: what the cache holds is served, the rest generated in one pass per
+    base model and saved. ``stop_strings`` defaults to the options'; ``keys`` memoises the column cache keys;
+    ``cost`` adds up the seconds spent loading and generating; a progress bar goes to ``progress_to`` on a terminal."""
+    stops = plan.options.stop_strings if stop_strings is None else stop_strings
+    cache = GenerationCache(plan.options.cache_dir, plan.options.use_cache)
+    keys = {} if keys is None else keys
+    held: dict[str, dict[str, Generation]] = {}  # column -> its cache file's entries (one file per column)
+    found: dict[int, Generation] = {}
+    misses: list[tuple[int, str]] = []  # (index in wants, prompt key)
+    for i, w in enumerate(wants):
+        name = w.target.name
+        if name not in held:
+            if name not in keys:
+                fingerprint = w.target.fingerprint(device, plan.options.seed, base_fingerprint)
+                keys[name] = column_key({**fingerprint, "engine": plan.options.engine})
+            held[name] = cache.load(keys[name])
+        prompt = w.target.codec.prompt_text(w.request.messages, w.request.tools)
+        pkey = prompt_key(prompt, w.request.max_new_tokens, stops)
+        if pkey in held[name]:
+            found[i] = held[name][pkey]
+        else:
+            misses.append((i, pkey))
     if misses:
         log.info("generating %d prompt(s) in one pass over %d column(s) (%d cached)", len(misses),
-                 len({m.target.name for m in misses}), len(lookup.found))
-        progress = ProbeProgress.for_stream(Counter(m.target.name for m in misses), {}, progress_to,
+                 len({wants[i].target.name for i, _ in misses}), len(found))
+        progress = ProbeProgress.for_stream(Counter(wants[i].target.name for i, _ in misses), {}, progress_to,
                                             draw=parallel.is_main())
-        fresh = _generate(plan, misses, device, engine or engine_class(plan.options.engine), cost, progress)
-        gens.update(((m.battery.name, m.case.id, m.target.name), g) for m, g in zip(misses, fresh, strict=True))
-        _save(cache, lookup, fresh)
-    samples = [_sample(b, t, c, gens[(b.name, c.id, t.name)]) for b, t, c in work]
-    results = _results(plan, samples, device, len(misses), len(lookup.found), cost)
-    return ProbeRun(results, plan, len(misses), len(lookup.found), progress)
+        fresh = _generate(plan, [wants[i] for i, _ in misses], device, engine, stops, cost or SessionCost(), progress)
+        found.update((i, g) for (i, _), g in zip(misses, fresh, strict=True))
+        cached = _save(cache, keys, [(wants[i].target.name, k) for i, k in misses], fresh)
+    else:
+        cached, progress = cache.enabled, None
+    return Generated([found[i] for i in range(len(wants))], len(misses), len(wants) - len(misses),
+                     cache.root if cached else None, progress)
 
 
-def _lookup(plan: ProbePlan, work: list[tuple[Battery, Target, Case]], cache: GenerationCache,
-            device: str) -> _Lookup:
-    """Split the work into cached generations and misses, column by column (one cache file per column)."""
-    options, lookup = plan.options, _Lookup()
-    for target in plan.targets:
-        mine = [(b, c) for b, t, c in work if t is target]
-        if not mine:
-            continue
-        fingerprint = target.fingerprint(device, options.seed, base_fingerprint)
-        key = lookup.column_keys[target.name] = column_key({**fingerprint, "engine": options.engine})
-        entries = cache.load(key)
-        for b, c in mine:
-            pkey = prompt_key(target.codec.prompt_text(c.messages), _max_new(b, options), options.stop_strings)
-            if pkey in entries:
-                lookup.found[(b.name, c.id, target.name)] = entries[pkey]
-            else:
-                lookup.misses.append(_Miss(target, b, c, pkey))
-    return lookup
-
-
-def _generate(plan: ProbePlan, misses: list[_Miss], device: str, factory: EngineFactory, cost: SessionCost,
-              progress: ProbeProgress) -> list[Generation]:
+def _generate(plan: ProbePlan, misses: list[Want], device: str, factory: EngineFactory,
+              stops: tuple[str, ...], cost: SessionCost, progress: ProbeProgress) -> list[Generation]:
     """The misses' generations, in order: one engine per base model, one pass over its columns; the seconds spent
     building engines and generating are added to ``cost``."""
-    settings = replace(_settings(plan.options), progress=progress.update)
+    settings = replace(_settings(plan.options), stop_strings=stops, progress=progress.update)
     out: dict[int, Generation] = {}
     with progress:
         for base in dict.fromkeys(m.target.base_model for m in misses):
             mine = [i for i, m in enumerate(misses) if m.target.base_model == base]
             t0 = time.perf_counter()
-            engine = factory(_spec(plan, base, device, {misses[i].target.name for i in mine}))
+            engine = factory(engine_spec(plan, base, device, {misses[i].target.name for i in mine}))
             t1 = time.perf_counter()
             progress.columns = {misses[i].target.adapter_name: misses[i].target.name for i in mine}
-            jobs = [(misses[i].target.adapter_name, Request(misses[i].case.messages,
-                                                            _max_new(misses[i].battery, plan.options))) for i in mine]
+            jobs = [(misses[i].target.adapter_name, misses[i].request) for i in mine]
             gens = parallel.generate(engine, jobs, settings)
             progress.settle([(a, g) for (a, _), g in zip(jobs, gens, strict=True)])
             out.update(zip(mine, gens, strict=True))
@@ -190,7 +206,7 @@ def _generate(plan: ProbePlan, misses: list[_Miss], device: str, factory: Engine
     return [out[i] for i in range(len(misses))]
 
 
-def _spec(plan: ProbePlan, base: str, device: str, columns: set[str]) -> EngineSpec:
+def engine_spec(plan: ProbePlan, base: str, device: str, columns: set[str]) -> EngineSpec:
     """The engine of one base: every column's codec, the adapters of the columns that have something to generate."""
     mine = [t for t in plan.targets if t.base_model == base]
     adapters = {t.adapter_name: t.path for t in mine
@@ -201,21 +217,36 @@ def _spec(plan: ProbePlan, base: str, device: str, columns: set[str]) -> EngineS
                       tensor_parallel_size=o.tensor_parallel_size)
 
 
-def _save(cache: GenerationCache, lookup: _Lookup, fresh: list[Generation]) -> None:
-    """Add the new generations to their columns' cache files; every process holds them all, one writes."""
+def _save(cache: GenerationCache, keys: dict[str, str], misses: list[tuple[str, str]],
+          fresh: list[Generation]) -> bool:
+    """Add the new generations to their columns' cache files; every process holds them all, one writes. A cache
+    that cannot be written (disk full) is a warning, not the end of the run: the results still hold them all.
+    True when every new generation is in the cache."""
     if not parallel.is_main():
-        return
+        return False
     by_column: dict[str, dict[str, Generation]] = {}
-    for miss, gen in zip(lookup.misses, fresh, strict=True):
-        by_column.setdefault(miss.target.name, {})[miss.prompt_key] = gen
-    for name, entries in by_column.items():
-        cache.save(lookup.column_keys[name], entries)
+    for (name, pkey), gen in zip(misses, fresh, strict=True):
+        by_column.setdefault(name, {})[pkey] = gen
+    try:
+        for name, entries in by_column.items():
+            cache.save(keys[name], entries)
+    except OSError as e:
+        warnings.warn(f"the generation cache was not saved ({write_failure(e) or e})", stacklevel=2)
+        return False
+    return cache.enabled
 
 
 def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sample:
+    """Score one generation: a reasoning block is cut off first, so the scorer sees the final answer."""
     out = Output(gen.text, gen.finish_reason, gen.raw, gen.tokens, target.codec.markers)
-    score = battery.scorer(case, out)
+    tk = target.codec.tk
+    specials = [c for c, (_i, special) in tk.added_tokens.items() if special]
+    opened = prompt_opens_reasoning(target.codec.prompt_text(case.messages, case.tools))
+    answer, split = final_answer(out, opened, specials)
+    score = battery.scorer(case, answer)
     details = dict(score.details)
+    if split is not None:
+        details.update(reasoning_details(split, answer.text, len(tk.encode(split.reasoning or ""))))
     if gen.raw != gen.text:
         details["raw_output"] = gen.raw
     if gen.time_capped:
@@ -228,11 +259,14 @@ def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sa
                   score=float(score.score), expected=case.expected, details=details)
 
 
-def _results(plan: ProbePlan, samples: list[Sample], device: str, generated: int, cached: int,
-             cost: SessionCost) -> Results:
+def build_results(plan: ProbePlan, samples: list[Sample], device: str, generated: int, cached: int,
+                  cost: SessionCost | None = None) -> Results:
+    """A results file's content: the plan's columns and engine settings (with the session's ``cost`` when given),
+    the samples and their metric rows."""
     extra = {b.name: b.metrics for b in plan.batteries if b.metrics}
     engine = _engine_info(plan, device, generated, cached)
-    engine.settings["session"] = cost.as_dict()
+    if cost is not None:
+        engine.settings["session"] = cost.as_dict()
     return Results(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), evalsuite_version=__version__,
                    engine=engine, adapters=[t.info for t in plan.targets],
                    samples=samples, metrics=compute_metrics(samples, extra) if samples else [])
@@ -255,8 +289,35 @@ def _engine_info(plan: ProbePlan, device: str, generated: int, cached: int) -> E
 def run_probes(run_dirs: Iterable[str | Path], options: ProbeOptions, out: Path | None = None) -> ProbeRun:
     run = execute(plan_probes(run_dirs, options))
     if out is not None and parallel.is_main():  # data-parallel runs gather everything; rank 0 writes one file
-        write_results(run.results, out)
+        write_run(run.results, out, run.cache_dir)
     return run
+
+
+def write_run(results: Results, out: Path, cache_dir: Path | None) -> None:
+    """Write the results; when the disk refuses them (full, read-only), one error that says where the generations
+    are kept, so minutes of generation are not lost: the cache (rerunning writes the results without generating),
+    else a side file in the temp folder. ``cache_dir``: where every generation is cached (None: not all are)."""
+    try:
+        write_results(results, out)
+    except OSError as e:
+        failure = write_failure(e)
+        if failure is None:
+            raise
+        raise EvalsuiteError(f"{failure}; the results were not written. {_kept(results, cache_dir)}") from None
+
+
+def _kept(results: Results, cache_dir: Path | None) -> str:
+    if cache_dir is not None:
+        return (f"The generations are kept in the generation cache ({cache_dir}): the same command with a "
+                "writable output writes the results without generating again")
+    fd, side = tempfile.mkstemp(prefix="evalsuite-results-", suffix=".json")
+    os.close(fd)
+    try:
+        write_results(results, side)
+    except OSError:
+        Path(side).unlink(missing_ok=True)
+        return "They could not be kept anywhere either (is the temp folder on the same full disk?)"
+    return f"They are kept in {side}"
 
 
 def summary_lines(results: Results) -> list[str]:
@@ -279,5 +340,7 @@ def _summary_line(results: Results, battery: str, adapter: str, samples: list[Sa
     for s in samples:
         reasons[s.finish_reason] = reasons.get(s.finish_reason, 0) + 1
     finish = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+    open_blocks = sum(bool(s.details.get("in_reasoning")) for s in samples)
+    finish += f"; in-reasoning {open_blocks}" if open_blocks else ""
     return (f"{battery:<17} {adapter:<14} {sum(s.passed for s in samples):>4}/{len(samples):<4} "
             f"{'; '.join(parts)}  (finish: {finish})")

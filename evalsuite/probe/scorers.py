@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.probe.textchecks import char_accuracy, classify_cyrillic, leakage_findings, repeated_loop
+from evalsuite.probe.textchecks import (
+    char_accuracy,
+    classify_cyrillic,
+    leakage_findings,
+    other_script,
+    repeated_loop,
+    repeated_ngram,
+    restatement,
+)
 from evalsuite.registry import Registry
 
 ENTRY_POINT_GROUP = "evalsuite.scorers"
@@ -70,6 +78,7 @@ BUILTIN: dict[str, str] = {
     "squad": "evalsuite.probe.scorers:squad",
     "open_ended": "evalsuite.probe.scorers:open_ended",
     "contains": "evalsuite.probe.scorers:contains",
+    "tool_call": "evalsuite.probe.scorers:tool_call",
 }
 SCORERS = Registry("scorer", BUILTIN, ENTRY_POINT_GROUP)
 
@@ -216,20 +225,63 @@ def _missing(expected: Any, text: str, case_sensitive: bool) -> list[str]:
     return [w for w in wanted if (w if case_sensitive else w.lower()) not in hay]
 
 
-def open_ended(min_chars: int = 1) -> ScoreFn:
-    """Open prompts kept for reading side by side. Checks: non-empty, stops (``eos``, no loop), no leakage, and
-    when the case has ``expected: {contains: [...]}`` each listed answer appears (13 and 21 for Fibonacci)."""
+def open_ended(min_chars: int = 1, echo: bool = True, same_script: bool = True) -> ScoreFn:
+    """Open prompts (read side by side, judged pairwise): the answer must be an answer. Fails, each with its reason
+    id in ``details.reasons`` and its message in ``details.problems``: ``empty``, ``truncated`` (ran into the token
+    or time budget), ``new-turn`` / ``stop-string`` (did not end its turn), ``loop`` (a repeated line or n-gram),
+    ``restates-prompt`` (``echo``: the prompt's words and nothing else, in any order, see
+    :func:`~evalsuite.probe.textchecks.restatement`), ``other-script`` (``same_script``: another script than the
+    prompt, where checkable), ``leakage``, and ``missing-answer`` when the case has ``expected: {contains: [...]}``
+    (13 and 21 for Fibonacci)."""
 
     def score(case: CaseLike, out: Output) -> Score:
-        problems = []
-        if len(out.text.strip()) < min_chars:
-            problems.append("empty output")
-        problems += _stop_problems(out)
-        problems += leakage_findings(out.text, out.raw, out.markers)
+        found = _answer_problems(case.prompt, out, min_chars, echo, same_script)
+        found += [("leakage", p) for p in leakage_findings(out.text, out.raw, out.markers)]
         checks = case.expected.get("contains", []) if isinstance(case.expected, dict) else []
         missing = _missing(checks, out.text, False)
         if missing:
-            problems.append(f"missing expected answer(s): {', '.join(missing)}")
-        return Score(not problems, float(not problems), {"problems": problems})
+            found.append(("missing-answer", f"missing expected answer(s): {', '.join(missing)}"))
+        return Score(not found, float(not found), {"problems": [m for _, m in found],
+                                                   "reasons": list(dict.fromkeys(r for r, _ in found))})
+
+    return score
+
+
+_FINISH_PROBLEMS = {"max-tokens": ("truncated", "cut at the token/time budget: the answer did not finish"),
+                    "new-turn": ("new-turn", "started another role turn instead of stopping"),
+                    "stop-string": ("stop-string", "stopped only at a stop string")}
+
+
+def _answer_problems(prompt: str, out: Output, min_chars: int, echo: bool,
+                     same_script: bool) -> list[tuple[str, str]]:
+    found = []
+    if len(out.text.strip()) < min_chars:
+        found.append(("empty", "empty answer"))
+    if out.finish_reason != "eos":
+        found.append(_FINISH_PROBLEMS.get(out.finish_reason, (out.finish_reason, out.finish_reason)))
+    loop = repeated_loop(out.text) or repeated_ngram(out.text)
+    if loop:
+        found.append(("loop", f"degenerate repetition: {loop}"))
+    restated = restatement(prompt, out.text) if echo else None
+    if restated:
+        found.append(("restates-prompt", restated))
+    script = other_script(prompt, out.text) if same_script else None
+    if script:
+        found.append(("other-script", script))
+    return found
+
+
+def tool_call() -> ScoreFn:
+    """The output calls a tool the case declared (``tools``, rendered into the prompt by the chat template): at
+    least one call parses as JSON, every call names a declared tool with its required arguments as an object, and
+    the expected tool (``expected: {name: NAME}`` or ``expected: NAME``) is called. Reasons in ``details.reasons``:
+    ``bad-json``, ``no-call``, ``unknown-tool``, ``bad-arguments``, ``missing-arguments``, ``wrong-tool``."""
+    from evalsuite.probe.toolcalls import call_problems
+
+    def score(case: CaseLike, out: Output) -> Score:
+        expected = case.expected.get("name") if isinstance(case.expected, dict) else case.expected
+        found = call_problems(out.text, getattr(case, "tools", ()) or (), expected)
+        return Score(not found, float(not found), {"problems": [m for _, m in found],
+                                                   "reasons": list(dict.fromkeys(r for r, _ in found))})
 
     return score

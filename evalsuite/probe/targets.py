@@ -8,7 +8,6 @@ and builds each column's prompt codec from the tokenizer and the template the ad
 from __future__ import annotations
 
 import json
-import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from evalsuite.errors import EvalsuiteError
 from evalsuite.files import sha256_file, sha256_text
 from evalsuite.probe.generation import PromptCodec
 from evalsuite.results.schema import AdapterInfo
-from evalsuite.rundir.contract import ADAPTER_CONFIG, ADAPTER_PICKLE, RunDir, open_run_dir
+from evalsuite.rundir.contract import ADAPTER_CONFIG, ADAPTER_PICKLE, RunDir, open_run_dir, safetensors_problem
 from evalsuite.rundir.manifest import manifest_digest
 
 
@@ -44,21 +43,19 @@ class Target:
                 "stops": sorted(self.codec.stop_ids), "turn_starts": sorted(self.codec.turn_start_ids)}
 
 
-def check_safetensors(path: Path) -> None:
-    """Parse the safetensors header (8-byte length + JSON) so a truncated or corrupt file fails here, clearly."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            (length,) = struct.unpack("<Q", head)
-            size = path.stat().st_size
-            if length > size - 8:
-                raise ValueError("header longer than the file")
-            header = json.loads(f.read(length))
-        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-        if not ends or 8 + length + max(ends) > size:
-            raise ValueError("tensor data truncated" if ends else "no tensors")
-    except (OSError, struct.error, ValueError, KeyError, TypeError, IndexError) as e:
-        raise EvalsuiteError(f"{path}: corrupt adapter weights ({e})") from None
+def check_safetensors(path: Path, what: str = "adapter weights") -> None:
+    """A truncated or corrupt safetensors file fails here, clearly, before any loader sees it."""
+    why = safetensors_problem(path)
+    if why is not None:
+        raise EvalsuiteError(f"{path}: corrupt {what} ({why})")
+
+
+def _check_base_weights(base_model: str) -> None:
+    """A local base whose safetensors files are truncated fails here, naming the file, before minutes of loading."""
+    folder = Path(base_model)
+    if folder.is_dir():
+        for f in sorted(folder.glob("*.safetensors")):
+            check_safetensors(f, "base model weights")
 
 
 def _weights(rd: RunDir) -> Path:
@@ -74,19 +71,20 @@ def _base_ref(value: str) -> str:
 
 
 def _stop_ids(rd: RunDir, tk: TokenizerInfo, template: str, base_model: str) -> list[int]:
-    """The union of the run dir's generation config, the tokenizer's eos, the template's end-of-turn token and
-    the base model's own ``generation_config.eos_token_id``."""
-    ids = list(rd.stop_token_ids)
-    for token in (tk.eos_token, end_of_turn_token(template, tk)):
-        tid = tk.token_id(token)
-        if tid is not None:
-            ids.append(tid)
-    base_gen = Path(base_model) / "generation_config.json"
-    if base_gen.is_file():
+    """The union of the run dir's generation config and the base's stop ids (:func:`base_stop_ids`)."""
+    return list(dict.fromkeys([*rd.stop_token_ids, *base_stop_ids(Path(base_model), tk, template)]))
+
+
+def base_stop_ids(model: Path, tk: TokenizerInfo, template: str) -> list[int]:
+    """The tokenizer's eos, the template's end-of-turn token and the model folder's own
+    ``generation_config.eos_token_id``."""
+    ids = [i for i in (tk.token_id(t) for t in (tk.eos_token, end_of_turn_token(template, tk))) if i is not None]
+    gen = model / "generation_config.json"
+    if gen.is_file():
         try:
-            eos = json.loads(base_gen.read_text(encoding="utf-8")).get("eos_token_id")
+            eos = json.loads(gen.read_text(encoding="utf-8")).get("eos_token_id")
             ids += [eos] if isinstance(eos, int) else [i for i in (eos or []) if isinstance(i, int)]
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             pass
     return list(dict.fromkeys(ids))
 
@@ -125,6 +123,7 @@ def build_targets(run_dirs: list[Path], include_base: bool, base_override: str |
         raise EvalsuiteError(f"the adapters were trained on different base models ({listing}); probe them in "
                              "separate runs, or pass --base-model to force one")
     base_model = bases.pop()
+    _check_base_weights(base_model)
     targets = []
     for i, (rd, name) in enumerate(zip(opened, _column_names(run_dirs), strict=True)):
         weights = _weights(rd)

@@ -50,10 +50,7 @@ class Turn:
 
 def conversation(sample: Sample) -> list[Turn]:
     """Every turn of a multi-turn case (the runner records them), else the one prompt."""
-    messages = sample.details.get("messages")
-    if isinstance(messages, list) and all(isinstance(m, dict) for m in messages) and len(messages) > 1:
-        return [Turn(str(m.get("role", "?")), str(m.get("content", ""))) for m in messages]
-    return [Turn("user", sample.prompt)]
+    return [Turn(role, content) for role, content in sample.turns]
 
 
 def answers(expected: Any) -> list[str]:
@@ -84,6 +81,8 @@ def fail_reason(sample: Sample) -> str:
         return ""
     d = sample.details
     parts = [str(p) for p in d.get("problems") or []]
+    if d.get("in_reasoning"):
+        parts.insert(0, "never closed its reasoning block (in-reasoning)")
     if d.get("failure"):
         parts.append(str(d["failure"]))
     if d.get("missing"):

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import check_output_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,10 +39,12 @@ def run_report(args: argparse.Namespace) -> int:
     from evalsuite.report import build_report
 
     output = args.output if args.output is not None or args.markdown is not None else Path("report.html")
-    inputs = {p.resolve() for p in [*args.results, *([args.baseline] if args.baseline else [])]}
-    for out in (output, args.markdown):
-        if out is not None and out.resolve() in inputs:
-            raise EvalsuiteError(f"{out}: is one of the input results files; refusing to overwrite it")
+    inputs = [*args.results, *([args.baseline] if args.baseline else [])]
+    if output is not None and args.markdown is not None and output.resolve() == args.markdown.resolve():
+        raise EvalsuiteError(f"{output}: given as both the HTML and the Markdown report")
+    for out, what in ((output, "report file (-o)"), (args.markdown, "--markdown file")):
+        if out is not None:
+            check_output_path(out, what, inputs=inputs)  # before any work: nothing is lost after it
     summary = summary_path(args.summary)
     protected = [*inputs, *(p for p in (output, args.markdown, args.config) if p is not None)]
     if summary is not None:

@@ -13,9 +13,7 @@ from evalsuite.gates.evaluate import compare_paired, paired_samples
 from evalsuite.report.columns import Column
 from evalsuite.results.aggregate import sample_values, spec_of
 from evalsuite.results.schema import Metric
-from evalsuite.results.stats import bootstrap_p_floor, paired_bootstrap_ci
-
-BOOTSTRAP_TEST = "paired bootstrap"
+from evalsuite.results.stats import fmt_p, paired_bootstrap_ci
 
 
 def fmt_value(value: float, scale: float) -> str:
@@ -24,14 +22,6 @@ def fmt_value(value: float, scale: float) -> str:
 
 def fmt_delta(value: float, scale: float) -> str:
     return f"{value:+.1f}" if scale >= 10 else f"{value:+.3f}"
-
-
-def fmt_p(p: float, test: str) -> str:
-    """``p<0.0005`` at the bootstrap's floor (no resample was as extreme: the exact value is unknown)."""
-    floor = bootstrap_p_floor()
-    if test.startswith(BOOTSTRAP_TEST) and p <= floor * (1 + 1e-9):
-        return f"p<{floor:.1g}"
-    return f"p={p:.2g}" if p < 0.001 else f"p={p:.3g}"
 
 
 @dataclass

@@ -16,10 +16,11 @@ from evalsuite.report.budgets import BudgetRow, budget_cell
 from evalsuite.report.cases import PASS_TO_FAIL, CaseCell, CaseRow, case_rows
 from evalsuite.report.columns import Column, Group
 from evalsuite.report.compare import MetricCell, MetricRow, SummaryRow, metric_cell, summary_rows
+from evalsuite.report.judged import JudgeView, judge_views
 
 TEN_BATTERY = "llama32-ten"
-BATTERY_PARTS = ("metrics", "deltas", "budget", "cases")
-TEN_PARTS = ("metrics", "deltas", "budget")  # its cases are the reading table of their own section
+BATTERY_PARTS = ("metrics", "deltas", "budget", "judge", "cases")
+TEN_PARTS = ("metrics", "deltas", "budget", "judge")  # its cases are the reading table of their own section
 
 
 @dataclass
@@ -31,6 +32,7 @@ class BatteryView:
     summary: list[SummaryRow]
     parts: list[str] = field(default_factory=lambda: list(BATTERY_PARTS))
     plot: str | None = None  # the delta-with-CI plot
+    judged: list[JudgeView] = field(default_factory=list)  # evalsuite judge's pairwise verdicts
 
     @property
     def n_flips(self) -> int:
@@ -121,7 +123,7 @@ def battery_view(battery: str, cols: list[Column], alpha: float) -> BatteryView:
         rows.append(MetricRow(name, cells))
     view = BatteryView(battery, rows, case_rows(battery, cols),
                        BudgetRow(battery, [budget_cell(c, battery) for c in cols]),
-                       summary_rows(battery, cols, rows))
+                       summary_rows(battery, cols, rows), judged=judge_views(battery, cols))
     if battery == TEN_BATTERY:
         view.parts = list(TEN_PARTS)
     return view

@@ -11,15 +11,16 @@ One JSON object::
                   "tokens", "latency_s", "scorer": {"name", "args"}, "passed", "score", "details"}],
      "metrics": [{"battery", "adapter", "name", "value", "ci_low", "ci_high", "n", "method",
                   "source", "scale", "higher_is_better"}],
-     "baseline": {...}   # only in files written by ``evalsuite baseline record``}
+     "baseline": {...},  # only in files written by ``evalsuite baseline record``
+     "judgements": {"version": 1, "runs": [...]}}  # only after ``evalsuite judge`` (evalsuite.results.judgements)
 
 ``source``/``scale``/``higher_is_better`` on a metric row are optional: they say how the metric is
 computed from the samples (``scale * mean`` of ``passed``, ``not passed`` or ``score``) so a gate can
 redo the paired test on any metric, including ones a user battery declares. Missing, they default
 from the built-in metric table in :mod:`evalsuite.results.aggregate`.
 
-The dataclasses here import nothing from evalsuite but the error type; :mod:`evalsuite.results.validate` builds
-them from parsed JSON and :mod:`evalsuite.results.io` reads and writes files.
+The dataclasses here import nothing from evalsuite but the judgements' dataclasses;
+:mod:`evalsuite.results.validate` builds them from parsed JSON and :mod:`evalsuite.results.io` reads and writes files.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+from evalsuite.results.judgements import Judgement, judgements_dict
 
 SCHEMA_VERSION = 1
 SESSION_VERSION = 1  # of engine.session (what a probe session cost: seconds, peak memory); older files have none
@@ -87,6 +90,20 @@ class Sample:
     expected: Any = None
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def answer(self) -> str:
+        """What was scored: the text after a reasoning block (``details.answer``), else the whole output."""
+        answer = self.details.get("answer")
+        return answer if isinstance(answer, str) else self.output
+
+    @property
+    def turns(self) -> list[tuple[str, str]]:
+        """(role, content) of every turn of a multi-turn case (the runner records them), else the one prompt."""
+        messages = self.details.get("messages")
+        if isinstance(messages, list) and all(isinstance(m, dict) for m in messages) and len(messages) > 1:
+            return [(str(m.get("role", "?")), str(m.get("content", ""))) for m in messages]
+        return [("user", self.prompt)]
+
 
 @dataclass
 class Metric:
@@ -117,6 +134,7 @@ class Results:
     metrics: list[Metric]
     schema_version: int = SCHEMA_VERSION
     baseline: dict[str, Any] | None = None
+    judgements: list[Judgement] = field(default_factory=list)
     path: Path | None = field(default=None, compare=False, repr=False)
 
     def adapter(self, name: str) -> AdapterInfo:
@@ -160,7 +178,12 @@ class Results:
         }
         if self.baseline is not None:
             out["baseline"] = self.baseline
+        if self.judgements:
+            out["judgements"] = judgements_dict(self.judgements)
         return out
+
+    def judgements_for(self, battery: str) -> list[Judgement]:
+        return [j for j in self.judgements if j.battery == battery]
 
 
 def _adapter_dict(a: AdapterInfo) -> dict[str, Any]:

@@ -150,6 +150,20 @@ def bootstrap_p_floor(n_resamples: int = DEFAULT_RESAMPLES) -> float:
     return 1.0 / (n_resamples + 1)
 
 
+BOOTSTRAP_TEST = "paired bootstrap"
+
+
+def fmt_p(p: float, test: str) -> str:
+    """``p<0.0005`` at the bootstrap's floor (no resample was as extreme: the exact value is unknown).
+
+    Shared by the gates' reasons and the report so a p-value reads the same everywhere.
+    """
+    floor = bootstrap_p_floor()
+    if test.startswith(BOOTSTRAP_TEST) and p <= floor * (1 + 1e-9):
+        return f"p<{floor:.1g}"
+    return f"p={p:.2g}" if p < 0.001 else f"p={p:.3g}"
+
+
 def paired_bootstrap_ci(
     a: Sequence[float],
     b: Sequence[float],

@@ -13,6 +13,7 @@ import os
 from typing import Any, NoReturn
 
 from evalsuite.errors import EvalsuiteError, located
+from evalsuite.results.judgements import JUDGEMENTS_VERSION, REASONS, SIDES, Judgement, PairVerdict
 from evalsuite.results.schema import (
     ADAPTER_KINDS,
     CI_METHODS,
@@ -142,6 +143,7 @@ class Validator:
             engine=self.engine(self._get(top, "engine", "", _MISSING)),
             adapters=adapters, samples=samples, metrics=metrics,
             baseline=self.dict_(top, "baseline", "", nullable=True),
+            judgements=self.judgements(top.get("judgements"), names),
         )
 
     def _unique(self, keys: list[Any], where: str, what: str) -> list[Any]:
@@ -233,3 +235,45 @@ class Validator:
         if (metric.ci_low is None) != (metric.ci_high is None):
             self.fail(where, "ci_low and ci_high must both be numbers or both null")
         return metric
+
+    # --- the judgements section (evalsuite.results.judgements) -----------------------------------
+
+    def judgements(self, value: Any, adapters: list[str]) -> list[Judgement]:
+        if value is None:
+            return []
+        top = self.obj(value, "judgements")
+        version = top.get("version")
+        if version != JUDGEMENTS_VERSION:
+            newer = isinstance(version, int) and version > JUDGEMENTS_VERSION
+            self.fail("judgements.version", f"expected {JUDGEMENTS_VERSION}, got {_show(version)}"
+                                            + (" (written by a newer evalsuite?)" if newer else ""))
+        runs = [self.judgement(r, f"judgements.runs[{i}]", adapters)
+                for i, r in enumerate(self.list_(top, "runs", "judgements"))]
+        self._unique([j.key for j in runs], "judgements.runs", "(judge, a, b, battery)")
+        return runs
+
+    def judgement(self, value: Any, where: str, adapters: list[str]) -> Judgement:
+        d = self.obj(value, where)
+        pair = [self.name(d, side, where) for side in ("a", "b")]
+        for side, name in zip(("a", "b"), pair, strict=True):
+            if name not in adapters:
+                self.fail(f"{where}.{side}", f"{name!r} is not in adapters (have: {', '.join(adapters) or 'none'})")
+        verdicts = [self.pair_verdict(x, f"{where}.verdicts[{i}]")
+                    for i, x in enumerate(self.list_(d, "verdicts", where))]
+        return Judgement(judge=self.name(d, "judge", where), a=pair[0], b=pair[1],
+                         battery=self.name(d, "battery", where), rubric=self.str_(d, "rubric", where),
+                         created=self.str_(d, "created", where), verdicts=verdicts,
+                         judge_model=self.dict_(d, "judge_model", where))
+
+    def pair_verdict(self, value: Any, where: str) -> PairVerdict:
+        d = self.obj(value, where)
+        answers, parsed = self.list_(d, "answers", where), self.list_(d, "parsed", where)
+        if len(answers) != len(parsed) or len(answers) > 2:
+            self.fail(where, "answers and parsed must be two lists of the same length (at most 2: a first, b first)")
+        for i, (answer, side) in enumerate(zip(answers, parsed, strict=True)):
+            if not isinstance(answer, str):
+                self.fail(f"{where}.answers[{i}]", f"expected a string, got {_show(answer)}")
+            if side is not None and side not in SIDES:
+                self.fail(f"{where}.parsed[{i}]", f"expected one of {', '.join(SIDES)} or null, got {_show(side)}")
+        return PairVerdict(case=self.name(d, "case", where), verdict=self.enum(d, "verdict", where, SIDES),
+                           reason=self.enum(d, "reason", where, REASONS), answers=list(answers), parsed=list(parsed))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 GENERATION_CONFIG = "generation_config.json"
 TEMPLATE_FILE = "chat_template.jinja"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+DEMO_MARKER = ".evalsuite-demo"  # in a folder `evalsuite demo` created: the demo may clear it and train there again
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,10 @@ class RunDir:
 
     @property
     def chat_template(self) -> str | None:
+        from evalsuite.chat.template import read_template_file
+
         f = self.path / TEMPLATE_FILE
-        return f.read_text(encoding="utf-8") if f.exists() else None
+        return read_template_file(f) if f.exists() else None
 
     @property
     def stop_token_ids(self) -> list[int]:
@@ -67,17 +73,76 @@ def open_run_dir(path: str | Path, allow_pickle: bool = False) -> RunDir:
     return RunDir(p, read_manifest(p), adapter_config, _json(p / GENERATION_CONFIG))
 
 
+def safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file cannot be loaded, from its header alone (8-byte length + JSON + the data it promises),
+    or None. Truncated and corrupt files fail here, in milliseconds, instead of deep inside a loader."""
+    try:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            size = path.stat().st_size
+            if length > size - 8:
+                return "header longer than the file"
+            header = json.loads(f.read(length))
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        if not ends:
+            return "no tensors"
+        if 8 + length + max(ends) > size:
+            return "tensor data truncated"
+    except (OSError, struct.error, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        return str(e) or type(e).__name__
+    return None
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why a trainer checkpoint cannot be resumed from, or None; reads headers and zip directories only.
+
+    The trainer writes trainer_state.json last, so a checkpoint killed mid-save (the Colab case, a full disk) lacks
+    it. torch's ``.pt``/``.pth``/``.bin`` files are zip archives whose directory is at the end: a truncated one has
+    none."""
+    state = ckpt / "trainer_state.json"
+    if not state.exists():
+        return "incomplete (no trainer_state.json: the save did not finish)"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return "trainer_state.json is unreadable"
+    for f in sorted(ckpt.iterdir()):
+        if not f.is_file():
+            continue
+        if f.suffix in (".pt", ".pth", ".bin") and not zipfile.is_zipfile(f):
+            return f"{f.name} is truncated or corrupt"
+        if f.suffix == ".safetensors" and (why := safetensors_problem(f)) is not None:
+            return f"{f.name} is truncated or corrupt ({why})"
+    return None
+
+
+def checkpoints(out_dir: Path) -> list[Path]:
+    """Every ``checkpoint-N`` folder, newest first."""
+    found = [(int(m.group(1)), c) for c in out_dir.glob("checkpoint-*") if (m := CHECKPOINT_RE.match(c.name))
+             and c.is_dir()]
+    return [c for _, c in sorted(found, reverse=True)]
+
+
 def latest_checkpoint(out_dir: Path) -> Path | None:
-    """Newest complete checkpoint. The trainer writes trainer_state.json last, so a checkpoint killed mid-save
-    (the Colab case) lacks it and is skipped rather than resumed from."""
-    steps = [(int(m.group(1)), c) for c in out_dir.glob("checkpoint-*")
-             if (m := CHECKPOINT_RE.match(c.name)) and (c / "trainer_state.json").exists()]
-    return max(steps)[1] if steps else None
+    """Newest complete checkpoint (one with trainer_state.json; see :func:`checkpoint_problem`)."""
+    return next((c for c in checkpoints(out_dir) if (c / "trainer_state.json").exists()), None)
+
+
+def resumable_checkpoint(out_dir: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint that can be resumed from, and one line for each newer one skipped, and why."""
+    skipped: list[str] = []
+    for ckpt in checkpoints(out_dir):
+        why = checkpoint_problem(ckpt)
+        if why is None:
+            return ckpt, skipped
+        skipped.append(f"{ckpt}: {why}")
+    return None, skipped
 
 
 def is_run_dir_like(path: Path) -> bool:
-    """True for a folder we may clear with --overwrite: one we wrote (manifest or checkpoints) or an empty one."""
+    """True for a folder we may clear with --overwrite: one we wrote (manifest or checkpoints, complete or not: a
+    save cut short by a full disk leaves one without trainer_state.json) or an empty one."""
     if not path.exists():
         return True
     entries = list(path.iterdir())
-    return not entries or (path / MANIFEST_NAME).exists() or latest_checkpoint(path) is not None
+    return not entries or (path / MANIFEST_NAME).exists() or bool(checkpoints(path))

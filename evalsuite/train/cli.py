@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from evalsuite import launch
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import remove_if_empty
 
 if TYPE_CHECKING:
+    from evalsuite.config.load import Config
     from evalsuite.train.backends import TrainerBackend, TrainOptions
 
 
@@ -26,8 +28,8 @@ def register(sub: Any) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue from the newest checkpoint-* in the run dir")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing run dir")
-    p.add_argument("--max-steps", type=int, help="override max_steps (quick smoke runs)")
-    p.add_argument("--num-processes", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--max-steps", type=positive_int, metavar="N", help="override max_steps (quick smoke runs)")
+    p.add_argument("--num-processes", type=positive_int, default=1, metavar="N",
                    help="data-parallel processes: re-launches under `accelerate launch` (one per GPU; gloo on "
                         "CPU); the config's deepspeed/fsdp settings apply")
     p.set_defaults(func=run_train)
@@ -46,15 +48,21 @@ def run_train(args: argparse.Namespace) -> int:
     out_dir = args.output_dir or Path(config.output_dir)
     backend = get_backend(args.backend or config.backend or "trl")
     options = TrainOptions(resume=args.resume, overwrite=args.overwrite, num_processes=args.num_processes)
-    if launch.needs_relaunch(backend.name, args.num_processes):
-        return relaunch(backend, args.config, out_dir, options, args.max_steps)
-    run_dir = backend.train(config, out_dir, options)
+    created = not out_dir.exists()
+    try:
+        if launch.needs_relaunch(backend.name, args.num_processes):
+            return relaunch(backend, config, out_dir, options, args.max_steps)
+        run_dir = backend.train(config, out_dir, options)
+    except BaseException:
+        if created and launch.is_main_process():
+            remove_if_empty(out_dir)  # a failed run leaves no empty folder behind
+        raise
     if launch.is_main_process():
         print(f"run dir: {run_dir}")
     return 0
 
 
-def relaunch(backend: TrainerBackend, config_path: Path, out_dir: Path, options: TrainOptions,
+def relaunch(backend: TrainerBackend, config: Config, out_dir: Path, options: TrainOptions,
              max_steps: int | None) -> int:
     """Validate and prepare here (one clean error, nothing half-done), then start N ranks and wait for them."""
     from evalsuite.train.backends import prepare_out_dir
@@ -63,9 +71,9 @@ def relaunch(backend: TrainerBackend, config_path: Path, out_dir: Path, options:
     if not ok:
         raise EvalsuiteError(f"the {backend.name} backend is not installed: {how}")
     out_dir = out_dir.resolve()
-    prepare_out_dir(out_dir, options)  # refuses a non-empty dir, or clears it for --overwrite, once
+    prepare_out_dir(out_dir, options, config)  # refuses a non-empty dir, or clears it for --overwrite, once
     plan = launch.LaunchPlan(options.num_processes, launch.cuda_device_count(), launch.free_port())
-    command = launch.build_command(plan, launch.child_train_args(config_path, out_dir, backend.name,
+    command = launch.build_command(plan, launch.child_train_args(config.path, out_dir, backend.name,
                                                                  resume=options.resume, max_steps=max_steps))
     code = launch.run(command)
     if code != 0:
@@ -75,7 +83,7 @@ def relaunch(backend: TrainerBackend, config_path: Path, out_dir: Path, options:
     return 0  # rank 0 has printed the run dir
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:

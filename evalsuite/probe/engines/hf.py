@@ -11,6 +11,7 @@ they stop, and honours a wall-time cap per batch.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -68,7 +69,7 @@ class HFEngine:
         it."""
         self.spec.check(jobs)
         codecs = [self.spec.codec(a) for a, _ in jobs]
-        encoded = [c.prompt_ids(r.messages) for c, (_, r) in zip(codecs, jobs, strict=True)]
+        encoded = [c.prompt_ids(r.messages, r.tools) for c, (_, r) in zip(codecs, jobs, strict=True)]
         column = {a: k for k, a in enumerate(dict.fromkeys(a for a, _ in jobs))}
         # On CPU a step costs about its rows whatever the mix, and a mixed batch runs peft's per-row adapter hooks
         # (~1.6x per step), so batches hold one column each: a session then runs exactly the batches each column
@@ -196,9 +197,20 @@ def _load_base(base_model: str, dtype: Any, allow_pickle: bool, trust_remote_cod
     try:
         return AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, trust_remote_code=trust_remote_code,
                                                     use_safetensors=None if allow_pickle else True)
+    except pickle.UnpicklingError as e:
+        raise EvalsuiteError(f"{base_model}: {_refused_pickle(e)}") from None
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EvalsuiteError(f"{base_model}: cannot load the base model: {first}") from None
+
+
+def _refused_pickle(e: Exception) -> str:
+    """torch loads pickles with ``weights_only``: a pickle that would run code is refused (nothing ran)."""
+    detail = " ".join(str(e).split())
+    at = detail.find("WeightsUnpickler error:")
+    why = detail[at + len("WeightsUnpickler error:"):].split(" Check the documentation")[0].strip() if at >= 0 else ""
+    return ("pickle weights refused by torch's safe loader (weights_only): they hold more than tensors, which "
+            f"could run code; nothing was run{f' ({why[:160]})' if why else ''}")
 
 
 def _attach(model: Any, name: str, path: Path, base_model: str, first: bool) -> Any:
@@ -210,6 +222,8 @@ def _attach(model: Any, name: str, path: Path, base_model: str, first: bool) -> 
             return PeftModel.from_pretrained(model, str(path), adapter_name=name)
         model.load_adapter(str(path), adapter_name=name)
         return model
+    except pickle.UnpicklingError as e:
+        raise EvalsuiteError(f"{path}: adapter {name!r}: {_refused_pickle(e)}") from None
     except (RuntimeError, ValueError, KeyError, OSError) as e:
         detail = " ".join(str(e).split())
         if "size mismatch" in detail:

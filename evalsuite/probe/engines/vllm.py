@@ -85,7 +85,7 @@ class VLLMEngine:
 
         self.spec.check(jobs)
         codecs = [self.spec.codec(a) for a, _ in jobs]
-        prompts = [TokensPrompt(prompt_token_ids=c.prompt_ids(r.messages)) for c, (_, r) in zip(codecs, jobs,
+        prompts = [TokensPrompt(prompt_token_ids=c.prompt_ids(r.messages, r.tools)) for c, (_, r) in zip(codecs, jobs,
                                                                                                     strict=True)]
         params = [SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=r.max_new_tokens, seed=settings.seed,
                                  stop_token_ids=list(c.generation_stop_ids), skip_special_tokens=False)
