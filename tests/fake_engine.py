@@ -54,7 +54,12 @@ class FakeEngine:
     def generate_mixed(self, jobs: Sequence[Job], settings: GenerationSettings) -> list[Generation]:
         self.spec.check(jobs)
         self.calls.append(list(jobs))
-        return [self._one(adapter, request, settings) for adapter, request in jobs]
+        out = []
+        for adapter, request in jobs:
+            out.append(self._one(adapter, request, settings))
+            if settings.progress is not None:  # one prompt at a time, as a batching engine reports each batch
+                settings.progress([(adapter, out[-1])])
+        return out
 
     def generate_shard(self, jobs: Sequence[Job], settings: GenerationSettings, rank: int,
                        world: int) -> dict[int, Generation]:

@@ -13,7 +13,7 @@ The engines that turn requests into generations live in :mod:`evalsuite.probe.en
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,10 @@ class GenerationSettings:
     seed: int = 0
     max_batch_seconds: float | None = 120.0
     stop_strings: tuple[str, ...] = ()
+    # Called by engines as generations finish (per batch, or once at the end for engines that batch internally)
+    # with the (column adapter name, generation) pairs just done: the probe's progress bar. Not a setting of the
+    # generations themselves, so it takes no part in comparisons.
+    progress: Callable[[Sequence[tuple[str | None, Generation]]], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 import warnings
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from evalsuite import __version__
 from evalsuite.errors import EvalsuiteError
@@ -32,6 +34,7 @@ from evalsuite.probe.cache import GenerationCache, base_fingerprint, column_key,
 from evalsuite.probe.engines import Engine, EngineFactory, EngineSpec, engine_class
 from evalsuite.probe.generation import Generation, GenerationSettings, Request
 from evalsuite.probe.options import ProbeOptions, validate
+from evalsuite.probe.progress import ProbeProgress, SessionCost
 from evalsuite.probe.reasoning import final_answer, prompt_opens_reasoning, reasoning_details
 from evalsuite.probe.scorers import Output
 from evalsuite.probe.sources import BatteryUnavailable
@@ -64,6 +67,7 @@ class ProbeRun:
     generated: int
     cached: int
     cache_dir: Path | None = None  # where every generation of this run is cached; None: not all are (--no-cache)
+    progress: ProbeProgress | None = None  # the counters of what was generated (None when the cache held it all)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class Generated:
     generated: int
     cached: int
     cache_dir: Path | None = None  # set when every one of them is in the cache
+    progress: ProbeProgress | None = None  # the counters of what was generated (None when nothing was)
 
 
 def plan_probes(run_dirs: Iterable[str | Path], options: ProbeOptions) -> ProbePlan:
@@ -133,8 +138,10 @@ def _max_new(battery: Battery, options: ProbeOptions) -> int:
     return options.max_new_tokens or battery.max_new_tokens
 
 
-def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFactory | None = None) -> ProbeRun:
-    """Generate (cache first), score and aggregate; ``selected`` limits the work to those items.
+def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFactory | None = None,
+            progress_to: TextIO | None = None) -> ProbeRun:
+    """Generate (cache first), score and aggregate; ``selected`` limits the work to those items. A progress bar is
+    drawn on ``progress_to`` (default stdout) when it is a terminal; the session's cost goes into the results.
 
     ``engine`` builds the engine of each base model from its :class:`EngineSpec` (default: the class the registry
     holds under ``options.engine``, or under the columns' own engine: gguf for a ``.gguf`` file). The cache and the
@@ -144,16 +151,19 @@ def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFa
     work = [(b, t, c) for b in plan.batteries for t in plan.targets for c in b.cases
             if selected is None or (b.name, c.id, t.name) in selected]
     wants = [Want(t, Request(c.messages, _max_new(b, plan.options), c.tools)) for b, t, c in work]
-    got = generate_cached(plan, wants, device, engine or registry_factory(plan))
+    cost = SessionCost()
+    got = generate_cached(plan, wants, device, engine or registry_factory(plan), cost=cost, progress_to=progress_to)
     samples = [_sample(b, t, c, g) for (b, t, c), g in zip(work, got.generations, strict=True)]
-    results = build_results(plan, samples, device, got.generated, got.cached)
-    return ProbeRun(results, plan, got.generated, got.cached, got.cache_dir)
+    results = build_results(plan, samples, device, got.generated, got.cached, cost)
+    return ProbeRun(results, plan, got.generated, got.cached, got.cache_dir, got.progress)
 
 
 def generate_cached(plan: ProbePlan, wants: list[Want], device: str, engine: EngineFactory,
-                    stop_strings: tuple[str, ...] | None = None, keys: dict[str, str] | None = None) -> Generated:
+                    stop_strings: tuple[str, ...] | None = None, keys: dict[str, str] | None = None,
+                    cost: SessionCost | None = None, progress_to: TextIO | None = None) -> Generated:
     """The generations of ``wants``, in order: what the cache holds is served, the rest generated in one pass per
-    base model and saved. ``stop_strings`` defaults to the options'; ``keys`` memoises the column cache keys."""
+    base model and saved. ``stop_strings`` defaults to the options'; ``keys`` memoises the column cache keys;
+    ``cost`` adds up the seconds spent loading and generating; a progress bar goes to ``progress_to`` on a terminal."""
     stops = plan.options.stop_strings if stop_strings is None else stop_strings
     cache = GenerationCache(plan.options.cache_dir, plan.options.use_cache)
     keys = {} if keys is None else keys
@@ -176,25 +186,36 @@ def generate_cached(plan: ProbePlan, wants: list[Want], device: str, engine: Eng
     if misses:
         log.info("generating %d prompt(s) in one pass over %d column(s) (%d cached)", len(misses),
                  len({wants[i].target.name for i, _ in misses}), len(found))
-        fresh = _generate(plan, [wants[i] for i, _ in misses], device, engine, stops)
+        progress = ProbeProgress.for_stream(Counter(wants[i].target.name for i, _ in misses), {}, progress_to,
+                                            draw=parallel.is_main())
+        fresh = _generate(plan, [wants[i] for i, _ in misses], device, engine, stops, cost or SessionCost(), progress)
         found.update((i, g) for (i, _), g in zip(misses, fresh, strict=True))
         cached = _save(cache, keys, [(wants[i].target.name, k) for i, k in misses], fresh)
     else:
-        cached = cache.enabled
+        cached, progress = cache.enabled, None
     return Generated([found[i] for i in range(len(wants))], len(misses), len(wants) - len(misses),
-                     cache.root if cached else None)
+                     cache.root if cached else None, progress)
 
 
 def _generate(plan: ProbePlan, misses: list[Want], device: str, factory: EngineFactory,
-              stops: tuple[str, ...]) -> list[Generation]:
-    """The misses' generations, in order: one engine per base model, one pass over its columns."""
-    settings = replace(_settings(plan.options), stop_strings=stops)
+              stops: tuple[str, ...], cost: SessionCost, progress: ProbeProgress) -> list[Generation]:
+    """The misses' generations, in order: one engine per base model, one pass over its columns; the seconds spent
+    building engines and generating are added to ``cost``."""
+    settings = replace(_settings(plan.options), stop_strings=stops, progress=progress.update)
     out: dict[int, Generation] = {}
-    for base in dict.fromkeys(m.target.base_model for m in misses):
-        mine = [i for i, m in enumerate(misses) if m.target.base_model == base]
-        engine = factory(engine_spec(plan, base, device, {misses[i].target.name for i in mine}))
-        jobs = [(misses[i].target.adapter_name, misses[i].request) for i in mine]
-        out.update(zip(mine, parallel.generate(engine, jobs, settings), strict=True))
+    with progress:
+        for base in dict.fromkeys(m.target.base_model for m in misses):
+            mine = [i for i, m in enumerate(misses) if m.target.base_model == base]
+            t0 = time.perf_counter()
+            engine = factory(engine_spec(plan, base, device, {misses[i].target.name for i in mine}))
+            t1 = time.perf_counter()
+            progress.columns = {misses[i].target.adapter_name: misses[i].target.name for i in mine}
+            jobs = [(misses[i].target.adapter_name, misses[i].request) for i in mine]
+            gens = parallel.generate(engine, jobs, settings)
+            progress.settle([(a, g) for (a, _), g in zip(jobs, gens, strict=True)])
+            out.update(zip(mine, gens, strict=True))
+            cost.load_s += t1 - t0
+            cost.generate_s += time.perf_counter() - t1
     return [out[i] for i in range(len(misses))]
 
 
@@ -262,11 +283,16 @@ def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sa
                   score=float(score.score), expected=case.expected, details=details)
 
 
-def build_results(plan: ProbePlan, samples: list[Sample], device: str, generated: int, cached: int) -> Results:
-    """A results file's content: the plan's columns and engine settings, the samples and their metric rows."""
+def build_results(plan: ProbePlan, samples: list[Sample], device: str, generated: int, cached: int,
+                  cost: SessionCost | None = None) -> Results:
+    """A results file's content: the plan's columns and engine settings (with the session's ``cost`` when given),
+    the samples and their metric rows."""
     extra = {b.name: b.metrics for b in plan.batteries if b.metrics}
+    engine = _engine_info(plan, device, generated, cached)
+    if cost is not None:
+        engine.settings["session"] = cost.as_dict()
     return Results(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), evalsuite_version=__version__,
-                   engine=_engine_info(plan, device, generated, cached), adapters=[t.info for t in plan.targets],
+                   engine=engine, adapters=[t.info for t in plan.targets],
                    samples=samples, metrics=compute_metrics(samples, extra) if samples else [])
 
 

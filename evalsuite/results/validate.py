@@ -21,6 +21,7 @@ from evalsuite.results.schema import (
     METRIC_SOURCES,
     READABLE_VERSIONS,
     SCHEMA_VERSION,
+    SESSION_VERSION,
     AdapterInfo,
     EngineInfo,
     Metric,
@@ -157,12 +158,26 @@ class Validator:
 
     def engine(self, value: Any) -> EngineInfo:
         d = self.obj(value, "engine")
+        self.session(d.get("session"))
         return EngineInfo(
             name=self.name(d, "name", "engine"),
             seed=self.int_(d, "seed", "engine", minimum=-(2**63)),
             max_new_tokens=self.int_(d, "max_new_tokens", "engine", minimum=1),
             settings={k: v for k, v in d.items() if k not in _ENGINE_FIXED},
         )
+
+    def session(self, value: Any) -> None:
+        """``engine.session`` (written by evalsuite.probe.progress), optional: files without it load unchanged."""
+        if value is None:
+            return
+        d = self.obj(value, "engine.session")
+        version = d.get("version")
+        if version != SESSION_VERSION:
+            newer = isinstance(version, int) and version > SESSION_VERSION
+            self.fail("engine.session.version", f"expected {SESSION_VERSION}, got {_show(version)}"
+                                                + (" (written by a newer evalsuite?)" if newer else ""))
+        for key in ("load_s", "generate_s", "peak_rss_bytes", "peak_cuda_bytes"):
+            self.num(d, key, "engine.session", nullable=True, default=None)
 
     def adapter(self, value: Any, where: str) -> AdapterInfo:
         d = self.obj(value, where)

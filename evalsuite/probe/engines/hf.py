@@ -1,8 +1,9 @@
 """The hf engine: transformers + peft.
 
-:class:`HFEngine` loads the base once, attaches N LoRA adapters (peft multi-adapter) and decodes greedily in batches
-that mix columns: each row names its adapter (``__base__`` for the plain base), so one pass serves every adapter and
-the base, which is what makes N adapters in one session cheaper than N sessions. Prompts are sorted by length and
+:class:`HFEngine` loads the base once, attaches N LoRA adapters (peft multi-adapter) and decodes greedily in batches:
+one column per batch on CPU, where a step costs about its rows; on GPU short columns share a batch, each row naming
+its adapter (``__base__`` for the plain base). Either way one base copy serves every adapter and the base, so N
+adapters in one session pay one start-up. Prompts are sorted by length and
 left-padded with an attention mask; decoding (:mod:`evalsuite.probe.engines.decode`) uses the KV cache, drops rows as
 they stop, and honours a wall-time cap per batch.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,8 +35,13 @@ class HFEngine:
         self.torch = torch
         self.spec = spec
         self.device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = torch.float32 if self.device == "cpu" else torch.bfloat16
+        # float32 on CPU (the naive loop's and training's dtype: identical greedy outputs); ``dtype`` in the spec's
+        # options overrides it (bfloat16 runs the matmuls at about twice the rate on CPUs with AVX-512 bf16).
+        dtype = spec.options.get("dtype") or ("float32" if self.device == "cpu" else "bfloat16")
+        self.dtype = getattr(torch, str(dtype))
         self.adapters = dict(spec.adapters)
+        if self.device == "cpu" and self.adapters:
+            import_peft_without_bitsandbytes()
         with quiet_libraries():
             model = _load_base(spec.base_model, self.dtype, spec.allow_pickle, spec.trust_remote_code)
             for i, (name, path) in enumerate(self.adapters.items()):
@@ -49,9 +56,9 @@ class HFEngine:
     def generate_mixed(self, jobs: Sequence[Job],
                        settings: GenerationSettings) -> list[Generation]:
         """Generations for (column, request) pairs, in order, in one pass over every column: a column's rows fill
-        batches together (sorted by prompt length), and columns share a batch where one would otherwise be short
-        (peft's mixed-adapter batches: each row through its own adapter, ``__base__`` through none); a batch never
-        mixes different ``max_new_tokens`` or stop-token sets."""
+        batches together (sorted by prompt length), and on GPU columns share a batch where one would otherwise be
+        short (peft's mixed-adapter batches: each row through its own adapter, ``__base__`` through none); a batch
+        never mixes different ``max_new_tokens`` or stop-token sets."""
         out = self.generate_shard(jobs, settings, 0, 1)
         return [out[i] for i in range(len(jobs))]
 
@@ -63,10 +70,14 @@ class HFEngine:
         self.spec.check(jobs)
         codecs = [self.spec.codec(a) for a, _ in jobs]
         encoded = [c.prompt_ids(r.messages, r.tools) for c, (_, r) in zip(codecs, jobs, strict=True)]
-        groups = [(r.max_new_tokens, tuple(c.generation_stop_ids)) for c, (_, r) in zip(codecs, jobs, strict=True)]
-        # Same settings together, then one column after another, shortest prompts first: batches hold one adapter
-        # whenever a column fills them (the cheap path), and mix columns only when rows would otherwise be few.
         column = {a: k for k, a in enumerate(dict.fromkeys(a for a, _ in jobs))}
+        # On CPU a step costs about its rows whatever the mix, and a mixed batch runs peft's per-row adapter hooks
+        # (~1.6x per step), so batches hold one column each: a session then runs exactly the batches each column
+        # would alone. On GPU a step costs about the same for 8 rows as for 64, so short columns share a batch.
+        pure = self.device == "cpu"
+        groups = [(r.max_new_tokens, tuple(c.generation_stop_ids), column[a] if pure else -1)
+                  for c, (a, r) in zip(codecs, jobs, strict=True)]
+        # Same settings together, then one column after another, shortest prompts first.
         order = sorted(range(len(jobs)), key=lambda i: (groups[i], column[jobs[i][0]], len(encoded[i])))
         out: dict[int, Generation] = {}
         for k, batch in enumerate(_batches(order, groups, settings.batch_size)):
@@ -75,6 +86,8 @@ class HFEngine:
             gens = self._batch([encoded[i] for i in batch], [jobs[i][0] for i in batch], [codecs[i] for i in batch],
                                jobs[batch[0]][1].max_new_tokens, settings)
             out.update(zip(batch, gens, strict=True))
+            if settings.progress is not None:
+                settings.progress([(jobs[i][0], g) for i, g in zip(batch, gens, strict=True)])
         return out
 
     def _batch(self, prompts: list[list[int]], adapters: list[str | None], codecs: list[PromptCodec], max_new: int,
@@ -139,6 +152,27 @@ def quiet_libraries() -> Iterator[None]:
         if bars:
             hf_logging.enable_progress_bar()
         bnb.setLevel(bnb_level)
+
+
+def import_peft_without_bitsandbytes() -> None:
+    """Import peft with bitsandbytes hidden, when neither is imported yet. peft imports bitsandbytes at start-up
+    when it is installed, which drags in torch's compiler stack (networkx, functorch.compile: about half of peft's
+    import time, seconds on a loaded machine), only for quantized bases; this engine loads bases unquantized. Then
+    everything is as if it had never been hidden: peft's cached "is bitsandbytes available" checks are cleared and
+    its modules that saw it missing are dropped (re-imported on first use), so a quantized model later in the same
+    process still gets peft's bitsandbytes layers."""
+    if "bitsandbytes" in sys.modules or "peft" in sys.modules:
+        return
+    sys.modules["bitsandbytes"] = None  # type: ignore[assignment]  # `import bitsandbytes` raises ImportError
+    try:
+        import peft.import_utils
+    finally:
+        if "bitsandbytes" in sys.modules and sys.modules["bitsandbytes"] is None:
+            del sys.modules["bitsandbytes"]
+    for check in (peft.import_utils.is_bnb_available, peft.import_utils.is_bnb_4bit_available):
+        check.cache_clear()
+    for name in [n for n in sys.modules if n.startswith("peft.") and n.rsplit(".", 1)[-1] == "bnb"]:
+        del sys.modules[name]
 
 
 def _batches(order: list[int], groups: Sequence[Any], size: int) -> Iterator[list[int]]:
