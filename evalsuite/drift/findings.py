@@ -6,13 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    severity: str
-    catches: str
-
+from evalsuite.lint.findings import Rule  # the same rule record: id, default severity, what it catches
 
 _RULES = [
     Rule("gguf-eos-mismatch", "error", "the training end-of-turn token is not an end-of-generation token of the GGUF "
