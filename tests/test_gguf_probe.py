@@ -9,6 +9,7 @@ in transformers.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,13 +37,31 @@ def agreement(results: Results, a: str, b: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def probe_results(demo_adapter: Path, demo_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Results:
+def probe_results_file(demo_adapter: Path, demo_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("probe") / "results.json"
     done = evalsuite("probe", str(demo_adapter), str(demo_gguf), "--base", "--battery", "uppercase-echo",
                      "--battery", "runaway-turns", "--out", str(out))
     assert done.returncode in (0, 1), done.stderr
     assert "demo.gguf" in done.stdout  # the summary has the GGUF column
-    return load_results(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def probe_results(probe_results_file: Path) -> Results:
+    return load_results(probe_results_file)
+
+
+def test_a_gguf_judges_two_columns(probe_results_file: Path, demo_gguf: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_bytes(probe_results_file.read_bytes())  # the judge writes its verdicts into the file
+    done = evalsuite("judge", str(results), "--judge", str(demo_gguf), "--pair", "demo:base", "--battery",
+                     "uppercase-echo", "--max-new-tokens", "8", "--no-cache")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"uppercase-echo\s+demo \d+ · tie \d+ · base \d+", done.stdout), done.stdout
+    (judged,) = load_results(results).judgements_for("uppercase-echo")
+    cases = {s.case for s in load_results(probe_results_file).samples if s.battery == "uppercase-echo"}
+    assert {v.case for v in judged.verdicts} == cases
+    assert all(len(v.answers) == 2 for v in judged.verdicts if v.reason != "identical")  # both orders asked
 
 
 def test_gguf_column_agrees_with_the_hf_adapter(probe_results: Results) -> None:

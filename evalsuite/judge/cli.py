@@ -23,7 +23,8 @@ def register(sub: Any) -> None:
                                    "written into the results file. Exit 0, or 2 on bad input.")
     p.add_argument("results", type=Path, metavar="RESULTS.json", help="a results file (`evalsuite probe --out`)")
     p.add_argument("--judge", type=Path, required=True, metavar="MODEL",
-                   help="the judge: a model folder (config, weights, tokenizer with a chat template) or a run dir")
+                   help="the judge: a model folder (config, weights, tokenizer with a chat template), a run dir or a "
+                        "MODEL.gguf (llama.cpp, its embedded template; pip install 'evalsuite[gguf]')")
     p.add_argument("--pair", required=True, metavar="A:B", help="the two columns to compare, as named in the results")
     p.add_argument("--rubric", type=Path, metavar="FILE",
                    help="what the judge weighs (default: the battery's `rubric:`, else one for open prompts)")
