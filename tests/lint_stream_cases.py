@@ -17,6 +17,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -286,7 +287,20 @@ CASES: dict[str, Callable[[Path, Path], Built]] = {
 
 # -- what the lint said, in a form that can be compared ---------------------------------------------------------
 
+# The day the golden was recorded. Templates such as gpt-oss's render today's date (``strftime_now``) into every
+# system turn, so the rendered examples, and their hashes, change at midnight unless the clock is pinned.
+GOLDEN_DAY = datetime(2026, 11, 29, 12, 0, 0)
+
+
+class _GoldenClock(datetime):
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:  # type: ignore[override]
+        return GOLDEN_DAY if tz is None else GOLDEN_DAY.replace(tzinfo=tz)
+
+
 def lint_case(name: str, fx: Path, tmp: Path, **run_options: Any) -> Any:
+    from unittest import mock
+
     from evalsuite.lint.runner import run_lint
     from evalsuite.lint.setup import from_config, from_options
 
@@ -296,7 +310,8 @@ def lint_case(name: str, fx: Path, tmp: Path, **run_options: Any) -> Any:
     else:
         assert built.tok is not None
         setup = from_options(str(built.tok), [str(d) for d in built.data], **built.options)
-    return run_lint(setup, show=built.show, **run_options), built
+    with mock.patch("evalsuite.chat.template.datetime", _GoldenClock):
+        return run_lint(setup, show=built.show, **run_options), built
 
 
 def _sha(value: Any) -> str:
