@@ -50,6 +50,22 @@ def sha256_json(obj: Any) -> str:
     return sha256_text(json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
 
 
+def read_text(path: Path, what: str = "", folder: str = "") -> str:
+    """Read a UTF-8 text file; each failure is one :class:`EvalsuiteError` naming the file and, when given, what it
+    was for (``PATH: no such WHAT file``, ``PATH: WHAT is not UTF-8 text (byte N)``, ``PATH: cannot read the WHAT:
+    ...``). ``folder``: the message for a folder where a file was expected (default: a read error)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EvalsuiteError(f"{path}: no such {what + ' ' if what else ''}file") from None
+    except UnicodeDecodeError as e:
+        raise EvalsuiteError(f"{path}: {what + ' is ' if what else ''}not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        if folder and isinstance(e, IsADirectoryError):
+            raise EvalsuiteError(f"{path}: {folder}") from None
+        raise EvalsuiteError(f"{path}: cannot read{' the ' + what if what else ''}: {e.strerror or e}") from None
+
+
 def read_json(path: Path, what: str = "JSON", missing: str | None = None) -> Any:
     """Parse a JSON file. Each failure is one :class:`EvalsuiteError` naming the file: ``missing`` (default
     ``PATH: no such WHAT file``) when it does not exist, ``PATH: cannot read: ...``, ``PATH:LINE: invalid JSON: ...``.

@@ -34,15 +34,10 @@ def read_template_file(path: object, what: str = "chat template") -> str:
     """Read a template file as UTF-8; each failure is one error naming the file."""
     from pathlib import Path
 
+    from evalsuite.files import read_text
+
     p = Path(str(path))
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EvalsuiteError(f"{p}: no such {what} file") from None
-    except UnicodeDecodeError as e:
-        raise EvalsuiteError(f"{p}: {what} is not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise EvalsuiteError(f"{p}: cannot read the {what}: {e.strerror or e}") from None
+    text = read_text(p, what)
     if not text.strip():
         raise EvalsuiteError(f"{p}: {what} is empty")
     return named_template(text, p, is_file=True)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import read_text
 
 KeyPath = tuple[str | int, ...]
 MAX_VALUES = 1_000_000  # values after expanding aliases; a real config has hundreds
@@ -80,16 +81,7 @@ class _Builder:
 
 def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
     """Return (data, {key path: 1-based line}). Syntax errors become one located :class:`EvalsuiteError`."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EvalsuiteError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise EvalsuiteError(f"{path}: is a folder, not a YAML file") from None
-    except UnicodeDecodeError as e:
-        raise EvalsuiteError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise EvalsuiteError(f"{path}: cannot read: {e.strerror}") from None
+    text = read_text(path, folder="is a folder, not a YAML file")
     loader = yaml.SafeLoader(text)
     builder = _Builder(path, loader)
     try:
