@@ -166,16 +166,19 @@ class Validator:
             settings={k: v for k, v in d.items() if k not in _ENGINE_FIXED},
         )
 
+    def section_version(self, version: Any, expected: int, where: str) -> None:
+        """An optional section's own version: exactly ``expected``; a larger one names the likely cause."""
+        if version != expected:
+            newer = isinstance(version, int) and version > expected
+            self.fail(where, f"expected {expected}, got {_show(version)}"
+                             + (" (written by a newer evalsuite?)" if newer else ""))
+
     def session(self, value: Any) -> None:
         """``engine.session`` (written by evalsuite.probe.progress), optional: files without it load unchanged."""
         if value is None:
             return
         d = self.obj(value, "engine.session")
-        version = d.get("version")
-        if version != SESSION_VERSION:
-            newer = isinstance(version, int) and version > SESSION_VERSION
-            self.fail("engine.session.version", f"expected {SESSION_VERSION}, got {_show(version)}"
-                                                + (" (written by a newer evalsuite?)" if newer else ""))
+        self.section_version(d.get("version"), SESSION_VERSION, "engine.session.version")
         for key in ("load_s", "generate_s", "peak_rss_bytes", "peak_cuda_bytes"):
             self.num(d, key, "engine.session", nullable=True, default=None)
 
@@ -247,11 +250,7 @@ class Validator:
         if value is None:
             return []
         top = self.obj(value, "judgements")
-        version = top.get("version")
-        if version != JUDGEMENTS_VERSION:
-            newer = isinstance(version, int) and version > JUDGEMENTS_VERSION
-            self.fail("judgements.version", f"expected {JUDGEMENTS_VERSION}, got {_show(version)}"
-                                            + (" (written by a newer evalsuite?)" if newer else ""))
+        self.section_version(top.get("version"), JUDGEMENTS_VERSION, "judgements.version")
         runs = [self.judgement(r, f"judgements.runs[{i}]", adapters)
                 for i, r in enumerate(self.list_(top, "runs", "judgements"))]
         self._unique([j.key for j in runs], "judgements.runs", "(judge, a, b, battery)")
