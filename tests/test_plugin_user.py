@@ -108,6 +108,31 @@ def test_user_tests_run_per_column_share_one_load_and_the_cache(project: pytest.
     assert accuracy == {("base", "accuracy"): 0.0, ("demo", "accuracy"): 1.0}
 
 
+def test_the_plugin_records_what_the_whole_session_cost(project: pytest.Pytester, demo_adapter: Path,
+                                                        fake: type[FakeEngine]) -> None:
+    """``engine.session`` as ``evalsuite probe`` writes it, counting the user tests' generation and the batteries'."""
+    import time
+
+    from fake_engine import upper_echo
+
+    from evalsuite.results.io import load_results
+
+    pause = 0.05
+
+    def slow(adapter: str | None, messages: object) -> str:
+        time.sleep(pause)
+        return upper_echo(adapter, messages)  # type: ignore[arg-type]
+
+    fake.reset(slow)
+    out = project.path / "r.json"
+    result = project.runpytest("-m", "probes", *_fake_args(demo_adapter, "--probe-base", "--probe-out", str(out)))
+    result.assert_outcomes(passed=5, failed=5)
+    result.stdout.fnmatch_lines(["generated 8, from cache 4; base loads 1*"])  # 6 by user tests, 2 by the battery
+    session = load_results(out).engine.settings["session"]
+    assert session["version"] == 1 and session["peak_rss_bytes"] > 10 * 2**20 and session["peak_cuda_bytes"] is None
+    assert session["generate_s"] >= pause * fake.generated() == pause * 8 and session["load_s"] >= 0
+
+
 def test_user_failures_show_prompt_output_expected_and_finish_reason(project: pytest.Pytester, demo_adapter: Path,
                                                                     fake: type[FakeEngine]) -> None:
     result = project.runpytest(*_fake_args(demo_adapter, "--probe-base", "-k", "test_user and base"))

@@ -139,9 +139,10 @@ def _max_new(battery: Battery, options: ProbeOptions) -> int:
 
 
 def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFactory | None = None,
-            progress_to: TextIO | None = None) -> ProbeRun:
+            progress_to: TextIO | None = None, cost: SessionCost | None = None) -> ProbeRun:
     """Generate (cache first), score and aggregate; ``selected`` limits the work to those items. A progress bar is
-    drawn on ``progress_to`` (default stdout) when it is a terminal; the session's cost goes into the results.
+    drawn on ``progress_to`` (default stdout) when it is a terminal; the session's cost (``cost``, added to when
+    given: a session that also generates elsewhere) goes into the results.
 
     ``engine`` builds the engine of each base model from its :class:`EngineSpec` (default: the class the registry
     holds under ``options.engine``, or under the columns' own engine: gguf for a ``.gguf`` file). The cache and the
@@ -151,7 +152,7 @@ def execute(plan: ProbePlan, selected: Selection | None = None, engine: EngineFa
     work = [(b, t, c) for b in plan.batteries for t in plan.targets for c in b.cases
             if selected is None or (b.name, c.id, t.name) in selected]
     wants = [Want(t, Request(c.messages, _max_new(b, plan.options), c.tools)) for b, t, c in work]
-    cost = SessionCost()
+    cost = SessionCost() if cost is None else cost
     got = generate_cached(plan, wants, device, engine or registry_factory(plan), cost=cost, progress_to=progress_to)
     samples = [_sample(b, t, c, g) for (b, t, c), g in zip(work, got.generations, strict=True)]
     results = build_results(plan, samples, device, got.generated, got.cached, cost)

@@ -20,6 +20,7 @@ from evalsuite.probe.batteries import DEFAULT_MAX_NEW_TOKENS
 from evalsuite.probe.cache import cache_root
 from evalsuite.probe.engines import Engine, EngineFactory, EngineSpec
 from evalsuite.probe.generation import Generation, Messages, Request
+from evalsuite.probe.progress import SessionCost
 from evalsuite.probe.runner import (
     ProbePlan,
     ProbeRun,
@@ -108,9 +109,10 @@ class ProbeSession:
         self.all_in_cache = True  # every generation so far is in the cache (a full disk can make it False)
         self.models = {t.name: ProbeModel(self, t) for t in plan.targets}
         self.run: ProbeRun | None = None
+        self.cost = SessionCost()  # engine builds and generation, batteries and chats together
 
     def run_batteries(self, selected: Selection | None = None) -> ProbeRun:
-        self.run = run = execute(self.plan, selected, self.pool)
+        self.run = run = execute(self.plan, selected, self.pool, cost=self.cost)
         self.generated += run.generated
         self.cached += run.cached
         self.all_in_cache &= run.cache_dir is not None
@@ -119,16 +121,17 @@ class ProbeSession:
     def generate(self, target: Target, requests: list[Request], stop: tuple[str, ...]) -> list[Generation]:
         stops = tuple(dict.fromkeys([*self.plan.options.stop_strings, *stop]))
         got = generate_cached(self.plan, [Want(target, r) for r in requests], self.device, self.pool, stops,
-                              self.keys)
+                              self.keys, self.cost)
         self.generated += got.generated
         self.cached += got.cached
         self.all_in_cache &= got.cache_dir is not None
         return got.generations
 
     def results(self, extra: Sequence[Sample] = ()) -> Results:
-        """The battery samples of this session (if they ran) and ``extra`` ones, in one results file."""
+        """The battery samples of this session (if they ran) and ``extra`` ones, in one results file, with what the
+        whole session cost (``engine.session``, as ``evalsuite probe`` records it)."""
         samples = [*(self.run.results.samples if self.run else []), *extra]
-        return build_results(self.plan, samples, self.device, self.generated, self.cached)
+        return build_results(self.plan, samples, self.device, self.generated, self.cached, self.cost)
 
     @property
     def cache_dir(self) -> Path | None:
