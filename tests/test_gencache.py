@@ -34,6 +34,7 @@ def test_the_digested_modules_are_where_generation_is_decided() -> None:
     from evalsuite.probe.engines.decode import greedy_decode
     from evalsuite.probe.engines.gguf import GGUFEngine
     from evalsuite.probe.engines.hf import HFEngine
+    from evalsuite.probe.engines.merged import merged_weights
     from evalsuite.probe.engines.vllm import VLLMEngine
     from evalsuite.probe.generation import PromptCodec, role_headers
     from evalsuite.probe.gguf_target import GGUFCodec, gguf_column
@@ -41,7 +42,7 @@ def test_the_digested_modules_are_where_generation_is_decided() -> None:
 
     deciders = [render, greedy_decode, end_of_turn_token, HFEngine, PromptCodec, role_headers, Target,
                 build_targets, TokenizerInfo, load_tokenizer, VLLMEngine, column_key, GGUFEngine, GGUFCodec,
-                gguf_column, LlamaCpp, LlamaCppBackend]
+                gguf_column, LlamaCpp, LlamaCppBackend, merged_weights]
     assert {d.__module__ for d in deciders} <= set(GENERATION_MODULES)
     assert set(module_sources()) == set(GENERATION_MODULES)
     assert all(p.is_file() for p in module_sources().values())

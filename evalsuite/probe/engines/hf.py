@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from evalsuite.errors import EvalsuiteError
 from evalsuite.probe.engines import EngineSpec, Job
 from evalsuite.probe.engines.decode import greedy_decode
+from evalsuite.probe.engines.merged import mergeable_layers, merged_weights
 from evalsuite.probe.generation import Generation, GenerationSettings, PromptCodec, Request
 
 
@@ -40,13 +41,14 @@ class HFEngine:
         dtype = spec.options.get("dtype") or ("float32" if self.device == "cpu" else "bfloat16")
         self.dtype = getattr(torch, str(dtype))
         self.adapters = dict(spec.adapters)
-        if self.device == "cpu" and self.adapters:
-            import_peft_without_bitsandbytes()
-        with quiet_libraries():
+        hidden = bitsandbytes_hidden() if self.device == "cpu" and self.adapters else contextlib.nullcontext()
+        with quiet_libraries(), hidden:
             model = _load_base(spec.base_model, self.dtype, spec.allow_pickle, spec.trust_remote_code)
             for i, (name, path) in enumerate(self.adapters.items()):
                 model = _attach(model, name, path, spec.base_model, first=i == 0)
         self.model = model.to(self.device).eval()
+        if self.device == "cpu":
+            _transpose_storage(self.model)
 
     def generate(self, requests: Sequence[Request], adapter: str | None,
                  settings: GenerationSettings) -> list[Generation]:
@@ -122,6 +124,9 @@ class HFEngine:
             return [a or "__base__" for a in adapters], contextlib.nullcontext()
         if adapters[0] is None:
             return None, self.model.disable_adapter()
+        layers = mergeable_layers(self.model, adapters[0]) if self.device == "cpu" else None
+        if layers is not None:
+            return None, merged_weights(self.model, layers, adapters[0])
         self.model.set_adapter(adapters[0])
         return None, contextlib.nullcontext()
 
@@ -154,25 +159,48 @@ def quiet_libraries() -> Iterator[None]:
         bnb.setLevel(bnb_level)
 
 
-def import_peft_without_bitsandbytes() -> None:
-    """Import peft with bitsandbytes hidden, when neither is imported yet. peft imports bitsandbytes at start-up
-    when it is installed, which drags in torch's compiler stack (networkx, functorch.compile: about half of peft's
-    import time, seconds on a loaded machine), only for quantized bases; this engine loads bases unquantized. Then
-    everything is as if it had never been hidden: peft's cached "is bitsandbytes available" checks are cleared and
-    its modules that saw it missing are dropped (re-imported on first use), so a quantized model later in the same
-    process still gets peft's bitsandbytes layers."""
-    if "bitsandbytes" in sys.modules or "peft" in sys.modules:
+@contextlib.contextmanager
+def bitsandbytes_hidden() -> Iterator[None]:
+    """Import peft and attach adapters with bitsandbytes hidden, when it is not imported yet. peft imports
+    bitsandbytes when it is installed, at start-up and again when it attaches a LoRA layer (to offer its quantized
+    layers), which drags in torch's compiler stack (networkx, functorch.compile, inductor: over a second of a probe's
+    start-up) only for quantized bases; this engine loads bases unquantized. Afterwards everything is as if it had
+    never been hidden: peft's cached "is bitsandbytes available" checks are cleared and its modules that saw it
+    missing are dropped (re-imported on first use), so a quantized model later in the same process still gets peft's
+    bitsandbytes layers."""
+    if "bitsandbytes" in sys.modules:
+        yield
         return
     sys.modules["bitsandbytes"] = None  # type: ignore[assignment]  # `import bitsandbytes` raises ImportError
     try:
         import peft.import_utils
+
+        _forget_bitsandbytes(peft.import_utils)  # peft imported before: let it see bitsandbytes missing
+        yield
     finally:
         if "bitsandbytes" in sys.modules and sys.modules["bitsandbytes"] is None:
             del sys.modules["bitsandbytes"]
-    for check in (peft.import_utils.is_bnb_available, peft.import_utils.is_bnb_4bit_available):
+        if "peft.import_utils" in sys.modules:
+            _forget_bitsandbytes(sys.modules["peft.import_utils"])
+
+
+def _forget_bitsandbytes(import_utils: Any) -> None:
+    for check in (import_utils.is_bnb_available, import_utils.is_bnb_4bit_available):
         check.cache_clear()
     for name in [n for n in sys.modules if n.startswith("peft.") and n.rsplit(".", 1)[-1] == "bnb"]:
         del sys.modules[name]
+
+
+def _transpose_storage(model: Any) -> None:
+    """Store every linear weight column-major (the same ``[out, in]`` tensor, its transpose contiguous): ``F.linear``
+    then runs ``x @ W.T`` as a plain ``[rows, in] x [in, out]`` matmul, 3-7% faster on CPU at decode's row counts
+    than MKL's transposed-operand path. Values are unchanged; done one layer at a time."""
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module.weight.is_contiguous():
+                module.weight.data = module.weight.data.t().contiguous().t()
 
 
 def _batches(order: list[int], groups: Sequence[Any], size: int) -> Iterator[list[int]]:
