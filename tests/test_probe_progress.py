@@ -83,13 +83,33 @@ def test_the_session_cost_is_recorded_and_read_back(plan: object, tmp_path: Path
         results_from_dict(data)
 
 
-def test_peft_is_imported_without_bitsandbytes_and_nothing_stays_hidden() -> None:
+def test_columns_on_one_base_hash_its_weights_once(plan: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start-up a session of N adapters pays once, not N times: the base's fingerprint (a hash of its weights)."""
+    import evalsuite.probe.runner as runner
+
+    calls = []
+
+    def counted(base: str, revision: str | None = None) -> dict[str, object]:
+        calls.append(base)
+        return {"id": base, "revision": revision}
+
+    monkeypatch.setattr(runner, "base_fingerprint", counted)
+    run = execute(plan, progress_to=io.StringIO())  # type: ignore[arg-type]
+    assert {s.adapter for s in run.results.samples} == {"demo", "base"} and len(calls) == 1
+
+
+def test_peft_is_imported_and_adapters_attached_without_bitsandbytes_and_nothing_stays_hidden(
+        demo_adapter: Path) -> None:
     pytest.importorskip("bitsandbytes")
     code = ("import sys\n"
-            "from evalsuite.probe.engines.hf import import_peft_without_bitsandbytes\n"
-            "import_peft_without_bitsandbytes()\n"
+            "from evalsuite.probe.runner import ProbeOptions, plan_probes\n"
+            "from evalsuite.probe.engines import EngineSpec\n"
+            "from evalsuite.probe.engines.hf import HFEngine\n"
+            "t = plan_probes([sys.argv[1]], ProbeOptions(batteries=['uppercase-echo'])).targets[0]\n"
+            "HFEngine(EngineSpec(t.base_model, {'a': t.codec}, {'a': t.path}, device='cpu'))\n"
             "import peft.import_utils as u\n"
-            "print('bitsandbytes' in sys.modules, u.is_bnb_available())\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+            "print('bitsandbytes' in sys.modules, u.is_bnb_available(), 'peft' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(demo_adapter)], capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["False", "True"]  # not imported, and still found when asked for
+    assert out.stdout.split() == ["False", "True", "True"]  # not imported, and still found when asked for

@@ -168,6 +168,13 @@ def generate_cached(plan: ProbePlan, wants: list[Want], device: str, engine: Eng
     stops = plan.options.stop_strings if stop_strings is None else stop_strings
     cache = GenerationCache(plan.options.cache_dir, plan.options.use_cache)
     keys = {} if keys is None else keys
+    bases: dict[tuple[str, str | None], dict[str, Any]] = {}  # columns on one base hash its weights once
+
+    def base_fp(base: str, revision: str | None) -> dict[str, Any]:
+        if (base, revision) not in bases:
+            bases[base, revision] = base_fingerprint(base, revision)
+        return bases[base, revision]
+
     held: dict[str, dict[str, Generation]] = {}  # column -> its cache file's entries (one file per column)
     found: dict[int, Generation] = {}
     misses: list[tuple[int, str]] = []  # (index in wants, prompt key)
@@ -175,7 +182,7 @@ def generate_cached(plan: ProbePlan, wants: list[Want], device: str, engine: Eng
         name = w.target.name
         if name not in held:
             if name not in keys:
-                fingerprint = w.target.fingerprint(device, plan.options.seed, base_fingerprint)
+                fingerprint = w.target.fingerprint(device, plan.options.seed, base_fp)
                 keys[name] = column_key({**fingerprint, "engine": w.target.engine or plan.options.engine})
             held[name] = cache.load(keys[name])
         prompt = w.target.codec.prompt_text(w.request.messages, w.request.tools)
