@@ -68,3 +68,20 @@ def test_a_turn_start_listed_as_end_of_turn_is_still_a_new_turn(tiny: TokenizerI
     codec = PromptCodec.build(tiny, BROKEN, [tiny.token_id(eot) or 0])
     assert codec.finish(ids(tiny, "HELLO<|im_start|>assistant"))[1] == "new-turn"
     assert codec.finish(ids(tiny, "HELLO<|im_end|>"))[1] == "eos"  # the tokenizer's eos is always a stop
+
+
+def test_run_dirs_with_the_same_tokenizer_files_share_one_parsed_backend(tmp_path: Path) -> None:
+    """A session of N adapters trained on one base parses their (byte-identical) tokenizer once; any difference in
+    the files gives its own backend."""
+    import json
+    import shutil
+
+    first = build_tokenizer(tmp_path / "a")
+    same, other = tmp_path / "b", tmp_path / "c"
+    shutil.copytree(first, same)
+    shutil.copytree(first, other)
+    config = json.loads((other / "tokenizer_config.json").read_text(encoding="utf-8"))
+    (other / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 77}), encoding="utf-8")
+    a, b, c = load_tokenizer(first), load_tokenizer(same), load_tokenizer(other)
+    assert (a.path, b.path) == (first, same) and a.tokenizer is b.tokenizer and c.tokenizer is not a.tokenizer
+    assert a.encode("hello world") == b.encode("hello world") == c.encode("hello world")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import read_json
+from evalsuite.files import read_json, sha256_json, sha256_text
 
 # transformers' SPECIAL_TOKENS_ATTRIBUTES: the names a chat template can read as variables.
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -113,6 +113,7 @@ def _chat_template(path: Path, config: dict[str, Any]) -> str | None:
 
 
 _CACHE: dict[tuple[Any, ...], TokenizerInfo] = {}
+_BACKENDS: dict[str, tuple[Any, str | None, str | None]] = {}  # file contents' digest -> backend_from_files' answer
 
 
 def load_tokenizer(path: str | Path) -> TokenizerInfo:
@@ -146,11 +147,18 @@ def _load_tokenizer(path: Path) -> TokenizerInfo:
     if not isinstance(config, dict):
         raise EvalsuiteError(f"{p / 'tokenizer_config.json'}: expected a JSON object")
     model_config = _read_json(p / "config.json")  # AutoTokenizer lets the model type pick the class too
-    try:
-        tok, cls, note = backend_from_files(tj.read_text(encoding="utf-8"), config,
-                                            model_config if isinstance(model_config, dict) else {})
-    except Exception as e:  # the Rust side raises plain Exception subclasses
-        raise EvalsuiteError(f"{tj}: cannot be read as a tokenizer: {e}") from None
+    text, model_config = tj.read_text(encoding="utf-8"), model_config if isinstance(model_config, dict) else {}
+    # Run dirs trained on one base carry byte-identical tokenizer files: a session of N adapters parses them once
+    # (0.2 s each for Phi-3's). Backends are never mutated after loading, so sharing one is safe.
+    key = sha256_json({"tokenizer.json": sha256_text(text), "config": config, "model_config": model_config})
+    if key not in _BACKENDS:
+        try:
+            _BACKENDS[key] = backend_from_files(text, config, model_config)
+        except Exception as e:  # the Rust side raises plain Exception subclasses
+            raise EvalsuiteError(f"{tj}: cannot be read as a tokenizer: {e}") from None
+        while len(_BACKENDS) > 8:
+            _BACKENDS.pop(next(iter(_BACKENDS)))
+    tok, cls, note = _BACKENDS[key]
     defaults = class_defaults(config, cls)
     special = {name: _token_text(config.get(name)) or defaults.get(name) for name in SPECIAL_NAMES}
     extra = _read_json(p / "special_tokens_map.json")
