@@ -116,15 +116,24 @@ def bench_naive_vs_batched(adapter: Path, prompts: list[str], max_new: int, batc
            "naive": {"seconds": naive_s, "tokens": naive_tokens, "tokens_per_s": naive_tokens / naive_s},
            "evalsuite": {"seconds": batched_s, "tokens": batched_tokens, "tokens_per_s": batched_tokens / batched_s},
            "speedup": (batched_tokens / batched_s) / (naive_tokens / naive_s), "identical_outputs": same}
-    if limit:
+    if limit:  # against the limit, which is the best of its passes: the best of three runs (this one included)
+        best = min([batched_s, *(timed_run(engine, requests, settings)[0] for _ in range(2))])
+        out["evalsuite"]["best_of_3_s"] = best
         del model, engine
-        out["matmul"] = bench_limit(target, adapter, requests, gens, batch, batched_tokens / batched_s)
+        out["matmul"] = bench_limit(target, adapter, requests, gens, batch, batched_tokens / best)
     return out
+
+
+def timed_run(engine: Any, requests: list[Any], settings: Any) -> tuple[float, list[Any]]:
+    t0 = time.perf_counter()
+    gens = engine.generate(requests, "a", settings)
+    return time.perf_counter() - t0, gens
 
 
 def bench_limit(target: Any, adapter: Path, requests: list[Any], fp32: list[Any], batch: int,
                 tokens_per_s: float) -> dict[str, Any]:
-    """The engine's matmul rate against the same matmuls timed alone, in fp32 and (AVX-512 bf16) bf16."""
+    """The engine's matmul rate against the same matmuls timed alone, in fp32 and (AVX-512 bf16) bf16; each engine
+    figure is the best of three runs, as the limit is the best of its passes."""
     from real_shape import has_avx512_bf16, linear_shapes, matmul_limit
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -142,10 +151,10 @@ def bench_limit(target: Any, adapter: Path, requests: list[Any], fp32: list[Any]
     if has_avx512_bf16():
         engine = HFEngine(EngineSpec(target.base_model, {"a": target.codec}, {"a": adapter},
                                      options={"dtype": "bfloat16"}))
-        engine.generate(requests[:2], "a", GenerationSettings(batch_size=batch, max_batch_seconds=None))
-        t0 = time.perf_counter()
-        gens = engine.generate(requests, "a", GenerationSettings(batch_size=batch, max_batch_seconds=None))
-        seconds = time.perf_counter() - t0
+        settings = GenerationSettings(batch_size=batch, max_batch_seconds=None)
+        engine.generate(requests[:2], "a", settings)
+        runs = [timed_run(engine, requests, settings) for _ in range(3)]
+        seconds, gens = min(runs, key=lambda r: r[0])
         tokens = sum(g.tokens for g in gens)
         out["bf16"] = {"tokens_per_s": tokens / seconds, "engine_gflops": tokens / seconds * 2 * params / 1e9,
                        "limit_gflops": matmul_limit(shapes, rows, torch.bfloat16),
@@ -283,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(target >= 5x; identical outputs {r['identical_outputs']}/{r['naive_prompts']})")
     if "matmul" in r:
         m = r["matmul"]
-        print(f"   matmul     engine {m['engine_gflops']:.1f} GFLOPS (tok/s x 2 x {m['linear_params'] / 1e6:.1f}M) vs "
+        print(f"   matmul     engine {m['engine_gflops']:.1f} GFLOPS (best of 3 runs, tok/s x 2 x "
+              f"{m['linear_params'] / 1e6:.1f}M) vs "
               f"the same fp32 matmuls alone at [{m['rows']}, in]: {m['limit_gflops']:.1f} GFLOPS -> "
               f"{m['percent_of_limit']:.0f}% (target >= 80%)")
         if "bf16" in m:
