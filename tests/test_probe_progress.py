@@ -83,8 +83,12 @@ def test_the_session_cost_is_recorded_and_read_back(plan: object, tmp_path: Path
         results_from_dict(data)
 
 
-def test_columns_on_one_base_hash_its_weights_once(plan: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Start-up a session of N adapters pays once, not N times: the base's fingerprint (a hash of its weights)."""
+def test_columns_on_one_base_hash_its_weights_once_and_not_at_all_without_a_cache(
+        plan: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start-up a session of N adapters pays once, not N times, and ``--no-cache`` not at all: the base's fingerprint
+    (a hash of its weights, part of the cache key)."""
+    from dataclasses import replace
+
     import evalsuite.probe.runner as runner
 
     calls = []
@@ -94,8 +98,12 @@ def test_columns_on_one_base_hash_its_weights_once(plan: object, monkeypatch: py
         return {"id": base, "revision": revision}
 
     monkeypatch.setattr(runner, "base_fingerprint", counted)
-    run = execute(plan, progress_to=io.StringIO())  # type: ignore[arg-type]
+    run = execute(plan, progress_to=io.StringIO())  # type: ignore[arg-type]  # the fixture's plan: no cache
+    assert {s.adapter for s in run.results.samples} == {"demo", "base"} and calls == []
+    cached = replace(plan, options=replace(plan.options, use_cache=True, cache_dir=tmp_path))  # type: ignore
+    run = execute(cached, progress_to=io.StringIO())
     assert {s.adapter for s in run.results.samples} == {"demo", "base"} and len(calls) == 1
+    assert run.cache_dir is not None  # and the generations were saved under the key it made
 
 
 def test_peft_is_imported_and_adapters_attached_without_bitsandbytes_and_nothing_stays_hidden(

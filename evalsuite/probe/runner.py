@@ -180,7 +180,9 @@ def generate_cached(plan: ProbePlan, wants: list[Want], device: str, engine: Eng
     misses: list[tuple[int, str]] = []  # (index in wants, prompt key)
     for i, w in enumerate(wants):
         name = w.target.name
-        if name not in held:
+        if name not in held and not cache.enabled:  # no key needed: --no-cache skips hashing the weights
+            held[name] = {}
+        elif name not in held:
             if name not in keys:
                 fingerprint = w.target.fingerprint(device, plan.options.seed, base_fp)
                 keys[name] = column_key({**fingerprint, "engine": w.target.engine or plan.options.engine})
@@ -254,7 +256,7 @@ def _save(cache: GenerationCache, keys: dict[str, str], misses: list[tuple[str, 
     """Add the new generations to their columns' cache files; every process holds them all, one writes. A cache
     that cannot be written (disk full) is a warning, not the end of the run: the results still hold them all.
     True when every new generation is in the cache."""
-    if not parallel.is_main():
+    if not parallel.is_main() or not cache.enabled:
         return False
     by_column: dict[str, dict[str, Generation]] = {}
     for (name, pkey), gen in zip(misses, fresh, strict=True):
@@ -265,7 +267,7 @@ def _save(cache: GenerationCache, keys: dict[str, str], misses: list[tuple[str, 
     except OSError as e:
         warnings.warn(f"the generation cache was not saved ({write_failure(e) or e})", stacklevel=2)
         return False
-    return cache.enabled
+    return True
 
 
 def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sample:

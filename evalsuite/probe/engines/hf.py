@@ -5,7 +5,8 @@ one column per batch on CPU, where a step costs about its rows; on GPU short col
 its adapter (``__base__`` for the plain base). Either way one base copy serves every adapter and the base, so N
 adapters in one session pay one start-up. Prompts are sorted by length and
 left-padded with an attention mask; decoding (:mod:`evalsuite.probe.engines.decode`) uses the KV cache, drops rows as
-they stop, and honours a wall-time cap per batch.
+they stop, and honours a wall-time cap per batch. On CPU a batch of one adapter runs on merged copies of its LoRA
+weights (:mod:`evalsuite.probe.engines.merged`) and linear weights are stored column-major (the faster matmul).
 """
 
 from __future__ import annotations
