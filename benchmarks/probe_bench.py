@@ -85,18 +85,22 @@ def bench_naive_vs_batched(adapter: Path, prompts: list[str], max_new: int, batc
     target = plan_probes([adapter], ProbeOptions(batteries=["uppercase-echo"])).targets[0]
     stops = target.codec.generation_stop_ids
     tok = AutoTokenizer.from_pretrained(str(adapter))
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(target.base_model), str(adapter)).eval()
+    # the engine's device and dtype (fp32 on CPU, bf16 on CUDA), so both sides do the same arithmetic
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    base = AutoModelForCausalLM.from_pretrained(target.base_model, dtype=dtype).to(device)
+    model = PeftModel.from_pretrained(base, str(adapter)).eval()
     naive_tokens, naive_out = 0, []
     warm: Any = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
                                         return_tensors="pt", return_dict=True)
     with torch.inference_mode():  # first-call warm-up, as for the engine below
-        model.generate(input_ids=warm["input_ids"], max_new_tokens=2)
+        model.generate(input_ids=warm["input_ids"].to(device), max_new_tokens=2)
     t0 = time.perf_counter()
     with torch.inference_mode():
         for p in prompts[:naive_n]:  # the seeds' loop: one prompt at a time
             encoded: Any = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
                                                    return_tensors="pt", return_dict=True)
-            ids = encoded["input_ids"]
+            ids = encoded["input_ids"].to(device)
             gen = model.generate(input_ids=ids, max_new_tokens=max_new, do_sample=False, eos_token_id=stops,
                                  pad_token_id=tok.pad_token_id)
             new = gen[0, ids.shape[1]:].tolist()
@@ -195,7 +199,9 @@ def bench_sessions(adapters: list[Path], battery: str, tmp: Path, batch: int) ->
             "ratio": one / sum(separate), "startup_s": startup, "generate_alone_s": [c["generate_s"] for c in alone],
             "one_session_generate_s": mine["generate_s"], "floor_s": floor, "floor_ratio": one / floor,
             "peak_rss_mb": {"one_adapter": max(c["peak_rss_bytes"] or 0 for c in alone) / 2**20,
-                            f"{len(adapters)}_adapters": (mine["peak_rss_bytes"] or 0) / 2**20}}
+                            f"{len(adapters)}_adapters": (mine["peak_rss_bytes"] or 0) / 2**20},
+            "peak_cuda_mb": {"one_adapter": max(c.get("peak_cuda_bytes") or 0 for c in alone) / 2**20,
+                             f"{len(adapters)}_adapters": (mine.get("peak_cuda_bytes") or 0) / 2**20}}
 
 
 LM_EVAL_TASK = """\

@@ -42,8 +42,14 @@ def build_base(out: Path, tokenizer: Path, seed: int = 0) -> Path:
                          eos_token_id=32000, pad_token_id=32000)
     LlamaForCausalLM(config).save_pretrained(out)
     GenerationConfig(eos_token_id=[32000, 32007], pad_token_id=32000).save_pretrained(out)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copyfile(tokenizer / name, out / name)
+    return copy_tokenizer(tokenizer, out)
+
+
+def copy_tokenizer(tokenizer: Path, out: Path) -> Path:
+    """The tokenizer files beside a random-init base, so that the folder loads like a hub checkpoint."""
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (tokenizer / name).exists():
+            shutil.copyfile(tokenizer / name, out / name)
     return out
 
 

@@ -161,8 +161,8 @@ def check_output_path(path: str | os.PathLike[str], what: str = "output file", *
     for d in protected_dirs:
         folder = Path(d).expanduser().resolve()
         if folder in resolved.parents:
-            raise EvalsuiteError(f"{p}: {what} is inside the run dir {d}; refusing to write into it (choose a path "
-                                 "outside)")
+            raise EvalsuiteError(f"{p}: {what} is inside the run dir or model folder {d}, which this command "
+                                 "reads; refusing to write into it (choose a path outside)")
     ancestor = next(a for a in resolved.parents if a.exists())
     if not ancestor.is_dir():
         raise EvalsuiteError(f"{p}: {what} is under {ancestor}, which is a file")

@@ -140,7 +140,7 @@ def test_judge_cli_writes_verdicts_and_bad_input_is_one_line(results_file: Path,
                           (["--pair", "lora:base", "--battery", "nope"], "no battery 'nope' in the results"),
                           (["--pair", "lora:base", "--engine", "nope"], "--engine: unknown engine 'nope'"),
                           (["--pair", "lora:base", "--batch-size", "0"], "--batch-size: expected a positive integer"),
-                          (missing_rubric, "none.txt: cannot read the rubric")]:
+                          (missing_rubric, "none.txt: no such rubric file")]:
         bad = subprocess.run([*base, *args], capture_output=True, text=True, timeout=300, env=_env(tmp_path))
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
         assert results_file.read_bytes() == before  # nothing of the user's is touched on bad input

@@ -163,6 +163,28 @@ def test_cli_out_is_checked_before_anything_loads(tmp_path: Path, unwritable_dir
     assert tree_digest(tmp_path) == before
 
 
+@pytest.mark.parametrize("names_base", ["evalsuite_manifest.json", "adapter_config.json"])
+def test_cli_out_inside_the_base_a_run_dir_names_is_refused(tmp_path: Path, names_base: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """No --base-model given: the base folder the run dir's manifest (or adapter config) names is protected too."""
+    import json
+
+    base, run = tmp_path / "my-base", tmp_path / "run"
+    base.mkdir()
+    run.mkdir()
+    (base / "model.safetensors").write_bytes(b"weights")
+    key = "base_model" if names_base == "evalsuite_manifest.json" else "base_model_name_or_path"
+    (run / names_base).write_text(json.dumps({key: str(base)}), encoding="utf-8")
+    battery = tmp_path / "b.yaml"
+    battery.write_text("name: b\n", encoding="utf-8")
+    before = tree_digest(tmp_path)
+    for out in (base / "model.safetensors", base / "results.json"):
+        assert call_main(["probe", run, "--battery", battery, "--out", out], timeout=60) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {out}: ") and f"model folder {base}," in err, err
+    assert tree_digest(tmp_path) == before
+
+
 def test_plugin_probe_out_is_a_usage_error_before_collection(pytester: pytest.Pytester, tmp_path: Path,
                                                              unwritable_dir: Path) -> None:
     run, cases = bad_outs(tmp_path, unwritable_dir)

@@ -367,6 +367,8 @@ def test_training_runs_show_the_manifest_final_loss_and_the_base(reading: Report
     assert final != last["loss"]
     row = next(r for r in rows if r.texts[0] == "demo")
     assert row.texts[1] == "tiny-qwen" and row.texts[-2] == f"{final:.4f}"
+    step = rows[0].texts.index("s/step")  # the median step the backend timed, from the manifest
+    assert row.texts[step] == f"{demo['train']['step_time_s']:.3f}" and row.texts[step] != "–"
     assert row.texts[-1] == f"{last['loss']:.4f} @ {last['step']}"
     assert next(r for r in rows if r.texts[0] == "big-lora").texts[1] == "big-1b"
     assert "| demo | tiny-qwen | lora r=" in reading.md and f"| {final:,.4f} | {last['loss']:,.4f} @ 27 |" in reading.md

@@ -59,9 +59,15 @@ def test_lora_run_dir_is_complete_and_loads(tmp_path: Path, tiny_base: Path) -> 
     rd = open_run_dir(run)  # validates the manifest
     m = rd.manifest
     assert m["backend"]["name"] == "trl" and m["train"]["global_step"] == 2
-    assert m["versions"]["torch"] and m["versions"]["peft"] and m["device"]["type"] == "cpu"
+    import torch
+
+    on_cuda = torch.cuda.is_available()  # this test also runs in the GPU check (benchmarks/gpu_check.sh)
+    assert m["versions"]["torch"] and m["versions"]["peft"] and m["device"]["type"] == ("cuda" if on_cuda else "cpu")
     assert set(m["hashes"]) >= {"config", "data", "template", "tokenizer"}
-    assert m["train"]["loss_curve"] and m["train"]["peak_cpu_rss_mb"] > 0 and m["train"]["peak_cuda_mb"] is None
+    assert m["train"]["loss_curve"] and m["train"]["peak_cpu_rss_mb"] > 0
+    assert (m["train"]["peak_cuda_mb"] or 0) > 0 if on_cuda else m["train"]["peak_cuda_mb"] is None
+    # the median of the timed steps lies within the run: two steps cannot take longer than the whole training
+    assert 0 < m["train"]["step_time_s"] < m["train"]["train_runtime_s"]
     # the server must stop on the template's end-of-turn token
     from tokenizers import Tokenizer
 
@@ -75,6 +81,27 @@ def test_lora_run_dir_is_complete_and_loads(tmp_path: Path, tiny_base: Path) -> 
 
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), str(run))
     assert any("lora_A" in n for n, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize(("cuda", "bf16", "fp16", "bits", "expected"), [
+    (False, "auto", False, None, "float32"),          # CPU: fp32 always (the demo's and the tests' dtype)
+    (False, "auto", False, "load_in_4bit", "float32"),
+    (True, "auto", False, None, "bfloat16"),          # CUDA + bf16: the frozen LoRA base in 16 bits, not fp32
+    (True, False, True, None, "float16"),
+    (True, False, False, None, "float32"),            # no mixed precision asked: full precision
+    (True, False, False, "load_in_8bit", "float16"),  # 8-bit layers compute in 16 bits
+])
+def test_base_dtype_follows_the_device_and_precision(tmp_path: Path, tiny_base: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     cuda: bool, bf16: Any, fp16: bool, bits: str | None,
+                                                     expected: str) -> None:
+    import torch
+    from evalsuite.trainers import common
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(common, "device_summary", lambda: {"type": "cuda" if cuda else "cpu", "index": 0})
+    overrides: dict[str, Any] = {"bf16": bf16, "fp16": fp16, **({bits: True} if bits else {})}
+    assert common.train_dtype(load_config(write_config(tmp_path, tiny_base, **overrides))) == getattr(torch, expected)
 
 
 def test_train_on_inputs_false_trains_only_assistant_turns(tmp_path: Path, tiny_base: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,12 +112,16 @@ def peak_cuda_mb() -> float | None:
 
 
 def train_dtype(config: Config) -> Any:
+    """The dtype the base is loaded in. On CUDA with bf16/fp16 mixed precision the frozen base of a LoRA run is
+    loaded in 16 bits, as axolotl and the seeds' "16-bit" rows do: in fp32 it would take twice the memory for weights
+    that never get a gradient (peft keeps the adapter's own weights in fp32). On CPU everything stays fp32, which is
+    what the demo and the tests train in."""
     import torch
 
-    bf16, _fp16 = mixed_precision(config)
-    if config.load_in_4bit or config.load_in_8bit:
-        return torch.float32 if device_summary()["type"] == "cpu" else (torch.bfloat16 if bf16 else torch.float16)
-    return torch.float32
+    bf16, fp16 = mixed_precision(config)
+    if device_summary()["type"] == "cpu" or not (bf16 or fp16 or config.load_in_4bit or config.load_in_8bit):
+        return torch.float32
+    return torch.bfloat16 if bf16 else torch.float16
 
 
 def mixed_precision(config: Config) -> tuple[bool, bool]:
@@ -126,6 +132,39 @@ def mixed_precision(config: Config) -> tuple[bool, bool]:
     if bf16 == "auto":
         bf16 = bool(on_cuda and torch.cuda.is_bf16_supported())
     return bool(bf16), bool(config.fp16) and on_cuda
+
+
+def step_timer() -> Any:
+    """A Trainer callback timing each optimizer step by the wall clock. On CUDA it synchronizes at both ends, since
+    kernels run asynchronously and the Trainer only waits for them when it logs a loss."""
+    import torch
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self._t0: float | None = None
+
+        def _now(self) -> float:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            return time.perf_counter()
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._t0 = self._now()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self._t0 is not None:
+                self.times.append(self._now() - self._t0)
+                self._t0 = None
+
+        def median_s(self) -> float | None:
+            """The median step, the first left out where there are more (it pays for allocator growth, kernel
+            selection and lazy initialisation, not for the setting being measured)."""
+            times = sorted(self.times[1:] or self.times)
+            return round(statistics.median(times), 4) if times else None
+
+    return StepTimer()
 
 
 def loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:

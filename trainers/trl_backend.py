@@ -50,6 +50,8 @@ class TRLBackend:
         trainer = _build_trainer(config, out_dir, model, hf_tok, dataset)
         start = _start_step_callback()
         trainer.add_callback(start)
+        timer = common.step_timer()
+        trainer.add_callback(timer)
         trainer.add_callback(_settings_callback(common.config_summary(config)))
         log.info("training %s rows, %s tokens on %s", len(encoded), sum(len(e.input_ids) for e in encoded),
                  common.device_summary()["type"])
@@ -63,7 +65,7 @@ class TRLBackend:
         (out_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest records the settings
         log.info("writing the run dir (rank %d of %d)", trainer.args.process_index, trainer.args.world_size)
         train = _train_metrics(config, trainer, result, encoded, started=started, resume_from=resume_from,
-                               start_step=start.step)
+                               start_step=start.step, step_time_s=timer.median_s())
         with common.write_failures_explained(out_dir):
             common.write_run_dir(out_dir, config, hf_tok, tk, template, data_files, backend=self.name,
                                  backend_version=_trl_version(), train=train)
@@ -71,7 +73,7 @@ class TRLBackend:
 
 
 def _train_metrics(config: Config, trainer: Any, result: Any, encoded: list[Encoded], *, started: float,
-                   resume_from: Path | None, start_step: int | None) -> dict[str, Any]:
+                   resume_from: Path | None, start_step: int | None, step_time_s: float | None) -> dict[str, Any]:
     """The manifest's ``train`` section, read from the Trainer after training (rank 0)."""
     return {
         "global_step": int(trainer.state.global_step),
@@ -80,6 +82,7 @@ def _train_metrics(config: Config, trainer: Any, result: Any, encoded: list[Enco
         "runtime_s": round(time.time() - started, 3),
         "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
         "samples_per_s": float(result.metrics.get("train_samples_per_second", 0.0)),
+        "step_time_s": step_time_s,  # the median optimizer step of this process, the first left out
         "peak_cpu_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_cuda_mb": common.peak_cuda_mb(),
         "resumed_from": resume_from.name if resume_from else None,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.files import read_text
 from evalsuite.judge.pairs import Ask, asks_for, judgement, merge, pair_cases, parse_pair
 from evalsuite.judge.prompt import DEFAULT_RUBRIC, parse_verdict
 from evalsuite.judge.target import judge_target
@@ -65,10 +66,7 @@ def run_judge(request: JudgeRequest, engine: EngineFactory | None = None) -> Jud
 def _rubric(battery: str, request: JudgeRequest) -> str:
     """``--rubric FILE``, else the battery's ``rubric:``, else the default for open prompts."""
     if request.rubric_file is not None:
-        try:
-            text = request.rubric_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as e:
-            raise EvalsuiteError(f"{request.rubric_file}: cannot read the rubric ({e})") from None
+        text = read_text(request.rubric_file, "rubric", folder="the rubric is a folder; give a text file").strip()
         if not text:
             raise EvalsuiteError(f"{request.rubric_file}: the rubric file is empty")
         return text

@@ -186,8 +186,25 @@ def check_out(out: Path | None, run_dirs: Iterable[Path], options: ProbeOptions,
     from evalsuite.files import check_output_path
 
     given = [*_input_files(options), *(p for p in inputs if p is not None)]
-    base = [Path(options.base_model)] if options.base_model and Path(options.base_model).is_dir() else []
-    check_output_path(out, f"{OUT_FLAG[surface]} results file", inputs=given, protected_dirs=[*run_dirs, *base])
+    run_dirs = list(run_dirs)
+    named = [options.base_model] if options.base_model else [_manifest_base(d) for d in run_dirs]
+    bases = [Path(b) for b in named if b and Path(b).is_dir()]
+    check_output_path(out, f"{OUT_FLAG[surface]} results file", inputs=given, protected_dirs=[*run_dirs, *bases])
+
+
+def _manifest_base(run_dir: Path) -> str | None:
+    """The base model a run dir names (its manifest, else its adapter config), read without loading anything; a
+    missing or broken file is the plan's to report, not this check's."""
+    import json
+
+    for name, key in (("evalsuite_manifest.json", "base_model"), ("adapter_config.json", "base_model_name_or_path")):
+        try:
+            value = json.loads((Path(run_dir) / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _input_files(options: ProbeOptions) -> list[Path]:

@@ -76,6 +76,7 @@ def run_rows(cols: list[Column]) -> list[dict[str, Any]]:
             "peak_cpu_rss_mb": _num(train.get("peak_cpu_rss_mb")),
             "runtime_s": _num(train.get("runtime_s")),
             "samples_per_s": _num(train.get("samples_per_s")),
+            "step_time_s": _num(train.get("step_time_s")),
             "steps": _num(train.get("global_step")) or (curve[-1][0] if curve else None),
             "final_loss": _num(train.get("final_loss")),
             "last_logged": curve[-1] if curve else None,
