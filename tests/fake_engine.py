@@ -17,6 +17,18 @@ from typing import ClassVar
 from evalsuite.probe.engines import ENGINES, EngineSpec, Job, shard_by_prompt
 from evalsuite.probe.generation import Generation, GenerationSettings, Messages, Request
 
+# A three-case uppercase battery the fake engine answers (the plugin tests write it as mini.yaml).
+MINI = """\
+name: mini
+scorer: exact_match
+expect: upper
+max_new_tokens: 24
+cases:
+  - prompt: hello
+  - prompt: abc def
+  - prompt: hellow world
+"""
+
 Reply = Callable[[str | None, Messages], str]
 Script = Mapping[str, str] | Reply
 

@@ -21,6 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lint_support import embedding_base
+
 ROOT = Path(__file__).resolve().parent
 GOLDEN = ROOT / "lint_data" / "stream_golden.json"
 ALPACA = "datasets/alpaca/llamafactory__alpaca_en_demo.json"
@@ -111,20 +113,6 @@ def squad_rows(fixtures: Path, n: int) -> list[dict[str, Any]]:
     return rows
 
 
-def base_model(tmp: Path, vocab: int, zero_rows: tuple[int, ...]) -> Path:
-    import numpy as np
-    from safetensors.numpy import save_file
-
-    d = tmp / "base"
-    d.mkdir(exist_ok=True)
-    (d / "config.json").write_text(json.dumps({"vocab_size": vocab}), encoding="utf-8")
-    emb = np.random.default_rng(0).normal(0, 0.02, size=(vocab, 8)).astype(np.float32)
-    for r in zero_rows:
-        emb[r] = 0.0
-    save_file({"model.embed_tokens.weight": emb}, str(d / "model.safetensors"))
-    return d
-
-
 # -- the cases ----------------------------------------------------------------------------------------------------
 
 def _phi3(fx: Path) -> Path:
@@ -182,7 +170,7 @@ def tricky_tiny(fx: Path, tmp: Path) -> Built:
 
     chat = _write(tmp / "tricky.json", [tricky_row(i) for i in range(150)], array=True)
     text = _write(tmp / "text.jsonl", [text_row(i) for i in range(40)])
-    base = base_model(tmp, 64, (1, 2))
+    base = embedding_base(tmp, 64, (1, 2))
     return Built(_tiny(tmp, tiny_tokenizer_dir()), [chat, text], {"max_length": 40, "collator": "mask-pad-id",
                                                                    "base_model": str(base)}, show=3)
 

@@ -249,3 +249,30 @@ def standin_dir(tmp_factory: pytest.TempPathFactory, template_name: str) -> Path
 def lint_standin(tok: Path, rows: list[Any], tmp: Path, **options: Any) -> Any:
     """Lint ``rows`` with a stand-in tokenizer dir and its own generation config (the model's stop ids)."""
     return run(tok, rows, tmp, generation_config=str(tok / "generation_config.json"), **options)
+
+
+def embedding_base(tmp: Path, vocab: int, zero_rows: tuple[int, ...] = (), bf16: bool = False) -> Path:
+    """A local 'base model' for the embedding rules: config.json + an embedding matrix (and a head sharing it) in
+    model.safetensors, the rows in ``zero_rows`` zeroed; bf16 writes the embedding alone, in bfloat16."""
+    import numpy as np
+
+    d = tmp / "base"
+    d.mkdir(exist_ok=True)
+    (d / "config.json").write_text(json.dumps({"vocab_size": vocab}), encoding="utf-8")
+    emb = np.random.default_rng(0).normal(0, 0.02, size=(vocab, 8)).astype(np.float32)
+    for r in zero_rows:
+        emb[r] = 0.0
+    if bf16:
+        _write_bf16(d / "model.safetensors", "model.embed_tokens.weight", emb)
+    else:
+        from safetensors.numpy import save_file
+
+        save_file({"model.embed_tokens.weight": emb, "lm_head.weight": emb}, str(d / "model.safetensors"))
+    return d
+
+
+def _write_bf16(path: Path, name: str, arr: Any) -> None:
+    raw = (arr.view("<u4") >> 16).astype("<u2").tobytes()
+    header = json.dumps({name: {"dtype": "BF16", "shape": list(arr.shape), "data_offsets": [0, len(raw)]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(len(header).to_bytes(8, "little") + header + raw)

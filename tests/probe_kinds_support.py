@@ -22,18 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_engine import MINI as BASE_MINI
 
-MINI = """\
-name: mini
-scorer: exact_match
-expect: upper
-max_new_tokens: 24
-cases:
-  - prompt: hello
-  - prompt: abc def
-  - prompt: hellow world
-  - prompt: Mixed Case text
-"""
+MINI = BASE_MINI + "  - prompt: Mixed Case text\n"
 ADAPTER_ID = "local/tiny-adapter"
 BASE_ID = "local/tiny-base"
 

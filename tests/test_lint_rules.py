@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from lint_support import (  # noqa: F401  (fixtures)
     SEVERITY,
     chat,
     echo_rows,
+    embedding_base,
     fixture_gemma_dir,
     fixture_llama3_dir,
     fixture_phi3_dir,
@@ -59,31 +59,8 @@ def gen_config(ids: list[int]) -> Callable[[Path], dict[str, Any]]:
 
 
 def model_dir(vocab: int, zero_rows: tuple[int, ...] = (), bf16: bool = False) -> Callable[[Path], dict[str, Any]]:
-    """A local 'base model': config.json + an embedding matrix in model.safetensors (rows in zero_rows zeroed)."""
-
-    def make(tmp: Path) -> dict[str, Any]:
-        d = tmp / "base"
-        d.mkdir(exist_ok=True)
-        (d / "config.json").write_text(json.dumps({"vocab_size": vocab}), encoding="utf-8")
-        emb = np.random.default_rng(0).normal(0, 0.02, size=(vocab, 8)).astype(np.float32)
-        for r in zero_rows:
-            emb[r] = 0.0
-        if bf16:
-            _write_bf16(d / "model.safetensors", "model.embed_tokens.weight", emb)
-        else:
-            from safetensors.numpy import save_file
-
-            save_file({"model.embed_tokens.weight": emb, "lm_head.weight": emb}, str(d / "model.safetensors"))
-        return {"base_model": str(d)}
-
-    return make
-
-
-def _write_bf16(path: Path, name: str, arr: np.ndarray) -> None:
-    raw = (arr.view(np.uint32) >> 16).astype("<u2").tobytes()
-    header = json.dumps({name: {"dtype": "BF16", "shape": list(arr.shape), "data_offsets": [0, len(raw)]}}).encode()
-    header += b" " * (-len(header) % 8)
-    path.write_bytes(len(header).to_bytes(8, "little") + header + raw)
+    """A local 'base model' (``lint_support.embedding_base``) as a case's options."""
+    return lambda tmp: {"base_model": str(embedding_base(tmp, vocab, zero_rows, bf16))}
 
 
 def renamed_class(cls: str) -> Callable[[Path, Path], Path]:

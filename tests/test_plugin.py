@@ -9,22 +9,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from fake_engine import FakeEngine, register
+from fake_engine import MINI, FakeEngine, register
 
 import evalsuite.probe.runner  # noqa: F401  (numpy, imported before any pytester snapshot: see warm_stack)
 
 pytest_plugins = ["pytester"]
 
-MINI = """\
-name: mini
-scorer: exact_match
-expect: upper
-max_new_tokens: 24
-cases:
-  - prompt: hello
-  - prompt: abc def
-  - prompt: hellow world
-"""
 ALWAYS = """\
 name: always
 scorer: contains

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from fake_engine import FakeEngine, register
+from fake_engine import MINI, FakeEngine, register
 
 # imported before any pytester snapshot (numpy and torch cannot be imported twice): see test_plugin.py's warm_stack
 import evalsuite.probe.runner
@@ -22,16 +22,6 @@ pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "probe_tests" / "test_my_adapter.py"
-MINI = """\
-name: mini
-scorer: exact_match
-expect: upper
-max_new_tokens: 24
-cases:
-  - prompt: hello
-  - prompt: abc def
-  - prompt: hellow world
-"""
 USER_TESTS = """
 from evalsuite.probe.asserts import assert_stops, assert_uppercase_of
 
