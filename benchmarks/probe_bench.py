@@ -121,49 +121,77 @@ def bench_naive_vs_batched(adapter: Path, prompts: list[str], max_new: int, batc
            "evalsuite": {"seconds": batched_s, "tokens": batched_tokens, "tokens_per_s": batched_tokens / batched_s},
            "speedup": (batched_tokens / batched_s) / (naive_tokens / naive_s), "identical_outputs": same}
     if limit:  # against the limit, which is the best of its passes: the best of three runs (this one included)
-        best = min([batched_s, *(timed_run(engine, requests, settings)[0] for _ in range(2))])
+        recorded_s, _, calls = min([timed_run(engine, requests, settings) for _ in range(2)], key=lambda r: r[0])
+        best = min(recorded_s, batched_s)
         out["evalsuite"]["best_of_3_s"] = best
         del model, engine
-        out["matmul"] = bench_limit(target, adapter, requests, gens, batch, batched_tokens / best)
+        out["matmul"] = bench_limit(target, adapter, requests, gens, batch, batched_tokens / best,
+                                    (recorded_s, calls))
     return out
 
 
-def timed_run(engine: Any, requests: list[Any], settings: Any) -> tuple[float, list[Any]]:
-    t0 = time.perf_counter()
-    gens = engine.generate(requests, "a", settings)
-    return time.perf_counter() - t0, gens
+def timed_run(engine: Any, requests: list[Any], settings: Any) -> tuple[float, list[Any], list[Any]]:
+    """(wall seconds, generations, the run's forward passes with their shapes and seconds)."""
+    from real_shape import recorded_forwards
+
+    with recorded_forwards(engine.model) as calls:  # two hooks per pass: microseconds against its milliseconds
+        t0 = time.perf_counter()
+        gens = engine.generate(requests, "a", settings)
+        seconds = time.perf_counter() - t0
+    return seconds, gens, calls
 
 
 def bench_limit(target: Any, adapter: Path, requests: list[Any], fp32: list[Any], batch: int,
-                tokens_per_s: float) -> dict[str, Any]:
+                tokens_per_s: float, fp32_run: tuple[float, list[Any]]) -> dict[str, Any]:
     """The engine's matmul rate against the same matmuls timed alone, in fp32 and (AVX-512 bf16) bf16; each engine
-    figure is the best of three runs, as the limit is the best of its passes."""
-    from real_shape import has_avx512_bf16, linear_shapes, matmul_limit
+    figure is the best of three runs, as the limit is the best of its passes. Two measures: the issue's (new tokens/s
+    x 2 x linear parameters against every linear at ``[rows, in]``: prefill time counts, prefill work does not), and
+    the complete one (``complete``): every matmul of every forward pass of a run, prefill included, timed alone at
+    the same row counts, against the run's wall time."""
+    from real_shape import complete_limit, has_avx512_bf16, linear_shapes, matmul_limit
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from evalsuite.probe.engines import EngineSpec
     from evalsuite.probe.engines.hf import HFEngine
     from evalsuite.probe.generation import GenerationSettings
 
-    shapes = linear_shapes(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(target.base_model)))
+    plain = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(target.base_model))
+    shapes = linear_shapes(plain)
+    out_head = plain.get_output_embeddings()
+    head = (out_head.in_features, out_head.out_features)
+    layers = list(shapes)
+    layers.remove(head)
     params = sum(i * o for i, o in shapes)
     rows = min(batch, len(requests))
     engine_gflops = tokens_per_s * 2 * params / 1e9
     out: dict[str, Any] = {"linear_params": params, "rows": rows, "engine_gflops": engine_gflops,
                            "limit_gflops": matmul_limit(shapes, rows, torch.float32)}
     out["percent_of_limit"] = 100 * engine_gflops / out["limit_gflops"]
+    out["complete"] = complete_figures(complete_limit(fp32_run[1], layers, head, torch.float32), fp32_run[0])
     if has_avx512_bf16():
         engine = HFEngine(EngineSpec(target.base_model, {"a": target.codec}, {"a": adapter},
                                      options={"dtype": "bfloat16"}))
         settings = GenerationSettings(batch_size=batch, max_batch_seconds=None)
         engine.generate(requests[:2], "a", settings)
         runs = [timed_run(engine, requests, settings) for _ in range(3)]
-        seconds, gens = min(runs, key=lambda r: r[0])
+        seconds, gens, calls = min(runs, key=lambda r: r[0])
         tokens = sum(g.tokens for g in gens)
         out["bf16"] = {"tokens_per_s": tokens / seconds, "engine_gflops": tokens / seconds * 2 * params / 1e9,
                        "limit_gflops": matmul_limit(shapes, rows, torch.bfloat16),
-                       "same_as_fp32": sum(a.text == b.text for a, b in zip(fp32, gens, strict=True))}
+                       "same_as_fp32": sum(a.text == b.text for a, b in zip(fp32, gens, strict=True)),
+                       "complete": complete_figures(complete_limit(calls, layers, head, torch.bfloat16), seconds)}
     return out
+
+
+def complete_figures(phases: dict[str, Any], run_s: float) -> dict[str, Any]:
+    """The whole run's share of the limit (matmuls alone / the run's wall time) next to each phase's (matmuls
+    alone / the phase's forward passes, the engine's Python between passes left out)."""
+    alone = sum(p["alone_s"] for p in phases.values())
+    gflop = sum(p["gflop"] for p in phases.values())
+    return {"run_s": run_s, "alone_s": alone, "gflop": gflop, "engine_gflops": gflop / run_s,
+            "limit_gflops": gflop / alone, "percent_of_limit": 100 * alone / run_s,
+            "phases": {name: {**p, "percent_of_limit": 100 * p["alone_s"] / p["seconds"] if p["seconds"] else None}
+                       for name, p in phases.items()}}
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
@@ -267,6 +295,14 @@ def setup(args: argparse.Namespace) -> tuple[list[Path], list[str], int, str]:
     return adapters, prompts, max_new, str(write_battery(prompts, max_new, folder))
 
 
+def print_complete(dtype: str, c: dict[str, Any]) -> None:
+    phases = ", ".join(f"{name} {p['passes']} passes {p['alone_s']:.2f} of {p['seconds']:.2f} s = "
+                       f"{p['percent_of_limit']:.0f}%" for name, p in c["phases"].items() if p["passes"])
+    print(f"   complete   {dtype}: every matmul of the run ({c['gflop']:.0f} GFLOP, prefill included) alone "
+          f"{c['alone_s']:.2f} s of the run's {c['run_s']:.2f} s -> {c['percent_of_limit']:.0f}% "
+          f"({c['engine_gflops']:.1f} of {c['limit_gflops']:.1f} GFLOPS); forward passes only: {phases}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--adapters", nargs="+", type=Path, help="run dirs (default: train three, --real-shape four)")
@@ -302,10 +338,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{m['linear_params'] / 1e6:.1f}M) vs "
               f"the same fp32 matmuls alone at [{m['rows']}, in]: {m['limit_gflops']:.1f} GFLOPS -> "
               f"{m['percent_of_limit']:.0f}% (target >= 80%)")
+        print_complete("fp32", m["complete"])
         if "bf16" in m:
             b = m["bf16"]
             print(f"   bf16       engine {b['tokens_per_s']:.0f} tok/s = {b['engine_gflops']:.1f} GFLOPS; bf16 matmuls "
                   f"alone {b['limit_gflops']:.1f} GFLOPS; outputs equal to fp32 {b['same_as_fp32']}/{r['prompts']}")
+            print_complete("bf16", b["complete"])
 
     s = figures["sessions"] = bench_sessions(adapters, battery, args.work, args.batch_size)
     n = s["adapters"]

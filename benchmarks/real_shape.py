@@ -11,10 +11,12 @@ high learning rate, so each adapter's LoRA B is non-zero and its outputs differ 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +80,13 @@ def linear_shapes(model: Any) -> list[tuple[int, int]]:
     return [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
 
 
-def matmul_limit(shapes: list[tuple[int, int]], batch: int, dtype: Any, seconds: float = 2.0) -> float:
-    """GFLOPS of ``[batch, in] x [in, out]`` for every shape in turn, timed alone (the best of repeated passes)."""
+def alone_seconds(shapes: list[tuple[int, int]], rows: int, dtype: Any, seconds: float = 2.0) -> float:
+    """The best time of one pass of ``[rows, in] x [in, out]`` over every shape in turn, timed alone (repeated
+    passes for ``seconds``, at least three)."""
     import torch
 
     weights = [torch.randn(i, o, dtype=dtype) for i, o in shapes]
-    xs = {i: torch.randn(batch, i, dtype=dtype) for i, _ in shapes}
-    flops = sum(2 * batch * i * o for i, o in shapes)
+    xs = {i: torch.randn(rows, i, dtype=dtype) for i, _ in shapes}
     best, t_end, passes = float("inf"), time.perf_counter() + seconds, 0
     with torch.inference_mode():
         for w in weights:  # warm-up
@@ -95,7 +97,73 @@ def matmul_limit(shapes: list[tuple[int, int]], batch: int, dtype: Any, seconds:
             for w in weights:
                 xs[w.shape[0]] @ w
             best = min(best, time.perf_counter() - t0)
-    return flops / best / 1e9
+    return best
+
+
+def matmul_limit(shapes: list[tuple[int, int]], batch: int, dtype: Any, seconds: float = 2.0) -> float:
+    """GFLOPS of ``[batch, in] x [in, out]`` for every shape in turn, timed alone (the best of repeated passes)."""
+    return sum(2 * batch * i * o for i, o in shapes) / alone_seconds(shapes, batch, dtype, seconds) / 1e9
+
+
+@dataclass
+class Forward:
+    """One forward pass of a model as the engine called it: its rows, its new positions per row, how many rows
+    of logits it asked for, and its wall time."""
+    rows: int
+    positions: int
+    head_rows: int
+    seconds: float
+
+
+@contextlib.contextmanager
+def recorded_forwards(model: Any) -> Iterator[list[Forward]]:
+    """Every forward pass of ``model`` while the block runs, with its shape and wall time (from a pre- and a
+    post-hook: the engine's Python between passes is not in ``seconds``)."""
+    calls: list[Forward] = []
+    started: list[tuple[int, int, int, float]] = []
+
+    def before(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        ids: Any = kwargs.get("input_ids", args[0] if args else None)
+        rows, positions = ids.shape
+        keep = kwargs.get("logits_to_keep")
+        head = positions if keep is None or (isinstance(keep, int) and keep == 0) else \
+            keep if isinstance(keep, int) else len(keep)
+        started.append((rows, positions, rows * head, time.perf_counter()))
+
+    def after(_module: Any, _args: Any, _kwargs: Any, _out: Any) -> None:
+        rows, positions, head_rows, t0 = started.pop()
+        calls.append(Forward(rows, positions, head_rows, time.perf_counter() - t0))
+
+    hooks = [model.register_forward_pre_hook(before, with_kwargs=True),
+             model.register_forward_hook(after, with_kwargs=True)]
+    try:
+        yield calls
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def complete_limit(calls: list[Forward], layers: list[tuple[int, int]], head: tuple[int, int], dtype: Any,
+                   seconds: float = 0.5) -> dict[str, Any]:
+    """Every matmul of the recorded passes (prefill included: ``rows x positions`` rows through the layers, the
+    rows of logits through the head), timed alone at the same row counts, per phase: the seconds they take alone
+    next to the passes' own seconds, and the work in GFLOP."""
+    alone: dict[tuple[int, bool], float] = {}
+
+    def timed(rows: int, is_head: bool) -> float:
+        if (rows, is_head) not in alone:
+            alone[rows, is_head] = alone_seconds([head] if is_head else layers, rows, dtype, seconds)
+        return alone[rows, is_head]
+
+    layer_params, head_params = sum(i * o for i, o in layers), head[0] * head[1]
+    out: dict[str, Any] = {}
+    for phase, mine in (("prefill", [c for c in calls if c.positions > 1]),
+                        ("decode", [c for c in calls if c.positions == 1])):
+        out[phase] = {
+            "passes": len(mine), "seconds": sum(c.seconds for c in mine),
+            "alone_s": sum(timed(c.rows * c.positions, False) + timed(c.head_rows, True) for c in mine),
+            "gflop": sum(2 * (c.rows * c.positions * layer_params + c.head_rows * head_params) for c in mine) / 1e9}
+    return out
 
 
 def has_avx512_bf16() -> bool:
