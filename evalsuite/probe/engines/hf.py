@@ -6,7 +6,8 @@ its adapter (``__base__`` for the plain base). Either way one base copy serves e
 adapters in one session pay one start-up. Prompts are sorted by length and
 left-padded with an attention mask; decoding (:mod:`evalsuite.probe.engines.decode`) uses the KV cache, drops rows as
 they stop, and honours a wall-time cap per batch. On CPU a batch of one adapter runs on merged copies of its LoRA
-weights (:mod:`evalsuite.probe.engines.merged`) and linear weights are stored column-major (the faster matmul).
+weights (:mod:`evalsuite.probe.engines.merged`), linear weights are stored column-major (the faster matmul) and
+decode steps attend through two matmuls (:mod:`evalsuite.probe.engines.attention`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.probe.engines import EngineSpec, Job
+from evalsuite.probe.engines.attention import use_decode_attention
 from evalsuite.probe.engines.decode import greedy_decode
 from evalsuite.probe.engines.merged import mergeable_layers, merged_weights
 from evalsuite.probe.generation import Generation, GenerationSettings, PromptCodec, Request
@@ -50,6 +52,7 @@ class HFEngine:
         self.model = model.to(self.device).eval()
         if self.device == "cpu":
             _transpose_storage(self.model)
+            use_decode_attention(self.model.get_base_model() if self.adapters else self.model)
 
     def generate(self, requests: Sequence[Request], adapter: str | None,
                  settings: GenerationSettings) -> list[Generation]:
