@@ -98,3 +98,24 @@ def test_adapters_the_merge_cannot_represent_keep_peft_layers(engine: Any, monke
     monkeypatch.undo()
     monkeypatch.setattr(merged, "MERGE_BUDGET", 1024)  # copies over the memory budget
     assert merged.mergeable_layers(engine.model, "a") is None
+
+
+def test_the_cache_goes_by_the_name_the_model_takes(engine: Any) -> None:
+    """transformers renamed ``past_key_values`` to ``cache`` (the old name warns, then goes): the loop passes the
+    name the model's forward declares, so a model that dropped the old one never decodes without its cache."""
+    import warnings
+
+    import torch
+
+    from evalsuite.probe.engines.decode import cache_kwarg, greedy_decode
+
+    class Older(torch.nn.Module):
+        def forward(self, input_ids: Any, past_key_values: Any = None, **kwargs: Any) -> Any:
+            raise AssertionError
+
+    assert cache_kwarg(Older()) == "past_key_values"
+    codec = engine.spec.codec("a")
+    ids = torch.tensor([codec.prompt_ids(prompts(engine, 1)[0].messages)])
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # no deprecated name on the way
+        assert len(greedy_decode(engine.model, ids, torch.ones_like(ids), 4, set()).rows[0]) == 4

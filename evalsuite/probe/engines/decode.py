@@ -12,6 +12,7 @@ A test checks the outputs are identical to ``model.generate``.
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ def greedy_decode(model: Any, input_ids: Any, attention_mask: Any, max_new: int,
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
     extra: dict[str, Any] = {} if adapter_names is None else {"adapter_names": list(adapter_names)}
     cache, logits = prefill(model, input_ids, mask, positions, extra, max_new)
+    cache_arg = cache_kwarg(model)
     last = positions[:, -1:]
     capped = False
     for step in range(max_new):
@@ -59,8 +61,8 @@ def greedy_decode(model: Any, input_ids: Any, attention_mask: Any, max_new: int,
                 extra["adapter_names"] = [extra["adapter_names"][j] for j in keep]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
         last = last + 1
-        out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=last, past_key_values=cache,
-                    use_cache=True, **extra)
+        out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=last, use_cache=True,
+                    **{cache_arg: cache}, **extra)
         logits = out.logits[:, -1, :]
     return Decoded(rows, capped, time.perf_counter() - t0)
 
@@ -81,6 +83,7 @@ def prefill(model: Any, input_ids: Any, mask: Any, positions: Any, extra: dict[s
     from transformers.cache_utils import DynamicLayer
 
     width = input_ids.shape[1]
+    cache_arg = cache_kwarg(model)
     lengths = mask.sum(-1).tolist()
     parts = chunks(lengths, CHUNK_COST)
     plain = all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
@@ -94,7 +97,7 @@ def prefill(model: Any, input_ids: Any, mask: Any, positions: Any, extra: dict[s
         # logits_to_keep as an index, not ``1``: the sliced hidden state is then contiguous and the head runs as one
         # matmul, not as a batched matmul over a broadcast copy of its weight (5x slower on CPU).
         out = model(input_ids=input_ids[a:b, width - w:], attention_mask=mask[a:b, width - w:],
-                    position_ids=positions[a:b, width - w:], past_key_values=cache, use_cache=True,
+                    position_ids=positions[a:b, width - w:], use_cache=True, **{cache_arg: cache},
                     logits_to_keep=torch.tensor([w - 1], device=input_ids.device), **mine)
         caches.append(cache)
         logits.append(out.logits[:, -1, :])
@@ -107,6 +110,14 @@ def prefill(model: Any, input_ids: Any, mask: Any, positions: Any, extra: dict[s
         values = [F.pad(p.values, (0, 0, width - p.values.shape[-2], 0)) for p in layers]
         joined.update(torch.cat(keys), torch.cat(values), i)
     return joined, torch.cat(logits)
+
+
+def cache_kwarg(model: Any) -> str:
+    """The name the model's forward takes its KV cache by: ``cache`` from transformers 5.2x on, ``past_key_values``
+    before (deprecated since, and to be removed: a model that no longer knows the name would swallow the cache in
+    its ``**kwargs`` and decode every step without context)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def growing_cache(model: Any, room: int) -> Any:
