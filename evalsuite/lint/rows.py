@@ -20,6 +20,7 @@ import re
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -144,6 +145,7 @@ class RowChecker:
         self.out = RowPass(keep=keep)
         self.ends = StopCheck(self.tk, setup.stop_ids, self.pad_id, self.out.unstopped)
         self.chunk: dict[int, Row] = {}
+        self.pending: tuple[Future[Encoded], dict[int, Row]] | None = None  # tokenizing in the encoder thread
 
     def hit(self, rule: str, row: int) -> None:
         """Count ``row`` (of the current chunk) for ``rule``, keeping its sample while it is one of the first."""
@@ -329,14 +331,35 @@ class RowChecker:
             self.hit("double-bos", row)
         self.record(row, f, len(ids))
 
-    def check(self, chunk: Sequence[Row]) -> None:
-        """One chunk of rows: splice (Python), tokenize (one ``encode_batch``, which already uses every core), then
-        summarise. Overlapping the stages in a thread measured no gain on 2 cores, so they run in turn. Rows of a
-        shape the template refuses are not checked (``template-error`` counts them)."""
+    def check(self, chunk: Sequence[Row], encoder: Executor | None = None) -> None:
+        """One chunk of rows: splice (Python), tokenize (one ``encode_batch``, which uses every core and releases
+        the GIL), then summarise. With an ``encoder`` (one worker thread) the chunk is tokenized there while this
+        thread summarises the chunk before it and reads the next; :meth:`finish` summarises the last. Rows come
+        out in order either way. Rows of a shape the template refuses are not checked (``template-error`` counts
+        them)."""
         shapes = self.ctx.shapes
         todo = [r for r in chunk if r.key is None or shapes[r.key].error is None]
-        self.chunk = {r.row: r for r in todo}
-        self._consume(self._encode(*self._prepare(todo)))
+        mine = {r.row: r for r in todo}
+        self.chunk = {**(self.pending[1] if self.pending else {}), **mine}  # _prepare hits this chunk's rows
+        prepared = self._prepare(todo)
+        if encoder is None:
+            self.finish()
+            self.chunk = mine
+            self._consume(self._encode(*prepared))
+            self.chunk = {}
+            return
+        encoding = encoder.submit(self._encode, *prepared)
+        self.finish()
+        self.pending = (encoding, mine)
+
+    def finish(self) -> None:
+        """Summarise the chunk whose tokenization is pending, if any."""
+        if self.pending is None:
+            return
+        encoding, rows = self.pending
+        self.pending = None
+        self.chunk = rows
+        self._consume(encoding.result())
         self.chunk = {}
 
     def _splice(self, i: int, msgs: Sequence[dict[str, Any]], key: ShapeKey, layout: Layout) -> Spliced | None:

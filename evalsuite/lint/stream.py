@@ -2,15 +2,17 @@
 
 For each chunk every row is counted into its shape (``Context.add``; a new shape's exemplar is rendered from its
 first row) and then checked (``RowChecker.check``): what remains is per-rule and per-shape counts with the first few
-rows (``tally``), per-role token counts and the samples of the rows a finding will show. Peak memory is one chunk
-of rows and their encodings, whatever the dataset's size; the data is read again only by the rules that need a
-second look at every row (``vocab-out-of-range``, ``unicode-roundtrip``) when they have something to report.
+rows (``tally``), per-role token counts and the samples of the rows a finding will show. Peak memory is two chunks
+of rows and their encodings (one tokenized while the other is summarised), whatever the dataset's size; the data is
+read again only by the rules that need a second look at every row (``vocab-out-of-range``, ``unicode-roundtrip``)
+when they have something to report.
 """
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from evalsuite.config.rows import Sample
 from evalsuite.lint.rows import Row, RowChecker, RowPass
@@ -34,17 +36,20 @@ def chunks(samples: Iterable[Sample], size: int) -> Iterator[list[tuple[int, Sam
 
 
 def scan(setup: LintSetup, chunk: int = CHUNK, keep: int = MAX_EXAMPLES) -> tuple[Context, RowPass]:
-    """Read every row once: shapes and their exemplars, and the per-row checks. The cyclic garbage collector runs
-    between chunks only: a chunk allocates many short-lived lists, and collections in the middle of one cost ~5%."""
+    """Read every row once: shapes and their exemplars, and the per-row checks, a chunk's tokenization in a worker
+    thread while the chunk before it is summarised and the next is read. The cyclic garbage collector runs between
+    chunks only: a chunk allocates many short-lived lists, and collections in the middle of one cost ~5%."""
     ctx = new_context(setup)
     checker = RowChecker(ctx, keep)
     enabled = gc.isenabled()
     gc.disable()
     try:
-        for part in chunks(setup.samples, chunk):
-            checker.check([Row(i, s, ctx.add(i, s)) for i, s in part])
-            del part
-            gc.collect(1)
+        with ThreadPoolExecutor(1, thread_name_prefix="evalsuite-lint-encode") as encoder:
+            for part in chunks(setup.samples, chunk):
+                checker.check([Row(i, s, ctx.add(i, s)) for i, s in part], encoder)
+                del part
+                gc.collect(1)
+            checker.finish()
     finally:
         if enabled:
             gc.enable()
