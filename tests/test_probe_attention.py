@@ -68,31 +68,16 @@ def test_everything_else_is_sdpa_itself(case: str, monkeypatch: pytest.MonkeyPat
 
 
 def test_engine_decodes_what_generate_does_with_sdpa(demo_adapter: Path) -> None:
-    from evalsuite.probe.engines import EngineSpec
+    from decode_support import assert_same_tokens, demo_batch
+
     from evalsuite.probe.engines.attention import NAME
     from evalsuite.probe.engines.decode import greedy_decode
-    from evalsuite.probe.engines.hf import HFEngine
-    from evalsuite.probe.runner import ProbeOptions, plan_probes
 
-    plan = plan_probes([demo_adapter], ProbeOptions(batteries=["runaway-turns", "uppercase-echo"]))
-    target = plan.targets[0]
-    engine = HFEngine(EngineSpec(target.base_model, {"a": target.codec}, {"a": demo_adapter}, device="cpu"))
-    base = engine.model.get_base_model()
+    batch = demo_batch(demo_adapter, device="cpu")
+    base = batch.engine.model.get_base_model()
     assert base.config._attn_implementation == NAME
-    codec = target.codec
-    prompts = [codec.prompt_ids(c.messages) for b in plan.batteries for c in b.cases][:24]
-    stops = set(codec.generation_stop_ids)
-    pad = codec.tk.token_id(codec.tk.pad_token) or 0
-    width = max(map(len, prompts))
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    assert len(set(map(len, prompts))) > 1  # left padding is exercised
     with torch.inference_mode():
-        ours = greedy_decode(engine.model, ids, mask, 64, stops)
+        ours = greedy_decode(batch.engine.model, batch.ids, batch.mask, 64, batch.stops)
         base.set_attn_implementation("sdpa")
-        reference = engine.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=64, do_sample=False,
-                                          eos_token_id=sorted(stops), pad_token_id=pad)
-    for row, mine in zip(reference[:, width:].tolist(), ours.rows, strict=True):
-        cut = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
-        assert mine == row[:cut]
-    assert any(len(r) < 64 for r in ours.rows) and any(len(r) > 8 for r in ours.rows)
+        reference = batch.engine.model.generate(**batch.generate_kwargs())
+    assert_same_tokens(batch, reference, ours.rows)

@@ -122,30 +122,17 @@ def test_decoder_matches_transformers_generate_with_mixed_adapters(demo_adapter:
     """Our decode loop (rows dropped as they stop) against ``model.generate`` on a batch mixing the adapter and the
     base: the same tokens up to each row's stop."""
     import torch
+    from decode_support import assert_same_tokens, demo_batch
 
-    from evalsuite.probe.engines import EngineSpec
     from evalsuite.probe.engines.decode import greedy_decode
-    from evalsuite.probe.engines.hf import HFEngine
 
-    plan = plan_probes([demo_adapter], ProbeOptions(batteries=["runaway-turns", "uppercase-echo"]))
-    target = plan.targets[0]
-    engine = HFEngine(EngineSpec(target.base_model, {"a": target.codec}, {"a": demo_adapter}))
-    codec = target.codec
-    prompts = [codec.prompt_ids(c.messages) for b in plan.batteries for c in b.cases][:24]
-    stops = set(codec.generation_stop_ids)
-    pad = codec.tk.token_id(codec.tk.pad_token) or 0
-    width = max(map(len, prompts))
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    batch = demo_batch(demo_adapter)
     names = ["a", "__base__"] * 12
     with torch.inference_mode():
-        reference = engine.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=64, do_sample=False,
-                                          eos_token_id=sorted(stops), pad_token_id=pad, adapter_names=names)
-        ours = greedy_decode(engine.model, ids, mask, 64, stops, names)
-    for row, mine in zip(reference[:, width:].tolist(), ours.rows, strict=True):
-        cut = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
-        assert mine == row[:cut]
-    assert any(len(r) < 64 for r in ours.rows) and not ours.capped
+        reference = batch.engine.model.generate(**batch.generate_kwargs(), adapter_names=names)
+        ours = greedy_decode(batch.engine.model, batch.ids, batch.mask, 64, batch.stops, names)
+    assert_same_tokens(batch, reference, ours.rows)
+    assert not ours.capped
 
 
 def small_battery(tmp: Path) -> Path:
