@@ -10,7 +10,7 @@ from evalsuite.chat.messages import text_of
 from evalsuite.chat.template import TemplateRefused
 from evalsuite.config.rows import Sample
 from evalsuite.lint.findings import Finding
-from evalsuite.lint.rows import RowPass
+from evalsuite.lint.row_records import RowPass
 from evalsuite.lint.shapes import Context
 from evalsuite.lint.stream import CHUNK, chunks
 from evalsuite.lint.tally import MAX_EXAMPLES, RowTally

@@ -1,4 +1,4 @@
-"""Rules decided row by row (from :class:`~evalsuite.lint.rows.RowPass`: a count and the first rows per rule) and
+"""Rules decided row by row (from :class:`~evalsuite.lint.row_records.RowPass`: a count and the first rows per rule) and
 BOS/EOS placement rules."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 from evalsuite.chat.reasoning import OPENS
 from evalsuite.chat.template import TemplateRaised
 from evalsuite.lint.findings import Finding
-from evalsuite.lint.rows import RowPass
+from evalsuite.lint.row_records import RowPass
 from evalsuite.lint.shapes import Context
 from evalsuite.lint.tally import MAX_EXAMPLES, RowTally, merged
 

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from evalsuite.config.rows import Sample
-from evalsuite.lint.rows import Row, RowChecker, RowPass
+from evalsuite.lint.row_records import Row, RowPass
+from evalsuite.lint.rows import RowChecker
 from evalsuite.lint.setup import LintSetup
 from evalsuite.lint.shapes import Context, new_context
 from evalsuite.lint.tally import MAX_EXAMPLES

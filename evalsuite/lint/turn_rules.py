@@ -17,7 +17,7 @@ from __future__ import annotations
 from evalsuite.chat.layout import resolve
 from evalsuite.lint.findings import Finding
 from evalsuite.lint.locate import TOOLS
-from evalsuite.lint.rows import RowPass
+from evalsuite.lint.row_records import RowPass
 from evalsuite.lint.shapes import Context, ShapeFacts
 from evalsuite.lint.tally import RowTally, merged
 from evalsuite.lint.terminators import ANSWER_ROLES
