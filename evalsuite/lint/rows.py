@@ -261,24 +261,16 @@ class RowChecker:
             self.hit("double-bos", row)
         self.record(row, f, len(ids))
 
-    def check(self, chunk: Sequence[Row], encoder: Executor | None = None) -> None:
-        """One chunk of rows: splice (Python), tokenize (one ``encode_batch``, which uses every core and releases
-        the GIL), then summarise. With an ``encoder`` (one worker thread) the chunk is tokenized there while this
-        thread summarises the chunk before it and reads the next; :meth:`finish` summarises the last. Rows come
-        out in order either way. Rows of a shape the template refuses are not checked (``template-error`` counts
-        them)."""
+    def check(self, chunk: Sequence[Row], encoder: Executor) -> None:
+        """One chunk of rows: splice (Python), tokenize in ``encoder`` (one worker thread: ``encode_batch`` uses every
+        core and releases the GIL) while this thread summarises the chunk before it and reads the next;
+        :meth:`finish` summarises the last. Rows are summarised in order. Rows of a shape the template refuses are
+        not checked (``template-error`` counts them)."""
         shapes = self.ctx.shapes
         todo = [r for r in chunk if r.key is None or shapes[r.key].error is None]
         mine = {r.row: r for r in todo}
         self.chunk = {**(self.pending[1] if self.pending else {}), **mine}  # _prepare hits this chunk's rows
-        prepared = self._prepare(todo)
-        if encoder is None:
-            self.finish()
-            self.chunk = mine
-            self._consume(self._encode(*prepared))
-            self.chunk = {}
-            return
-        encoding = encoder.submit(self._encode, *prepared)
+        encoding = encoder.submit(self._encode, *self._prepare(todo))
         self.finish()
         self.pending = (encoding, mine)
 
