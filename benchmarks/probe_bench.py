@@ -116,17 +116,29 @@ def bench_naive_vs_batched(adapter: Path, prompts: list[str], max_new: int, batc
     batched_s = time.perf_counter() - t0
     batched_tokens = sum(g.tokens for g in gens)
     same = sum(a == g.text for a, g in zip(naive_out, gens, strict=False))
-    out = {"prompts": len(prompts), "naive_prompts": len(naive_out), "max_new_tokens": max_new, "batch_size": batch,
-           "naive": {"seconds": naive_s, "tokens": naive_tokens, "tokens_per_s": naive_tokens / naive_s},
-           "evalsuite": {"seconds": batched_s, "tokens": batched_tokens, "tokens_per_s": batched_tokens / batched_s},
-           "speedup": (batched_tokens / batched_s) / (naive_tokens / naive_s), "identical_outputs": same}
+    workers = engine.workers
+    if workers > 1:  # the same engine one batch at a time (all threads on each), both sides printed
+        engine.workers = 1
+        t0 = time.perf_counter()
+        alone = engine.generate(requests, "a", settings)
+        one_s = time.perf_counter() - t0
+        engine.workers = workers
+    out: dict[str, Any] = {
+        "prompts": len(prompts), "naive_prompts": len(naive_out), "max_new_tokens": max_new, "batch_size": batch,
+        "naive": {"seconds": naive_s, "tokens": naive_tokens, "tokens_per_s": naive_tokens / naive_s},
+        "evalsuite": {"seconds": batched_s, "tokens": batched_tokens, "tokens_per_s": batched_tokens / batched_s},
+        "speedup": (batched_tokens / batched_s) / (naive_tokens / naive_s), "identical_outputs": same,
+        "workers": workers}
+    if workers > 1:
+        out["one_worker"] = {"seconds": one_s, "same_outputs": sum(a.text == b.text for a, b in
+                                                                   zip(alone, gens, strict=True))}
     if limit:  # against the limit, which is the best of its passes: the best of three runs (this one included)
         recorded_s, _, calls = min([timed_run(engine, requests, settings) for _ in range(2)], key=lambda r: r[0])
         best = min(recorded_s, batched_s)
         out["evalsuite"]["best_of_3_s"] = best
         del model, engine
         out["matmul"] = bench_limit(target, adapter, requests, gens, batch, batched_tokens / best,
-                                    (recorded_s, calls))
+                                    (recorded_s, calls), workers)
     return out
 
 
@@ -142,7 +154,7 @@ def timed_run(engine: Any, requests: list[Any], settings: Any) -> tuple[float, l
 
 
 def bench_limit(target: Any, adapter: Path, requests: list[Any], fp32: list[Any], batch: int,
-                tokens_per_s: float, fp32_run: tuple[float, list[Any]]) -> dict[str, Any]:
+                tokens_per_s: float, fp32_run: tuple[float, list[Any]], workers: int) -> dict[str, Any]:
     """The engine's matmul rate against the same matmuls timed alone, in fp32 and (AVX-512 bf16) bf16; each engine
     figure is the best of three runs, as the limit is the best of its passes. Two measures: the issue's (new tokens/s
     x 2 x linear parameters against every linear at ``[rows, in]``: prefill time counts, prefill work does not), and
@@ -167,7 +179,8 @@ def bench_limit(target: Any, adapter: Path, requests: list[Any], fp32: list[Any]
     out: dict[str, Any] = {"linear_params": params, "rows": rows, "engine_gflops": engine_gflops,
                            "limit_gflops": matmul_limit(shapes, rows, torch.float32)}
     out["percent_of_limit"] = 100 * engine_gflops / out["limit_gflops"]
-    out["complete"] = complete_figures(complete_limit(fp32_run[1], layers, head, torch.float32), fp32_run[0])
+    out["complete"] = complete_figures(complete_limit(fp32_run[1], layers, head, torch.float32), fp32_run[0],
+                                       workers)
     if has_avx512_bf16():
         engine = HFEngine(EngineSpec(target.base_model, {"a": target.codec}, {"a": adapter},
                                      options={"dtype": "bfloat16"}))
@@ -179,18 +192,21 @@ def bench_limit(target: Any, adapter: Path, requests: list[Any], fp32: list[Any]
         out["bf16"] = {"tokens_per_s": tokens / seconds, "engine_gflops": tokens / seconds * 2 * params / 1e9,
                        "limit_gflops": matmul_limit(shapes, rows, torch.bfloat16),
                        "same_as_fp32": sum(a.text == b.text for a, b in zip(fp32, gens, strict=True)),
-                       "complete": complete_figures(complete_limit(calls, layers, head, torch.bfloat16), seconds)}
+                       "complete": complete_figures(complete_limit(calls, layers, head, torch.bfloat16), seconds,
+                                                     engine.workers)}
     return out
 
 
-def complete_figures(phases: dict[str, Any], run_s: float) -> dict[str, Any]:
+def complete_figures(phases: dict[str, Any], run_s: float, workers: int = 1) -> dict[str, Any]:
     """The whole run's share of the limit (matmuls alone / the run's wall time) next to each phase's (matmuls
-    alone / the phase's forward passes, the engine's Python between passes left out)."""
+    alone / the phase's forward passes, the engine's Python between passes left out). With batches decoded at once
+    (``workers``) passes overlap and share the cores, so only the run's share is given."""
     alone = sum(p["alone_s"] for p in phases.values())
     gflop = sum(p["gflop"] for p in phases.values())
     return {"run_s": run_s, "alone_s": alone, "gflop": gflop, "engine_gflops": gflop / run_s,
-            "limit_gflops": gflop / alone, "percent_of_limit": 100 * alone / run_s,
-            "phases": {name: {**p, "percent_of_limit": 100 * p["alone_s"] / p["seconds"] if p["seconds"] else None}
+            "limit_gflops": gflop / alone, "percent_of_limit": 100 * alone / run_s, "workers": workers,
+            "phases": {name: {**p, "percent_of_limit": 100 * p["alone_s"] / p["seconds"]
+                              if p["seconds"] and workers == 1 else None}
                        for name, p in phases.items()}}
 
 
@@ -297,7 +313,9 @@ def setup(args: argparse.Namespace) -> tuple[list[Path], list[str], int, str]:
 
 def print_complete(dtype: str, c: dict[str, Any]) -> None:
     phases = ", ".join(f"{name} {p['passes']} passes {p['alone_s']:.2f} of {p['seconds']:.2f} s = "
-                       f"{p['percent_of_limit']:.0f}%" for name, p in c["phases"].items() if p["passes"])
+                       f"{p['percent_of_limit']:.0f}%" for name, p in c["phases"].items()
+                       if p["passes"] and p["percent_of_limit"] is not None) \
+        or f"not separable ({c['workers']} batches at once: their passes overlap)"
     print(f"   complete   {dtype}: every matmul of the run ({c['gflop']:.0f} GFLOP, prefill included) alone "
           f"{c['alone_s']:.2f} s of the run's {c['run_s']:.2f} s -> {c['percent_of_limit']:.0f}% "
           f"({c['engine_gflops']:.1f} of {c['limit_gflops']:.1f} GFLOPS); forward passes only: {phases}")
@@ -332,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"              evalsuite batched (bs {args.batch_size}): {r['evalsuite']['tokens']} tokens in "
           f"{r['evalsuite']['seconds']:.1f} s = {r['evalsuite']['tokens_per_s']:.0f} tok/s  -> {r['speedup']:.1f}x "
           f"(target >= 5x; identical outputs {r['identical_outputs']}/{r['naive_prompts']})")
+    if "one_worker" in r:
+        o = r["one_worker"]
+        print(f"   workers    {r['workers']} batches at once {r['evalsuite']['seconds']:.1f} s vs one at a time "
+              f"{o['seconds']:.1f} s -> {o['seconds'] / r['evalsuite']['seconds']:.2f}x (same outputs "
+              f"{o['same_outputs']}/{r['prompts']})")
     if "matmul" in r:
         m = r["matmul"]
         print(f"   matmul     engine {m['engine_gflops']:.1f} GFLOPS (best of 3 runs, tok/s x 2 x "

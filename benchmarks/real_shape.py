@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -118,9 +119,10 @@ class Forward:
 @contextlib.contextmanager
 def recorded_forwards(model: Any) -> Iterator[list[Forward]]:
     """Every forward pass of ``model`` while the block runs, with its shape and wall time (from a pre- and a
-    post-hook: the engine's Python between passes is not in ``seconds``)."""
+    post-hook: the engine's Python between passes is not in ``seconds``). Passes of batches decoded at once by the
+    CPU workers overlap: each thread's passes are paired by its own stack."""
     calls: list[Forward] = []
-    started: list[tuple[int, int, int, float]] = []
+    started: dict[int, list[tuple[int, int, int, float]]] = {}
 
     def before(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         ids: Any = kwargs.get("input_ids", args[0] if args else None)
@@ -128,10 +130,10 @@ def recorded_forwards(model: Any) -> Iterator[list[Forward]]:
         keep = kwargs.get("logits_to_keep")
         head = positions if keep is None or (isinstance(keep, int) and keep == 0) else \
             keep if isinstance(keep, int) else len(keep)
-        started.append((rows, positions, rows * head, time.perf_counter()))
+        started.setdefault(threading.get_ident(), []).append((rows, positions, rows * head, time.perf_counter()))
 
     def after(_module: Any, _args: Any, _kwargs: Any, _out: Any) -> None:
-        rows, positions, head_rows, t0 = started.pop()
+        rows, positions, head_rows, t0 = started[threading.get_ident()].pop()
         calls.append(Forward(rows, positions, head_rows, time.perf_counter() - t0))
 
     hooks = [model.register_forward_pre_hook(before, with_kwargs=True),

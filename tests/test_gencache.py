@@ -37,13 +37,14 @@ def test_the_digested_modules_are_where_generation_is_decided() -> None:
     from evalsuite.probe.engines.hf import HFEngine
     from evalsuite.probe.engines.merged import merged_weights
     from evalsuite.probe.engines.vllm import VLLMEngine
+    from evalsuite.probe.engines.workers import run_batches
     from evalsuite.probe.generation import PromptCodec, role_headers
     from evalsuite.probe.gguf_target import GGUFCodec, gguf_column
     from evalsuite.probe.targets import Target, build_targets
 
     deciders = [render, greedy_decode, end_of_turn_token, HFEngine, PromptCodec, role_headers, Target,
                 build_targets, TokenizerInfo, load_tokenizer, VLLMEngine, column_key, GGUFEngine, GGUFCodec,
-                gguf_column, LlamaCpp, LlamaCppBackend, merged_weights, decode_attention]
+                gguf_column, LlamaCpp, LlamaCppBackend, merged_weights, decode_attention, run_batches]
     assert {d.__module__ for d in deciders} <= set(GENERATION_MODULES)
     assert set(module_sources()) == set(GENERATION_MODULES)
     assert all(p.is_file() for p in module_sources().values())

@@ -39,7 +39,8 @@ CACHE_VERSION = 2  # bump when the cache file's format changes; code changes are
 GENERATION_MODULES = ("evalsuite.chat.template", "evalsuite.chat.tokenizer", "evalsuite.chat.tokenizer_compat",
                       "evalsuite.chat.encode", "evalsuite.probe.targets", "evalsuite.probe.generation",
                       "evalsuite.probe.engines.hf", "evalsuite.probe.engines.decode", "evalsuite.probe.engines.merged",
-                      "evalsuite.probe.engines.attention", "evalsuite.probe.engines.vllm",
+                      "evalsuite.probe.engines.attention", "evalsuite.probe.engines.workers",
+                      "evalsuite.probe.engines.vllm",
                       "evalsuite.probe.engines.gguf", "evalsuite.probe.gguf_target", "evalsuite.gguf.llama",
                       "evalsuite.gguf.tokenizer", "evalsuite.probe.cache")
 LARGE_FILE = 256 * 2**20  # weight files above this are fingerprinted by size + mtime instead of content

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,10 @@ class Decoded:
 
 
 def greedy_decode(model: Any, input_ids: Any, attention_mask: Any, max_new: int, stop_ids: set[int],
-                  adapter_names: list[str] | None = None, max_seconds: float | None = None) -> Decoded:
+                  adapter_names: list[str] | None = None, max_seconds: float | None = None,
+                  cancel: threading.Event | None = None) -> Decoded:
+    """Greedy tokens for each row; stops early, ``capped``, at ``max_seconds`` or once ``cancel`` is set (another
+    batch of the same run failed, :func:`evalsuite.probe.engines.workers.run_batches`)."""
     import torch
 
     t0 = time.perf_counter()
@@ -49,7 +53,7 @@ def greedy_decode(model: Any, input_ids: Any, attention_mask: Any, max_new: int,
                 keep.append(j)
         if not keep or step == max_new - 1:
             break
-        if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+        if (max_seconds is not None and time.perf_counter() - t0 >= max_seconds) or (cancel and cancel.is_set()):
             capped = True
             break
         if len(keep) < len(alive):

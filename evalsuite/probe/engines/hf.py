@@ -7,14 +7,17 @@ adapters in one session pay one start-up. Prompts are sorted by length and
 left-padded with an attention mask; decoding (:mod:`evalsuite.probe.engines.decode`) uses the KV cache, drops rows as
 they stop, and honours a wall-time cap per batch. On CPU a batch of one adapter runs on merged copies of its LoRA
 weights (:mod:`evalsuite.probe.engines.merged`), linear weights are stored column-major (the faster matmul) and
-decode steps attend through two matmuls (:mod:`evalsuite.probe.engines.attention`).
+decode steps attend through two matmuls (:mod:`evalsuite.probe.engines.attention`); a column's batches, cut to
+nearly equal sizes, are decoded two at a time when the model is large enough (:mod:`evalsuite.probe.engines.workers`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import pickle
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +27,7 @@ from evalsuite.probe.engines import EngineSpec, Job
 from evalsuite.probe.engines.attention import use_decode_attention
 from evalsuite.probe.engines.decode import greedy_decode
 from evalsuite.probe.engines.merged import mergeable_layers, merged_weights
+from evalsuite.probe.engines.workers import batch_sizes, cpu_workers, run_batches
 from evalsuite.probe.generation import Generation, GenerationSettings, PromptCodec, Request
 
 
@@ -50,6 +54,9 @@ class HFEngine:
             for i, (name, path) in enumerate(self.adapters.items()):
                 model = _attach(model, name, path, spec.base_model, first=i == 0)
         self.model = model.to(self.device).eval()
+        # Batches decoded at once on CPU (engines.workers); the ``cpu_workers`` option overrides the choice.
+        self.workers = 1 if self.device != "cpu" else int(spec.options.get("cpu_workers") or cpu_workers(
+            torch.get_num_threads(), sum(p.numel() for p in self.model.parameters())))
         if self.device == "cpu":
             _transpose_storage(self.model)
             use_decode_attention(self.model.get_base_model() if self.adapters else self.model)
@@ -85,30 +92,41 @@ class HFEngine:
                   for c, (a, r) in zip(codecs, jobs, strict=True)]
         # Same settings together, then one column after another, shortest prompts first.
         order = sorted(range(len(jobs)), key=lambda i: (groups[i], column[jobs[i][0]], len(encoded[i])))
+        batches = _batches(order, groups, settings.batch_size, self.workers)
+        plan = [b for k, b in enumerate(batches) if k % world == rank]
         out: dict[int, Generation] = {}
-        for k, batch in enumerate(_batches(order, groups, settings.batch_size)):
-            if k % world != rank:
-                continue
-            gens = self._batch([encoded[i] for i in batch], [jobs[i][0] for i in batch], [codecs[i] for i in batch],
-                               jobs[batch[0]][1].max_new_tokens, settings)
+
+        def run(batch: list[int], cancel: threading.Event | None) -> list[Generation]:
+            return self._batch([encoded[i] for i in batch], [jobs[i][0] for i in batch], [codecs[i] for i in batch],
+                               jobs[batch[0]][1].max_new_tokens, settings, cancel)
+
+        def done(batch: list[int], gens: list[Generation]) -> None:
             out.update(zip(batch, gens, strict=True))
             if settings.progress is not None:
                 settings.progress([(jobs[i][0], g) for i, g in zip(batch, gens, strict=True)])
+
+        # A pure batch's route (its adapter's merged weights) is entered once for all of its column's batches, which
+        # the CPU workers then decode together; a mixed batch names its rows' adapters itself.
+        plan.sort(key=lambda b: column[jobs[b[0]][0]] if pure else 0)
+        for _, same in itertools.groupby(plan, key=lambda b: jobs[b[0]][0] if pure else id(b)):
+            route = list(same)
+            with quiet_libraries(), self._route([jobs[i][0] for i in route[0]]):
+                run_batches(run, route, self.workers, done)
         return out
 
     def _batch(self, prompts: list[list[int]], adapters: list[str | None], codecs: list[PromptCodec], max_new: int,
-               settings: GenerationSettings) -> list[Generation]:
+               settings: GenerationSettings, cancel: threading.Event | None = None) -> list[Generation]:
         torch = self.torch
         width = max(len(p) for p in prompts)
         pad = codecs[0].tk.token_id(codecs[0].tk.pad_token)
         pad = pad if pad is not None else codecs[0].stop_ids[0]
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        names, route = self._route(adapters)
+        names = [a or "__base__" for a in adapters] if self.adapters and len(set(adapters)) > 1 else None
         torch.manual_seed(settings.seed)
-        with torch.inference_mode(), quiet_libraries(), route:
+        with torch.inference_mode():
             decoded = greedy_decode(self.model, ids, mask, max_new, set(codecs[0].generation_stop_ids), names,
-                                    settings.max_batch_seconds)
+                                    settings.max_batch_seconds, cancel)
         elapsed, capped = decoded.seconds, decoded.capped
         results = []
         for row, codec in zip(decoded.rows, codecs, strict=True):
@@ -118,21 +136,19 @@ class HFEngine:
                                       time_capped=capped and reason == "max-tokens"))
         return results
 
-
-    def _route(self, adapters: list[str | None]) -> tuple[list[str] | None, Any]:
-        """How a batch reaches its adapters: one adapter -> ``set_adapter`` (no per-call hooks); only the base ->
-        adapters disabled; several -> peft's per-row ``adapter_names`` (hooks on every LoRA layer, ~1.6x per step)."""
-        if not self.adapters:
-            return None, contextlib.nullcontext()
-        if len(set(adapters)) > 1:
-            return [a or "__base__" for a in adapters], contextlib.nullcontext()
+    def _route(self, adapters: list[str | None]) -> Any:
+        """How a batch reaches its adapters: one adapter -> its merged weights on CPU, else ``set_adapter`` (no
+        per-call hooks); only the base -> adapters disabled; several -> nothing here: :meth:`_batch` passes peft's
+        per-row ``adapter_names`` (hooks on every LoRA layer, ~1.6x per step)."""
+        if not self.adapters or len(set(adapters)) > 1:
+            return contextlib.nullcontext()
         if adapters[0] is None:
-            return None, self.model.disable_adapter()
+            return self.model.disable_adapter()
         layers = mergeable_layers(self.model, adapters[0]) if self.device == "cpu" else None
         if layers is not None:
-            return None, merged_weights(self.model, layers, adapters[0])
+            return merged_weights(self.model, layers, adapters[0])
         self.model.set_adapter(adapters[0])
-        return None, contextlib.nullcontext()
+        return contextlib.nullcontext()
 
 
 @contextlib.contextmanager
@@ -207,16 +223,15 @@ def _transpose_storage(model: Any) -> None:
                 module.weight.data = module.weight.data.t().contiguous().t()
 
 
-def _batches(order: list[int], groups: Sequence[Any], size: int) -> Iterator[list[int]]:
-    """Consecutive runs of ``order`` of at most ``size`` whose ``groups`` agree."""
-    batch: list[int] = []
-    for i in order:
-        if batch and (len(batch) >= size or groups[i] != groups[batch[0]]):
-            yield batch
-            batch = []
-        batch.append(i)
-    if batch:
-        yield batch
+def _batches(order: list[int], groups: Sequence[Any], size: int, workers: int = 1) -> Iterator[list[int]]:
+    """Consecutive runs of ``order`` whose ``groups`` agree, each cut into nearly equal batches of at most ``size``
+    (:func:`~evalsuite.probe.engines.workers.batch_sizes`)."""
+    for _, same in itertools.groupby(order, key=lambda i: groups[i]):
+        rows = list(same)
+        start = 0
+        for n in batch_sizes(len(rows), size, workers):
+            yield rows[start:start + n]
+            start += n
 
 
 def _load_base(base_model: str, dtype: Any, allow_pickle: bool, trust_remote_code: bool) -> Any:
