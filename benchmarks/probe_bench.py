@@ -181,6 +181,9 @@ def bench_limit(target: Any, adapter: Path, requests: list[Any], fp32: list[Any]
     out["percent_of_limit"] = 100 * engine_gflops / out["limit_gflops"]
     out["complete"] = complete_figures(complete_limit(fp32_run[1], layers, head, torch.float32), fp32_run[0],
                                        workers)
+    if workers > 1:  # the same matmuls alone run as the engine's workers run them: two streams at once
+        out["complete_streams"] = complete_figures(
+            complete_limit(fp32_run[1], layers, head, torch.float32, streams=workers), fp32_run[0], workers)
     if has_avx512_bf16():
         engine = HFEngine(EngineSpec(target.base_model, {"a": target.codec}, {"a": adapter},
                                      options={"dtype": "bfloat16"}))
@@ -362,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
               f"the same fp32 matmuls alone at [{m['rows']}, in]: {m['limit_gflops']:.1f} GFLOPS -> "
               f"{m['percent_of_limit']:.0f}% (target >= 80%)")
         print_complete("fp32", m["complete"])
+        if "complete_streams" in m:
+            print_complete(f"fp32, alone as {r['workers']} streams of 1 thread", m["complete_streams"])
         if "bf16" in m:
             b = m["bf16"]
             print(f"   bf16       engine {b['tokens_per_s']:.0f} tok/s = {b['engine_gflops']:.1f} GFLOPS; bf16 matmuls "

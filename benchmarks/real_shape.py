@@ -17,6 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -81,23 +82,35 @@ def linear_shapes(model: Any) -> list[tuple[int, int]]:
     return [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
 
 
-def alone_seconds(shapes: list[tuple[int, int]], rows: int, dtype: Any, seconds: float = 2.0) -> float:
+def alone_seconds(shapes: list[tuple[int, int]], rows: int, dtype: Any, seconds: float = 2.0,
+                  streams: int = 1) -> float:
     """The best time of one pass of ``[rows, in] x [in, out]`` over every shape in turn, timed alone (repeated
-    passes for ``seconds``, at least three)."""
+    passes for ``seconds``, at least three). With ``streams`` above one, that many threads run a pass each at once
+    on the same weights, each matmul on its share of the threads, as the engine's CPU workers do: the time is a
+    round's wall time over ``streams``."""
     import torch
 
     weights = [torch.randn(i, o, dtype=dtype) for i, o in shapes]
-    xs = {i: torch.randn(rows, i, dtype=dtype) for i, _ in shapes}
-    best, t_end, passes = float("inf"), time.perf_counter() + seconds, 0
-    with torch.inference_mode():
-        for w in weights:  # warm-up
-            xs[w.shape[0]] @ w
-        while passes < 3 or time.perf_counter() < t_end:
-            passes += 1
-            t0 = time.perf_counter()
+    xs = [{i: torch.randn(rows, i, dtype=dtype) for i, _ in shapes} for _ in range(streams)]
+
+    def one_pass(k: int) -> None:
+        with torch.inference_mode():
             for w in weights:
-                xs[w.shape[0]] @ w
-            best = min(best, time.perf_counter() - t0)
+                xs[k][w.shape[0]] @ w
+
+    best, t_end, rounds = float("inf"), time.perf_counter() + seconds, 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // streams))
+    try:
+        with ThreadPoolExecutor(streams) as pool:
+            list(pool.map(one_pass, range(streams)))  # warm-up
+            while rounds < 3 or time.perf_counter() < t_end:
+                rounds += 1
+                t0 = time.perf_counter()
+                list(pool.map(one_pass, range(streams)))
+                best = min(best, (time.perf_counter() - t0) / streams)
+    finally:
+        torch.set_num_threads(threads)
     return best
 
 
@@ -146,15 +159,16 @@ def recorded_forwards(model: Any) -> Iterator[list[Forward]]:
 
 
 def complete_limit(calls: list[Forward], layers: list[tuple[int, int]], head: tuple[int, int], dtype: Any,
-                   seconds: float = 0.5) -> dict[str, Any]:
+                   seconds: float = 0.5, streams: int = 1) -> dict[str, Any]:
     """Every matmul of the recorded passes (prefill included: ``rows x positions`` rows through the layers, the
-    rows of logits through the head), timed alone at the same row counts, per phase: the seconds they take alone
-    next to the passes' own seconds, and the work in GFLOP."""
+    rows of logits through the head), timed alone at the same row counts (in ``streams`` at once, see
+    :func:`alone_seconds`), per phase: the seconds they take alone next to the passes' own seconds, and the work in
+    GFLOP."""
     alone: dict[tuple[int, bool], float] = {}
 
     def timed(rows: int, is_head: bool) -> float:
         if (rows, is_head) not in alone:
-            alone[rows, is_head] = alone_seconds([head] if is_head else layers, rows, dtype, seconds)
+            alone[rows, is_head] = alone_seconds([head] if is_head else layers, rows, dtype, seconds, streams)
         return alone[rows, is_head]
 
     layer_params, head_params = sum(i * o for i, o in layers), head[0] * head[1]
