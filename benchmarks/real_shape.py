@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from evalsuite.probe.engines.workers import op_threads
+
 TOKENIZER = "tokenizers/phi3-mini-4k-instruct"
 SHAPE = {"vocab_size": 32064, "hidden_size": 512, "intermediate_size": 1344, "num_hidden_layers": 8,
          "num_attention_heads": 8, "num_key_value_heads": 4}
@@ -99,18 +101,13 @@ def alone_seconds(shapes: list[tuple[int, int]], rows: int, dtype: Any, seconds:
                 xs[k][w.shape[0]] @ w
 
     best, t_end, rounds = float("inf"), time.perf_counter() + seconds, 0
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads // streams))
-    try:
-        with ThreadPoolExecutor(streams) as pool:
-            list(pool.map(one_pass, range(streams)))  # warm-up
-            while rounds < 3 or time.perf_counter() < t_end:
-                rounds += 1
-                t0 = time.perf_counter()
-                list(pool.map(one_pass, range(streams)))
-                best = min(best, (time.perf_counter() - t0) / streams)
-    finally:
-        torch.set_num_threads(threads)
+    with op_threads(max(1, torch.get_num_threads() // streams)), ThreadPoolExecutor(streams) as pool:
+        list(pool.map(one_pass, range(streams)))  # warm-up
+        while rounds < 3 or time.perf_counter() < t_end:
+            rounds += 1
+            t0 = time.perf_counter()
+            list(pool.map(one_pass, range(streams)))
+            best = min(best, (time.perf_counter() - t0) / streams)
     return best
 
 

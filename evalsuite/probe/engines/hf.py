@@ -107,7 +107,8 @@ class HFEngine:
 
         # A pure batch's route (its adapter's merged weights) is entered once for all of its column's batches, which
         # the CPU workers then decode together; a mixed batch names its rows' adapters itself.
-        plan.sort(key=lambda b: column[jobs[b[0]][0]] if pure else 0)
+        if pure:
+            plan.sort(key=lambda b: column[jobs[b[0]][0]])
         for _, same in itertools.groupby(plan, key=lambda b: jobs[b[0]][0] if pure else id(b)):
             route = list(same)
             with quiet_libraries(), self._route([jobs[i][0] for i in route[0]]):

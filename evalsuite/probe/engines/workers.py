@@ -39,7 +39,7 @@ def batch_sizes(n: int, size: int, workers: int = 1) -> list[int]:
     workers: 50 + 50, not 64 + 36, of which the second would run alone)."""
     k = -(-n // size)
     if workers > 1:
-        fuller = -(-k // workers) * workers if k >= workers else workers
+        fuller = -(-k // workers) * workers
         if n // fuller >= MIN_ROWS:
             k = fuller
     return [n // k + (i < n % k) for i in range(k)]
