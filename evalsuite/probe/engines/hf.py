@@ -237,13 +237,26 @@ def _forget_bitsandbytes(import_utils: Any) -> None:
 def _transpose_storage(model: Any) -> None:
     """Store every linear weight column-major (the same ``[out, in]`` tensor, its transpose contiguous): ``F.linear``
     then runs ``x @ W.T`` as a plain ``[rows, in] x [in, out]`` matmul, 3-7% faster on CPU at decode's row counts
-    than MKL's transposed-operand path. Values are unchanged; done one layer at a time."""
+    than MKL's transposed-operand path. Values are unchanged; done one layer at a time.
+
+    Every other tensor is copied too, so that none is left in the weights file's memory map: transformers loads
+    safetensors through ``mmap``, and while one tensor (the embedding, a norm) still points into it, the whole file's
+    pages stay mapped and count in the process's RSS beside the copies (623 MB of SmolLM2-135M's 1,440 MB after
+    loading; 926 MB once the map is gone)."""
+    import gc
+
     import torch
 
+    copied: set[int] = set()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.Linear) and module.weight.is_contiguous():
                 module.weight.data = module.weight.data.t().contiguous().t()
+                copied.add(id(module.weight))
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if id(tensor) not in copied and tensor.device.type == "cpu":
+                tensor.data = tensor.data.clone()
+    gc.collect()  # the map closes once the last tensor into it is gone
 
 
 def _batches(order: list[int], groups: Sequence[Any], cut: Callable[[list[int]], list[int]]) -> Iterator[list[int]]:
