@@ -6,7 +6,9 @@ the adapter was trained with), and classifies the generated ids: ``eos`` (a stop
 generation config's ``eos_token_id``, the template's end-of-turn token), ``new-turn`` (a token that opens a role
 header, such as ``<|im_start|>`` or ``<|start_header_id|>``: the model ran into the next turn, the seeds'
 ``HELLO<|im_start|>assistant``), ``stop-string`` (a configured text stop), or ``max-tokens`` (no stop within the
-new-token or wall-time budget: a runaway, recorded as a result rather than an error).
+new-token budget: the model used its whole budget, a runaway, recorded as a result rather than an error). A
+generation the stall guard stopped is not a model result: the runner retries it or records it as ``not-run``
+(:mod:`evalsuite.probe.guard`).
 
 The engines that turn requests into generations live in :mod:`evalsuite.probe.engines`.
 """
@@ -20,6 +22,7 @@ from typing import Any
 from evalsuite.chat.template import ROLE_WORDS, render
 from evalsuite.chat.tokenizer import TokenizerInfo
 from evalsuite.errors import EvalsuiteError
+from evalsuite.probe.guard import StallGuard, Watch
 
 Messages = Sequence[dict[str, str]]
 Tools = Sequence[dict[str, Any]]  # tool declarations, passed to the template as ``tools=`` (empty: none)
@@ -28,14 +31,22 @@ Tools = Sequence[dict[str, Any]]  # tool declarations, passed to the template as
 @dataclass(frozen=True)
 class GenerationSettings:
     max_new_tokens: int = 64
-    batch_size: int = 64
+    batch_size: int = 64  # the batch size; with ``auto_batch`` the largest one the memory plan may choose
     seed: int = 0
-    max_batch_seconds: float | None = 120.0
+    stall_seconds: float | None = 120.0  # no new token for this long: the engine is stalled (None: never)
     stop_strings: tuple[str, ...] = ()
+    auto_batch: bool = False  # batch sizes planned from memory (--batch-size auto), at most ``batch_size``
+    max_memory: str | None = None  # the plan's budget as --max-memory spells it: 2G, 40% (None: the default)
     # Called by engines as generations finish (per batch, or once at the end for engines that batch internally)
     # with the (column adapter name, generation) pairs just done: the probe's progress bar. Not a setting of the
     # generations themselves, so it takes no part in comparisons.
     progress: Callable[[Sequence[tuple[str | None, Generation]]], None] | None = field(default=None, compare=False)
+    # The stall rule of the pass (evalsuite.probe.guard), set by the runner; engines only call :meth:`watch`.
+    guard: StallGuard | None = field(default=None, compare=False)
+
+    def watch(self) -> Watch:
+        """The stall clock of one batch or prompt: ``token()`` on new tokens, stop when ``stalled()``."""
+        return (self.guard or StallGuard(self.stall_seconds)).watch()
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,8 @@ class Generation:
     tokens: int  # new tokens the model produced, the terminating one included
     latency_s: float  # the batch's wall time shared out over its prompts
     raw: str  # the same ids decoded with special tokens kept (terminator excluded), for leakage checks
-    time_capped: bool = False
+    time_capped: bool = False  # the engine stopped it for the stall guard: not a model result (retried or not run)
+    not_run: str | None = None  # finish_reason "not-run": why, in one line naming the option (never cached)
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,10 @@ class ProbeOptions:
     base_model: str | None = None
     allow_pickle: bool = False
     trust_remote_code: bool = False
-    batch_size: int = 64
+    batch_size: int | None = None  # None: auto, planned per battery from memory (evalsuite.probe.memplan)
+    max_memory: str | None = None  # the memory plan's budget: "2G", "800M", "40%" of what is free (None: default)
     max_new_tokens: int | None = None
-    max_batch_seconds: float | None = 120.0
+    max_batch_seconds: float | None = 120.0  # the stall guard: no new token for this long (None: off)
     seed: int = 0
     device: str | None = None
     use_cache: bool = True
@@ -86,12 +87,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("allow_pickle", "--allow-pickle", "--probe-allow-pickle", "allow pickle (.bin) weights, which can run code"),
     Option("trust_remote_code", "--trust-remote-code", "--probe-trust-remote-code",
            "allow model code from the hub (off by default)"),
-    Option("batch_size", "--batch-size", "--probe-batch-size", "prompts per generation batch (default 64)", int, 64,
-           metavar="N"),
+    Option("batch_size", "--batch-size", "--probe-batch-size", "prompts per generation batch: auto (the default: "
+           "planned per battery from --max-memory and the battery's prompt and answer lengths, at most 64) or N",
+           lambda v: None if v == "auto" else int(v), None, metavar="auto|N"),
+    Option("max_memory", "--max-memory", "--probe-max-memory", "memory the auto batch plan may fill, weights "
+           "included: 2G, 800M, or a share of what is free, 40%% (default: half of the free RAM, on CPU at most the "
+           "weights again per batch decoded at once; 90%% of the free GPU memory on CUDA)", str, metavar="SIZE"),
     Option("max_new_tokens", "--max-new-tokens", "--probe-max-new-tokens", "override every battery's max_new_tokens",
            int, metavar="N"),
     Option("max_batch_seconds", "--max-batch-seconds", "--probe-max-batch-seconds",
-           "wall-time cap per batch in seconds (default 120; 0: none)", float, 120.0, metavar="S"),
+           "stall guard: an engine that gives no new token for S seconds is stalled; its unfinished prompts run "
+           "again in smaller batches, and after a second stall are recorded as not run (exit 2). A slow model is "
+           "never cut (default 120; 0: off)", float, 120.0, metavar="S"),
     Option("seed", "--seed", "--probe-seed", "seed set before each batch (default 0)", int, 0, metavar="N"),
     Option("device", "--device", "--probe-device", "cpu, cuda, cuda:1 ... (default: cuda when available)", str,
            metavar="DEVICE"),
@@ -144,6 +151,10 @@ def validate(options: ProbeOptions, surface: Surface = "cli") -> None:
     if options.max_batch_seconds is not None and options.max_batch_seconds < 0:
         raise EvalsuiteError(f"{flag('max_batch_seconds')}: expected seconds >= 0 (0: no cap), "
                              f"got {options.max_batch_seconds}")
+    if options.max_memory is not None:
+        from evalsuite.probe.memplan import parse_memory
+
+        parse_memory(options.max_memory, flag("max_memory"))
     if options.squad_n is not None and options.squad_n < 0:
         raise EvalsuiteError(f"{flag('squad_n')}: expected 0 (all) or a positive integer, got {options.squad_n}")
     if options.device is not None:
