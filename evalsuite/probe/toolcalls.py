@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evalsuite.limits import InputLimit, loads_json
+
 _DECODER = json.JSONDecoder()
 
 
@@ -97,9 +99,11 @@ def _check(call: ToolCall, declared: dict[str, list[str]]) -> list[tuple[str, st
     args = call.arguments
     if isinstance(args, str):
         try:
-            args = json.loads(args)
+            args = loads_json(args)
         except json.JSONDecodeError as e:
             return [("bad-arguments", f"{call.name}: arguments are a string that is not JSON ({e.msg})")]
+        except InputLimit as e:
+            return [("bad-arguments", f"{call.name}: arguments: {e}")]
     if args is None:
         args = {}
     if not isinstance(args, dict):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from evalsuite import launch
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import remove_if_empty
+from evalsuite.limits import check_range
 
 if TYPE_CHECKING:
     from evalsuite.config.load import Config
@@ -42,6 +43,8 @@ def run_train(args: argparse.Namespace) -> int:
     from evalsuite.config.load import load_config
     from evalsuite.train.backends import TrainOptions, get_backend
 
+    check_range("max_steps", args.max_steps, "--max-steps")
+    check_range("num_processes", args.num_processes, "--num-processes")
     config = load_config(args.config)
     if args.max_steps is not None:
         config = replace(config, max_steps=args.max_steps)
