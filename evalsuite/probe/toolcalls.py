@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalsuite.limits import InputLimit, loads_json
+from evalsuite.limits import InputLimit, loads_json, number_error
 
 _DECODER = json.JSONDecoder()
 
@@ -53,6 +53,13 @@ def json_values(text: str) -> tuple[list[Any], str | None]:
             value, end = _DECODER.raw_decode(text, i)
         except json.JSONDecodeError as e:
             error = error or f"{e.msg} at character {e.pos}"
+            i += 1
+            continue
+        except RecursionError:  # model output nested thousands deep: no call is in there
+            error = error or f"JSON nested too deeply at character {i}"
+            break
+        except ValueError as e:  # an integer of more than 4,300 digits
+            error = error or f"{number_error(e)} at character {i}"
             i += 1
             continue
         if isinstance(value, (dict, list)):

@@ -49,6 +49,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         config = replace(config, max_steps=args.max_steps)
     out_dir = args.output_dir or Path(config.output_dir)
+    _check_not_in_base(out_dir, config.base_model)
     backend = get_backend(args.backend or config.backend or "trl")
     options = TrainOptions(resume=args.resume, overwrite=args.overwrite, num_processes=args.num_processes)
     created = not out_dir.exists()
@@ -84,6 +85,18 @@ def relaunch(backend: TrainerBackend, config: Config, out_dir: Path, options: Tr
               "see the rank output above", file=sys.stderr)
         return 1
     return 0  # rank 0 has printed the run dir
+
+
+def _check_not_in_base(out_dir: Path, base_model: str | None) -> None:
+    """A run dir is never written into the local base model folder it trains from (nor is it that folder)."""
+    from evalsuite.files import resolve_path
+
+    if not base_model or not Path(base_model).is_dir():
+        return
+    base, out = resolve_path(base_model, "base_model"), resolve_path(out_dir, "output dir")
+    if out == base or base in out.parents:
+        raise EvalsuiteError(f"{out_dir}: output dir is {'' if out == base else 'inside '}the base model folder "
+                             f"{base_model}, which training reads; choose a folder outside it")
 
 
 def positive_int(text: str) -> int:
