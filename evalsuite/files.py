@@ -144,7 +144,7 @@ WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
 # How libraries that do not raise OSError say a write failed: torch's zip writer (a RuntimeError) and safetensors'
 # Rust writer (SafetensorError, an Exception: "I/O error: No space left on device (os error 28)").
 _WRITER_MARKS = ("PytorchStreamWriter", "inline_container", "file write failed")
-_IO_MARKS = tuple(f"(os error {n})" for n in sorted(WRITE_ERRNOS)) + ("StorageFull", "No space left on device")
+_IO_MARKS = (*(f"(os error {n})" for n in sorted(WRITE_ERRNOS)), "StorageFull", "No space left on device")
 
 
 def write_failure(e: BaseException) -> str | None:

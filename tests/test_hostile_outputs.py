@@ -92,7 +92,7 @@ def test_an_existing_file_is_replaced_only_by_an_output_of_its_kind(tmp_path: Pa
     if ok:
         assert check_output_path(target, kind=kind) == target  # type: ignore[arg-type]
     else:
-        with pytest.raises(EvalsuiteError, match="exists and is not .*refusing to replace it"):
+        with pytest.raises(EvalsuiteError, match=r"exists and is not .*refusing to replace it"):
             check_output_path(target, kind=kind)  # type: ignore[arg-type]
     assert target.read_bytes() == content
 
