@@ -76,8 +76,10 @@ def read_json(path: Path, what: str = "JSON", missing: str | None = None) -> Any
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise EvalsuiteError(missing or f"{path}: no such {what} file") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
         raise EvalsuiteError(f"{path}: cannot read: {e}") from None
+    except OSError as e:  # a folder, permissions, a symlink loop: the reason without Python's repr of the path
+        raise EvalsuiteError(f"{path}: cannot read: {e.strerror or e}") from None
     try:
         return loads_json(text)
     except json.JSONDecodeError as e:
