@@ -102,28 +102,55 @@ def number_error(e: ValueError) -> str:
 
 def check_value(value: Any, text: str | None = None) -> None:
     """Refuse a parsed value nested deeper than :data:`MAX_DEPTH` or holding a lone surrogate (which no file, tokenizer
-    or terminal can encode), naming the field. ``text``: the source, to skip the walk when it cannot hold either."""
-    if text is not None:
-        brackets = text.count("[") + text.count("{")
-        if brackets <= MAX_DEPTH and not _SURROGATE_ESCAPE.search(text):
-            return
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    or terminal can encode), naming the field. ``text``: the source, to skip what it cannot hold (a text with at most
+    MAX_DEPTH brackets cannot nest deeper; one without a ``\\uD8..`` escape holds no surrogate). The first walk
+    only looks (a results file of 50,000 samples costs a fraction of its parse); the path is found once something
+    is wrong."""
+    depth = text is None or text.count("[") + text.count("{") > MAX_DEPTH
+    surrogates = text is None or _SURROGATE_ESCAPE.search(text) is not None
+    if (depth or surrogates) and not _fine(value, surrogates):
+        _locate(value)
+
+
+def _fine(value: Any, surrogates: bool) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:  # iterative: the point is to survive shapes that would exhaust Python's recursion limit
-        item, field, depth = stack.pop()
+        item, level = stack.pop()
+        if isinstance(item, str):
+            if surrogates and _SURROGATE.search(item):
+                return False
+            continue
+        if level >= MAX_DEPTH:
+            return False
+        if isinstance(item, dict):
+            if surrogates and any(isinstance(k, str) and _SURROGATE.search(k) for k in item):
+                return False
+            children: Any = item.values()
+        else:
+            children = item
+        stack.extend((c, level + 1) for c in children if isinstance(c, (dict, list, str)))
+    return True
+
+
+def _locate(value: Any) -> None:
+    """Raise the :class:`InputLimit` for the first problem :func:`_fine` saw, with the field's path."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, field, level = stack.pop()
         if isinstance(item, str):
             bad = _SURROGATE.search(item)
             if bad:
                 raise InputLimit(f"{field or 'value'}: a lone surrogate ({bad.group()!a}) in the text; it is not "
                                  "a character (a broken \\u escape?)")
         elif isinstance(item, (dict, list)):
-            if depth >= MAX_DEPTH:
+            if level >= MAX_DEPTH:
                 raise InputLimit(f"{field or 'value'}: nested more than {MAX_DEPTH} deep")
             pairs = item.items() if isinstance(item, dict) else enumerate(item)
             for key, child in pairs:
                 if isinstance(key, str) and _SURROGATE.search(key):
                     raise InputLimit(f"{field or 'value'}: a key holds a lone surrogate ({ascii(key)[:40]})")
                 sub = f"{field}[{key}]" if isinstance(key, int) else (f"{field}.{key}" if field else str(key))
-                stack.append((child, sub, depth + 1))
+                stack.append((child, sub, level + 1))
 
 
 def range_problem(key: str, value: Any) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import read_json
+from evalsuite.files import read_json, special_file
 from evalsuite.launch import is_main_process
 from evalsuite.registry import Registry
 from evalsuite.rundir.contract import (
@@ -109,7 +109,8 @@ def _check_is_folder(out_dir: Path) -> None:
     for p in (out_dir, *out_dir.parents):
         if p.exists():
             if not p.is_dir():
-                what = "is a file" if p == out_dir else f"is under {p}, which is a file"
+                kind = special_file(p) or "a file"  # /dev/full, a FIFO: named as what they are
+                what = f"is {kind}" if p == out_dir else f"is under {p}, which is {kind}"
                 raise EvalsuiteError(f"{out_dir}: output dir {what}, not a folder")
             return
 
