@@ -247,3 +247,19 @@ def test_write_failure_knows_safetensors_and_torch_writers() -> None:
                                or "")
     assert write_failure(SafetensorError("invalid header")) is None
     assert write_failure(OSError(errno.ENOSPC, "x", "/d/f")) == "/d/f: No space left on device"
+
+
+def test_a_checkpoint_save_that_fills_the_disk_in_safetensors_is_one_error(tmp_path: Path) -> None:
+    """safetensors reports a full disk as its own SafetensorError (not an OSError): training still ends with one
+    error saying what is left and how to go on (the torch.save case trains for real in test_faults_train)."""
+    from safetensors import SafetensorError
+
+    from evalsuite.trainers.common import write_failures_explained
+
+    out = tmp_path / "run"
+    (out / "checkpoint-2").mkdir(parents=True)
+    full = r"training stopped: a safetensors file could not be written .*os error 28.*run again"
+    with pytest.raises(EvalsuiteError, match=full), write_failures_explained(out):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    with pytest.raises(SafetensorError), write_failures_explained(out):  # not a full disk: it stays itself
+        raise SafetensorError("invalid header")
