@@ -257,7 +257,11 @@ def check_output_path(path: str | os.PathLike[str], what: str = "output file", *
     return p
 
 
-def remove_if_empty(folder: Path) -> None:
-    """Remove a folder a failed command created, when nothing was written into it."""
+def remove_if_empty(folder: Path, markers: Iterable[str] = ()) -> None:
+    """Remove a folder a failed command created, when nothing was written into it but the ``markers`` it wrote."""
     with contextlib.suppress(OSError):
+        names = set(markers)
+        if all(p.name in names and p.is_file() for p in folder.iterdir()):
+            for name in names:
+                (folder / name).unlink(missing_ok=True)
         folder.rmdir()  # only ever removes an empty folder

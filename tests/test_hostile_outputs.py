@@ -263,3 +263,37 @@ def test_a_checkpoint_save_that_fills_the_disk_in_safetensors_is_one_error(tmp_p
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
     with pytest.raises(SafetensorError), write_failures_explained(out):  # not a full disk: it stays itself
         raise SafetensorError("invalid header")
+
+
+def test_train_overwrite_clears_only_a_folder_evalsuite_made(tmp_path: Path) -> None:
+    """Checkpoints alone do not make a folder ours: someone else's Hugging Face trainer output (checkpoint-500) is
+    refused by --overwrite and left byte-identical; a folder training created (its marker) is cleared."""
+    from evalsuite.rundir.contract import RUN_MARKER
+    from evalsuite.train.backends import TrainOptions, prepare_out_dir
+
+    theirs = tmp_path / "their-run"
+    (theirs / "checkpoint-500").mkdir(parents=True)
+    (theirs / "checkpoint-500" / "trainer_state.json").write_text("{}", encoding="utf-8")
+    (theirs / "notes.md").write_text("my results\n", encoding="utf-8")
+    before = tree_digest(theirs)
+    with pytest.raises(EvalsuiteError, match=f"not an evalsuite run dir .*holds no {RUN_MARKER}"):
+        prepare_out_dir(theirs, TrainOptions(overwrite=True))
+    assert tree_digest(theirs) == before
+
+    ours = tmp_path / "ours"
+    assert prepare_out_dir(ours, TrainOptions()) is None
+    assert [p.name for p in ours.iterdir()] == [RUN_MARKER]
+    (ours / "checkpoint-2").mkdir()
+    assert prepare_out_dir(ours, TrainOptions(overwrite=True)) is None
+    assert [p.name for p in ours.iterdir()] == [RUN_MARKER]
+    assert prepare_out_dir(ours, TrainOptions()) is None  # a folder holding only the marker counts as empty
+
+
+def test_a_failed_training_run_leaves_no_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"base_model: {TINY}\nlearning_rate: 1e-3\ndatasets:\n  - path: {tmp_path / 'missing.jsonl'}\n"
+                   "    type: chat_template\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert call_main(["train", cfg, "--output-dir", out]) == 2
+    one_error(capsys)
+    assert not out.exists()

@@ -59,7 +59,9 @@ def run_train(args: argparse.Namespace) -> int:
         run_dir = backend.train(config, out_dir, options)
     except BaseException:
         if created and launch.is_main_process():
-            remove_if_empty(out_dir)  # a failed run leaves no empty folder behind
+            from evalsuite.rundir.contract import MARKERS
+
+            remove_if_empty(out_dir, MARKERS)  # a failed run leaves no empty folder behind
         raise
     if launch.is_main_process():
         print(f"run dir: {run_dir}")
