@@ -66,8 +66,7 @@ def _check_gguf_target(args: argparse.Namespace, reads: list[Path]) -> Path:
         raise EvalsuiteError(f"--gguf {target}: exists; pass --overwrite to replace it")
     if not target.parent.is_dir():
         raise EvalsuiteError(f"--gguf {target}: folder {target.parent} does not exist")
-    merged = [args.merged] if args.merged is not None else []
-    check_output_path(target, "--gguf file", inputs=merged, protected_dirs=[*reads, *merged], kind="gguf")
+    check_output_path(target, "--gguf file", protected_dirs=reads, kind="gguf")  # never into the folders it reads
     return find_converter(args.llama_cpp)
 
 
