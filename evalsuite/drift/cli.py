@@ -50,6 +50,11 @@ def run_drift(args: argparse.Namespace) -> int:
     gates = parse_drift_gates(args.gate)
     if gates and args.static_only:
         raise EvalsuiteError("--gate: drift gates read the paired generations, which --static-only skips")
+    if args.out is not None and not args.static_only:
+        from evalsuite.files import check_output_path
+
+        check_output_path(args.out, "--out results file", inputs=[args.gguf], protected_dirs=[args.source],
+                          kind="results")
     report = DriftReport(args.source, args.gguf, check_static(args.source, args.gguf, args.battery))
     if not args.static_only:
         _dynamic(args, report, gates)

@@ -119,7 +119,7 @@ def run_baseline_record(args: argparse.Namespace) -> int:
     from evalsuite.gates.declared import declared_gates
 
     out = args.output or declared_gates().baseline or Path("baseline.json")
-    check_output_path(out, "baseline file", inputs=[args.results])
+    check_output_path(out, "baseline file", inputs=[args.results], kind="results")
     record_baseline(args.results, out, force=args.force)
     print(f"recorded {describe_baseline(out)}")
     return 0

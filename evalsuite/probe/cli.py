@@ -119,6 +119,17 @@ def run_score_squad(args: argparse.Namespace) -> int:
     for qid, text in preds.items():
         if not isinstance(text, str):
             raise EvalsuiteError(f"{args.predictions}: {qid}: expected an answer string, got {text!r}")
+    if not preds:
+        raise EvalsuiteError(f"{args.predictions}: no predictions (an empty object)")
+    known = {r["id"] for r in refs}
+    unknown = [qid for qid in preds if qid not in known]
+    if unknown:
+        some = ", ".join(repr(q) for q in unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+        if len(unknown) == len(preds):
+            raise EvalsuiteError(f"{args.predictions}: none of its {len(preds):,} question ids is in {args.dataset} "
+                                 f"({some}); predictions for another dataset?")
+        print(f"warning: {args.predictions}: {len(unknown):,} prediction(s) for question ids not in {args.dataset} "
+              f"are ignored ({some})", file=sys.stderr)
     missing = sum(r["id"] not in preds for r in refs)
     if missing:
         print(f"warning: {missing} question(s) without a prediction score 0", file=sys.stderr)

@@ -78,17 +78,37 @@ class PromptCodec:
     stop_ids: list[int]
     turn_start_ids: set[int] = field(default_factory=set)
     headers: tuple[str, ...] = ()
+    context: int | None = None  # the model's context window in tokens (its config), when known
 
     @classmethod
-    def build(cls, tk: TokenizerInfo, template: str, stop_ids: Sequence[int]) -> PromptCodec:
+    def build(cls, tk: TokenizerInfo, template: str, stop_ids: Sequence[int],
+              context: int | None = None) -> PromptCodec:
         starts, headers = role_headers(tk, template)
         stops = list(dict.fromkeys([*stop_ids, *(i for i in [tk.token_id(tk.eos_token)] if i is not None)]))
-        return cls(tk, template, stops, starts, headers)
+        return cls(tk, template, stops, starts, headers, context)
 
     def prompt_text(self, messages: Messages, tools: Tools = ()) -> str:
-        """The prompt as ``apply_chat_template(messages, tools=tools or None, add_generation_prompt=True)``."""
-        return render(self.template, messages, add_generation_prompt=True, tools=list(tools) or None,
+        """The prompt as ``apply_chat_template(messages, tools=tools or None, add_generation_prompt=True)``;
+        a prompt longer than the model's context is an error (every engine's prompt passes here before a batch)."""
+        text = render(self.template, messages, add_generation_prompt=True, tools=list(tools) or None,
                       special_tokens=self.tk.template_variables()).text
+        self._check_fits(text, messages)
+        return text
+
+    def _check_fits(self, text: str, messages: Messages) -> None:
+        """Refuse, before anything is generated, a prompt past :func:`evalsuite.limits.prompt_limit` tokens: a 1M
+        character prompt otherwise runs attention over a quarter of a million positions. Tokenized only when it
+        may be too long (a token is at least one byte, a character at most four)."""
+        from evalsuite.limits import prompt_limit
+
+        limit = prompt_limit(self.context)
+        if len(text) * 4 <= limit:
+            return
+        n = len(self.tk.encode(text, add_special_tokens=False))
+        if n > limit:
+            first = next((str(m.get("content") or "") for m in messages if m.get("role") == "user"), "")
+            raise EvalsuiteError(f"a prompt of {n:,} tokens (user message {first[:40]!r}...) is longer than the "
+                                 f"{limit:,} tokens this model takes ({_context_text(self.context)}); shorten it")
 
     def prompt_ids(self, messages: Messages, tools: Tools = ()) -> list[int]:
         return self.tk.encode(self.prompt_text(messages, tools), add_special_tokens=False)
@@ -126,6 +146,16 @@ class PromptCodec:
     def decode(self, ids: list[int]) -> tuple[str, str]:
         """(text with special tokens skipped, raw text with them kept)."""
         return self.tk.decode(ids, skip_special_tokens=True), self.tk.decode(ids, skip_special_tokens=False)
+
+
+def _context_text(context: int | None) -> str:
+    from evalsuite.limits import MIN_PROMPT_LIMIT
+
+    if context is None:
+        return "its config gives no context length"
+    if context < MIN_PROMPT_LIMIT:
+        return f"its config's context length is {context:,}, raised to the floor of {MIN_PROMPT_LIMIT:,}"
+    return "its config's context length"
 
 
 def role_headers(tk: TokenizerInfo, template: str) -> tuple[set[int], tuple[str, ...]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.limits import check_range
 
 Surface = Literal["cli", "plugin"]
 PLUGIN_DEST_PREFIX = "evalsuite_"  # pytest dests live in one namespace with every other plugin's
@@ -157,6 +158,9 @@ def validate(options: ProbeOptions, surface: Surface = "cli") -> None:
         parse_memory(options.max_memory, flag("max_memory"))
     if options.squad_n is not None and options.squad_n < 0:
         raise EvalsuiteError(f"{flag('squad_n')}: expected 0 (all) or a positive integer, got {options.squad_n}")
+    for dest in ("batch_size", "max_new_tokens", "max_batch_seconds", "seed", "squad_n", "tensor_parallel_size",
+                 "num_processes"):
+        check_range(dest, getattr(options, dest), flag(dest))  # upper bounds, nan and inf (evalsuite.limits)
     if options.device is not None:
         _check_device(options.device, flag("device"))
     if surface == "plugin" and options.num_processes > 1:
@@ -200,18 +204,19 @@ def check_out(out: Path | None, run_dirs: Iterable[Path], options: ProbeOptions,
     run_dirs = list(run_dirs)
     named = [options.base_model] if options.base_model else [_manifest_base(d) for d in run_dirs]
     bases = [Path(b) for b in named if b and Path(b).is_dir()]
-    check_output_path(out, f"{OUT_FLAG[surface]} results file", inputs=given, protected_dirs=[*run_dirs, *bases])
+    check_output_path(out, f"{OUT_FLAG[surface]} results file", inputs=given, protected_dirs=[*run_dirs, *bases],
+                      kind="results")
 
 
 def _manifest_base(run_dir: Path) -> str | None:
     """The base model a run dir names (its manifest, else its adapter config), read without loading anything; a
     missing or broken file is the plan's to report, not this check's."""
-    import json
+    from evalsuite.limits import loads_json
 
     for name, key in (("evalsuite_manifest.json", "base_model"), ("adapter_config.json", "base_model_name_or_path")):
         try:
-            value = json.loads((Path(run_dir) / name).read_text(encoding="utf-8")).get(key)
-        except (OSError, ValueError, AttributeError):
+            value = loads_json((Path(run_dir) / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError, EvalsuiteError):
             continue
         if isinstance(value, str) and value:
             return value
