@@ -108,6 +108,9 @@ class EndpointClient:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 raw = resp.read(MAX_BODY + 1)
                 self.last_headers = dict(resp.headers.items())
+                announced = resp.headers.get("Content-Length")
+                if announced and announced.isdigit() and len(raw) < int(announced) <= MAX_BODY:
+                    raise http.client.IncompleteRead(raw, int(announced) - len(raw))
         except urllib.error.HTTPError as e:
             raise self._status_error(url, e) from None
         except (http.client.RemoteDisconnected, ConnectionResetError, http.client.IncompleteRead) as e:

@@ -167,9 +167,9 @@ def validate(options: ProbeOptions, surface: Surface = "cli") -> None:
     if not options.endpoint_timeout > 0:
         raise EvalsuiteError(f"{flag('endpoint_timeout')}: expected seconds > 0, got {options.endpoint_timeout}")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", options.api_key_env):
-        raise EvalsuiteError(f"{flag('api_key_env')}: expected an environment variable name, got "
-                             f"{options.api_key_env!r} (the key itself goes in that variable, never on the command "
-                             "line)")
+        raise EvalsuiteError(f"{flag('api_key_env')}: expected the name of an environment variable (letters, "
+                             "digits, _), not shown here in case it is the key itself: the key goes in that variable, "
+                             "never on the command line")
     if options.squad_n is not None and options.squad_n < 0:
         raise EvalsuiteError(f"{flag('squad_n')}: expected 0 (all) or a positive integer, got {options.squad_n}")
     if options.device is not None:

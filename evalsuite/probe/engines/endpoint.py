@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -37,11 +38,13 @@ class EndpointEngine:
         o = spec.options
         self.model = str(o["served_model"])
         self.concurrency = int(o.get("concurrency", 4))
+        self._fault = threading.Event()
         self.client = EndpointClient(str(o["url"]), timeout=float(o.get("timeout_s", 120.0)),
                                      key_env=str(o.get("api_key_env", "EVALSUITE_API_KEY")))
 
     def generate_mixed(self, jobs: Sequence[Job], settings: GenerationSettings) -> list[Generation]:
         self.spec.check(jobs)
+        self._fault = threading.Event()  # set by the request that fails: the workers send nothing more
         done: dict[int, Generation] = {}
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="evalsuite-endpoint") as pool:
             futures: dict[Future[Generation], int] = {
@@ -52,6 +55,8 @@ class EndpointEngine:
                 finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for f in finished:
                     if f.cancelled():
+                        continue
+                    if isinstance(f.exception(), _NotSent):
                         continue
                     if f.exception() is not None:
                         fault = fault or f.exception()
@@ -72,6 +77,15 @@ class EndpointEngine:
         return shard_by_prompt(self, jobs, settings, rank, world)
 
     def _one(self, request: Request, settings: GenerationSettings) -> Generation:
+        if self._fault.is_set():
+            raise _NotSent
+        try:
+            return self._ask(request, settings)
+        except BaseException:
+            self._fault.set()
+            raise
+
+    def _ask(self, request: Request, settings: GenerationSettings) -> Generation:
         body: dict[str, Any] = {"model": self.model, "messages": [dict(m) for m in request.messages],
                                 "max_tokens": request.max_new_tokens, "temperature": 0, "seed": settings.seed,
                                 "stream": False}
@@ -80,6 +94,10 @@ class EndpointEngine:
         t0 = time.perf_counter()
         answer = self.client.post("/chat/completions", body)
         return to_generation(answer, settings.stop_strings, time.perf_counter() - t0, self.client.url)
+
+
+class _NotSent(Exception):
+    """A request skipped because another one failed first."""
 
 
 def to_generation(answer: Any, stop_strings: Sequence[str], latency: float, url: str = "") -> Generation:
