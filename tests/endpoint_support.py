@@ -48,8 +48,9 @@ class StubServer:
     chat requests received, in order of arrival."""
 
     def __init__(self, behaviour: Behaviour | None = None, models: tuple[str, ...] = ("stub-model",),
-                 key: str | None = None) -> None:
+                 key: str | None = None, routes: dict[str, Callable[[dict[str, Any]], Reply]] | None = None) -> None:
         self.behaviour = behaviour or (lambda n, body: None)
+        self.routes = routes or {}  # other POST routes (llama.cpp's /apply-template)
         self.models, self.key = models, key
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -99,6 +100,9 @@ class StubServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                if self.path in stub.routes:
+                    self._send(*stub.routes[self.path](body))
+                    return
                 with stub.lock:
                     n = len(stub.bodies)
                     stub.bodies.append(body)
