@@ -236,3 +236,20 @@ def test_bad_endpoint_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "expected the name of an environment variable" in line and KEY not in line
     assert probe("http://127.0.0.1:1/v1", tmp_path, "--endpoint-timeout", "0") == 2
     assert "--endpoint-timeout: expected seconds > 0" in only_error(capsys)
+
+
+def test_greedy_means_no_repetition_penalty_and_a_strict_server_gets_the_standard_fields(tmp_path: Path) -> None:
+    def strict(n: int, body: dict[str, Any]) -> Any:
+        extra = sorted(k for k in body if k in ("repeat_penalty", "repetition_penalty"))
+        if extra:
+            return 400, json.dumps({"error": {"message": f"Unrecognized request argument supplied: {extra[0]}"}}
+                                   ).encode(), {}
+        return None
+
+    with StubServer(strict) as stub:
+        assert probe(stub.url, tmp_path, "--concurrency", "1") == 0
+    first, *rest = stub.bodies
+    assert first["repeat_penalty"] == 1.0 and first["repetition_penalty"] == 1.0
+    assert first["frequency_penalty"] == 0 and first["presence_penalty"] == 0
+    assert rest and all("repeat_penalty" not in b and b["frequency_penalty"] == 0 for b in rest)
+    assert len(rest) == len(battery("uppercase-echo").cases)  # asked once more, then never again
