@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -149,8 +150,11 @@ def test_a_server_killed_mid_run_loses_nothing(demo_gguf: Path, tmp_path: Path) 
         server.stop()
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert probe.returncode == 2 and len(errors) == 1 and "Traceback" not in err, err[-3000:]
-    answered = server.requests_seen()
-    assert server.url in errors[0] and f"{answered} of 100 generation(s) finished before it" in errors[0]
+    found = re.search(r"(\d+) of 100 generation\(s\) finished before it", errors[0])
+    assert found and server.url in errors[0], errors[0]
+    answered = int(found.group(1))
+    # The server logs an answer as it starts sending it: the one in flight at the kill may not have arrived whole.
+    assert answered >= 9 and server.requests_seen() - answered in (0, 1)
     assert f"sends only the {100 - answered} missing" in errors[0] and not out.exists()
     restarted = LlamaServer(demo_gguf, tmp_path / "server2.log", port=server.port).start()
     try:
