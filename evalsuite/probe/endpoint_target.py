@@ -72,10 +72,10 @@ class _NoVocab:
         return 0
 
 
-def _codec(reference: PromptCodec | None) -> tuple[EndpointCodec, str]:
+def _codec(reference: PromptCodec | None, reference_from: str) -> tuple[EndpointCodec, str]:
     if reference is not None:
         return EndpointCodec(reference.tk, reference.template, list(reference.stop_ids),
-                             set(reference.turn_start_ids), reference.headers), "the training column's tokenizer"
+                             set(reference.turn_start_ids), reference.headers), reference_from
     tk = TokenizerInfo(path=Path("."), tokenizer=_NoVocab(), chat_template=None,
                        special=dict.fromkeys(SPECIAL_NAMES))
     return EndpointCodec(tk, CHATML, [], set(), ()), "none (probed without a run dir: no leak markers)"
@@ -132,11 +132,11 @@ def server_facts(client: EndpointClient) -> dict[str, Any]:
 
 
 def endpoint_column(url: str, name: str, settings: EndpointSettings, reference: PromptCodec | None,
-                    base: str | None) -> EndpointTarget:
+                    base: str | None, reference_from: str = "the run dir's tokenizer") -> EndpointTarget:
     client = EndpointClient(url, timeout=settings.timeout, key_env=settings.key_env)
     entry = served_model(client, settings.served_model)
     server = server_facts(client)
-    codec, markers = _codec(reference)
+    codec, markers = _codec(reference, reference_from)
     model_entry = {k: v for k, v in entry.items() if k != "created"}  # some servers stamp the request time there
     facts = {"engine": "endpoint", "url": client.url, "served_model": entry["id"], "model_entry": model_entry,
              "server": server, "concurrency": settings.concurrency, "timeout_s": settings.timeout,
@@ -145,7 +145,8 @@ def endpoint_column(url: str, name: str, settings: EndpointSettings, reference: 
                                      "template": sha256_text(json.dumps(model_entry, sort_keys=True)),
                                      "tokenizer": None}
     provenance = {"kind": "endpoint", "url": client.url, "served_model": entry["id"], "server": server,
-                  "template": {"from": "the server (it renders the chat)"}, "markers": markers}
+                  "template": {"from": "the server, which renders the chat", "file": client.url},
+                  "markers": markers}
     info = AdapterInfo(name=name, kind="endpoint", base_model=base or client.url, path=client.url, source="endpoint",
                        external=True, provenance=provenance)
     # The engine key: one engine per URL and served model.
@@ -154,13 +155,14 @@ def endpoint_column(url: str, name: str, settings: EndpointSettings, reference: 
 
 
 def endpoint_columns(urls: Sequence[str], taken: set[str], settings: EndpointSettings,
-                     reference: PromptCodec | None, base: str | None) -> list[EndpointTarget]:
+                     reference: PromptCodec | None, base: str | None,
+                     reference_from: str = "the run dir's tokenizer") -> list[EndpointTarget]:
     """One column per URL, named ``endpoint-MODEL`` (``@host:port`` added when two would clash)."""
     if len(set(u.rstrip("/") for u in urls)) != len(urls):
         raise EvalsuiteError("the same endpoint URL is given twice")
     out: list[EndpointTarget] = []
     for url in urls:
-        column = endpoint_column(url, "endpoint", settings, reference, base)
+        column = endpoint_column(url, "endpoint", settings, reference, base, reference_from)
         model = str(column.engine_info["served_model"]).rstrip("/").rsplit("/", 1)[-1] if column.engine_info else ""
         name = f"endpoint-{model}"
         if name in taken or any(t.name == name for t in out) or len(urls) > 1:

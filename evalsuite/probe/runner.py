@@ -116,8 +116,12 @@ def _columns(args: list[str | Path], options: ProbeOptions) -> list[Target]:
     training = next((t.codec.template for t in targets if t.kind == "adapter"), None)
     base = targets[0].info.base_model if targets else None
     targets += gguf_columns(ggufs, {t.name for t in targets}, options.gguf_template, training, base)
-    reference = next((t.codec for t in targets if t.kind == "adapter"), targets[0].codec if targets else None)
-    return targets + endpoint_columns(urls, {t.name for t in targets}, options.endpoint, reference, base)
+    # What scoring reads of a tokenizer (leak markers): the training column's, else the first column's (a GGUF's)
+    source = next((t for t in targets if t.kind == "adapter"), targets[0] if targets else None)
+    base = base or (targets[0].info.base_model if targets else None)  # beside a GGUF alone: the GGUF's
+    return targets + endpoint_columns(urls, {t.name for t in targets}, options.endpoint,
+                                      source.codec if source else None, base,
+                                      f"the tokenizer of column {source.name}" if source else "")
 
 
 def _load_batteries(options: ProbeOptions) -> tuple[list[Battery], dict[str, str]]:
