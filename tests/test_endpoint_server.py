@@ -1,6 +1,6 @@
 """The endpoint column against a real OpenAI-compatible server: llama-cpp-python's (``python -m llama_cpp.server``)
-serving the GGUF exported from the trained demo adapter (and, where the real-model fixture is in the tree,
-SmolLM2-135M-Instruct), on a free loopback port.
+serving the GGUF exported from the trained demo adapter, and SmolLM2-135M-Instruct's (the real-model fixture), on a
+free loopback port.
 
 - `evalsuite probe RUN_DIR FILE.gguf URL`: the endpoint agrees with the GGUF file run in-process on >= 95% of greedy
   outputs of the uppercase-echo and runaway batteries, finish reasons included, and the report shows the three
@@ -167,19 +167,10 @@ def test_a_server_killed_mid_run_loses_nothing(demo_gguf: Path, tmp_path: Path) 
     assert restarted.requests_seen() == 100 - answered
 
 
-@pytest.fixture(scope="module")
-def real_model_gguf() -> Path:
-    """SmolLM2-135M-Instruct's Q4_1 GGUF, from the real-model fixture when it is in this tree."""
-    try:
-        from evalsuite.fixtures.smollm2 import ensure_smollm2  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        pytest.skip("the real-model fixture (evalsuite.fixtures.smollm2) is not in this tree")
-    return Path(ensure_smollm2().gguf)
-
-
-def test_a_real_model_served_agrees_with_its_gguf_file(real_model_gguf: Path, tmp_path: Path) -> None:
-    """Greedy means no repetition penalty: llama-cpp-python's server applies 1.1 unless told otherwise, which changed
+def test_a_real_model_served_agrees_with_its_gguf_file(smollm2: Any, tmp_path: Path) -> None:
+    """SmolLM2-135M-Instruct's Q4_1 GGUF (the real-model fixture), served and run in-process. Greedy means no repetition penalty: llama-cpp-python's server applies 1.1 unless told otherwise, which changed
     24 of these 32 answers before the engine sent the neutral value."""
+    real_model_gguf = Path(smollm2.gguf)
     out = tmp_path / "results.json"
     with_server = serve(real_model_gguf, tmp_path)
     server = next(with_server)
