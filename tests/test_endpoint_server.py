@@ -168,8 +168,9 @@ def test_a_server_killed_mid_run_loses_nothing(demo_gguf: Path, tmp_path: Path) 
 
 
 def test_a_real_model_served_agrees_with_its_gguf_file(smollm2: Any, tmp_path: Path) -> None:
-    """SmolLM2-135M-Instruct's Q4_1 GGUF (the real-model fixture), served and run in-process. Greedy means no repetition penalty: llama-cpp-python's server applies 1.1 unless told otherwise, which changed
-    24 of these 32 answers before the engine sent the neutral value."""
+    """SmolLM2-135M-Instruct's Q4_1 GGUF (the real-model fixture), served and run in-process. Greedy means no
+    repetition penalty: llama-cpp-python's server applies 1.1 unless told otherwise, which changed 24 of these 32
+    answers (at 24 tokens) before the engine sent the neutral value."""
     real_model_gguf = Path(smollm2.gguf)
     out = tmp_path / "results.json"
     with_server = serve(real_model_gguf, tmp_path)
