@@ -60,26 +60,32 @@ class EndpointEngine:
                 pool.submit(self._one, request, settings): i for i, (_, request) in enumerate(jobs)}
             pending: set[Future[Generation]] = set(futures)
             fault: BaseException | None = None
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for f in finished:
-                    if f.cancelled():
-                        continue
-                    if isinstance(f.exception(), _NotSent):
-                        continue
-                    if f.exception() is not None:
-                        fault = fault or f.exception()
-                        continue
-                    done[futures[f]] = gen = f.result()
-                    if settings.progress is not None:
-                        settings.progress([(jobs[futures[f]][0], gen)])
-                if fault is not None:
-                    for f in pending:
-                        f.cancel()  # not yet sent; the ones in flight finish (or fail) on their own
+            try:
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    for f in finished:
+                        if f.cancelled() or isinstance(f.exception(), _NotSent):
+                            continue
+                        if f.exception() is not None:
+                            fault = fault or f.exception()
+                            continue
+                        done[futures[f]] = gen = f.result()
+                        if settings.progress is not None:
+                            settings.progress([(jobs[futures[f]][0], gen)])
+                    if fault is not None:
+                        self._stop(pending)  # the ones in flight finish (or fail) on their own
+            except BaseException:  # Ctrl-C: send nothing more, wait only for the requests in flight
+                self._stop(pending)
+                raise
         if fault is not None:
             message = str(fault) if isinstance(fault, EvalsuiteError) else f"{self.client.url}: {fault!r}"
             raise GenerationInterrupted(self.client.scrub(message), done)
         return [done[i] for i in range(len(jobs))]
+
+    def _stop(self, pending: set[Future[Generation]]) -> None:
+        self._fault.set()
+        for f in pending:
+            f.cancel()
 
     def generate_shard(self, jobs: Sequence[Job], settings: GenerationSettings, rank: int,
                        world: int) -> dict[int, Generation]:
