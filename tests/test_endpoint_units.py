@@ -39,6 +39,7 @@ def results(pairs: list[tuple[tuple[str, str], tuple[str, str]]]) -> Results:
 
 @pytest.mark.parametrize(("text", "header"), [
     ("assistant\nHELLO", "<|im_start|>assistant\n"),  # a server prints <|im_start|> as nothing
+    ("assistanthello", "<|im_start|>assistant\n"),  # ... and no newline (llama-cpp-python, the seeds' runaway)
     ("\n user\nhi", "<|im_start|>user\n"),
     ("HI<|im_start|>user\nxx", "<|im_start|>user\n"),  # written out, anywhere
     (" AND MORE TEXT", None),

@@ -109,8 +109,9 @@ def continuation(source: str, served: str) -> str:
 
 
 def header_in(text: str, codec: PromptCodec) -> str | None:
-    """The first role header in ``text``: written out (``<|im_start|>assistant``), or at its very start with the
-    special tokens dropped as servers print them (``assistant\\n``)."""
+    """The first role header in ``text``: written out (``<|im_start|>assistant``), or at its very start as servers
+    print it, special tokens dropped (llama-cpp-python's server answered ``helloassistanthello`` for the seeds'
+    runaway: no ``<|im_start|>``, and the newline the header ends with not there either)."""
     specials = [c for c, (_i, special) in codec.tk.added_tokens.items() if special]
     hits = [(text.index(h), h) for h in codec.headers if h in text]
     if hits:
@@ -120,7 +121,7 @@ def header_in(text: str, codec: PromptCodec) -> str | None:
         visible = h
         for s in specials:
             visible = visible.replace(s, "")
-        if visible.strip() and head.startswith(visible.lstrip()):
+        if visible.strip() and head.startswith(visible.strip()):
             return h
     return None
 
