@@ -44,7 +44,7 @@ class _State:
     out: Path | None
     gates: ResolvedGates  # parsed at configure: a malformed gate is a usage error before any weights load
     baseline: Results | None
-    run_dirs: list[Path] = field(default_factory=list)
+    run_dirs: list[str | Path] = field(default_factory=list)  # a URL stays a string (an endpoint column)
     plan: ProbePlan | None = None
     probe: ProbeSession | None = None  # built when the first probe item or user test needs the model
     run: ProbeRun | None = None
@@ -67,7 +67,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add = group.addoption
     add("--adapter", action="append", default=[], metavar="DIR",
         help="what to probe (repeatable, may be mixed): a run dir, PEFT adapter folder, trainer output folder, merged "
-             "model, cached hub adapter id or MODEL.gguf (run by llama.cpp); without it the plugin is inert")
+             "model, cached hub adapter id, MODEL.gguf (run by llama.cpp) or http(s)://HOST:PORT/v1 (an "
+             "OpenAI-compatible server); without it the plugin is inert")
     add_options(add, "plugin")  # the options `evalsuite probe` has, from one table (evalsuite.probe.options)
     add("--probe-out", metavar="FILE", help="write the results JSON here (atomically)")
     add("--gate", action="append", default=[], metavar="EXPR", help="quality gate applied at session end")
@@ -83,9 +84,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     _refuse_xdist(config)
     from evalsuite.errors import EvalsuiteError
+    from evalsuite.probe.cli import column_arg
 
     try:
-        config.stash[STATE] = _configured_state(config, [Path(a) for a in adapters])
+        config.stash[STATE] = _configured_state(config, [column_arg(a) for a in adapters])
     except EvalsuiteError as e:
         raise pytest.UsageError(f"evalsuite: {e}") from None
 
@@ -102,16 +104,17 @@ def _refuse_xdist(config: pytest.Config) -> None:
                                 "`evalsuite probe --num-processes N --out results.json` and `evalsuite gate`")
 
 
-def _configured_state(config: pytest.Config, run_dirs: list[Path]) -> _State:
+def _configured_state(config: pytest.Config, run_dirs: list[str | Path]) -> _State:
     """Options and gates, validated before collection: bad values are usage errors before anything loads."""
     from evalsuite.gates.declared import resolve_gates
+    from evalsuite.probe.cli import local_columns
     from evalsuite.probe.options import check_out, options_from
     from evalsuite.results.io import load_results
 
     probes = config.rootpath / "probes"
     options = options_from(config.getoption, "plugin", battery_dirs=[probes] if probes.is_dir() else [])
     opt = config.getoption
-    check_out(_path(opt("probe_out")), run_dirs, options, "plugin",
+    check_out(_path(opt("probe_out")), local_columns(run_dirs), options, "plugin",
               inputs=[_path(opt("gate_baseline")), _path(opt("gate_config"))])
     gates = resolve_gates(opt("gate"), _path(opt("gate_config")), _path(opt("gate_baseline")), opt("gate_alpha"))
     baseline = load_results(gates.baseline_path) if gates.gates and gates.baseline_path is not None else None

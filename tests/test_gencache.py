@@ -31,8 +31,10 @@ def test_the_digested_modules_are_where_generation_is_decided() -> None:
     from evalsuite.chat.tokenizer import TokenizerInfo, load_tokenizer
     from evalsuite.gguf.llama import LlamaCpp
     from evalsuite.gguf.tokenizer import LlamaCppBackend
+    from evalsuite.probe.endpoint_target import EndpointCodec, EndpointTarget
     from evalsuite.probe.engines.attention import decode_attention
     from evalsuite.probe.engines.decode import greedy_decode
+    from evalsuite.probe.engines.endpoint import EndpointEngine, to_generation
     from evalsuite.probe.engines.gguf import GGUFEngine
     from evalsuite.probe.engines.hf import HFEngine
     from evalsuite.probe.engines.merged import merged_weights
@@ -44,7 +46,8 @@ def test_the_digested_modules_are_where_generation_is_decided() -> None:
 
     deciders = [render, greedy_decode, end_of_turn_token, HFEngine, PromptCodec, role_headers, Target,
                 build_targets, TokenizerInfo, load_tokenizer, VLLMEngine, column_key, GGUFEngine, GGUFCodec,
-                gguf_column, LlamaCpp, LlamaCppBackend, merged_weights, decode_attention, run_batches]
+                gguf_column, LlamaCpp, LlamaCppBackend, merged_weights, decode_attention, run_batches,
+                EndpointEngine, to_generation, EndpointCodec, EndpointTarget]
     assert {d.__module__ for d in deciders} <= set(GENERATION_MODULES)
     assert set(module_sources()) == set(GENERATION_MODULES)
     assert all(p.is_file() for p in module_sources().values())

@@ -22,8 +22,9 @@ METRICS = ("flips", "pass_to_fail", "fail_to_pass", "agreement", "differing", "m
 MAX_LISTED = 20
 
 
-def compare_columns(results: Results, source: str, gguf: str) -> dict[str, Any]:
-    """Per battery and overall: paired cases, identical outputs, flips (listed), McNemar p."""
+def compare_columns(results: Results, source: str, gguf: str, label: str = "gguf") -> dict[str, Any]:
+    """Per battery and overall: paired cases, identical outputs (text and finish reason), flips (listed), McNemar p.
+    ``label`` names the served side in the summary (``gguf`` or ``endpoint``)."""
     batteries: dict[str, Any] = {}
     total = {"cases": 0, "identical": 0, "pass_to_fail": 0, "fail_to_pass": 0}
     flipped: list[dict[str, str]] = []
@@ -40,11 +41,11 @@ def compare_columns(results: Results, source: str, gguf: str) -> dict[str, Any]:
                            ("fail_to_pass", len(flips) - lost)):
             total[key] += value
         flipped += [{"battery": f.battery, "case": f.case, "direction": f.direction, "prompt": f.prompt,
-                     "source_output": f.baseline_output, "gguf_output": f.output} for f in flips]
+                     "source_output": f.baseline_output, f"{label}_output": f.output} for f in flips]
     if not total["cases"]:
-        raise EvalsuiteError("drift: no battery case ran on both the source and the GGUF")
+        raise EvalsuiteError(f"drift: no battery case ran on both the source and the {label}")
     lost, won = total["pass_to_fail"], total["fail_to_pass"]
-    return {"columns": {"source": source, "gguf": gguf}, "cases": total["cases"],
+    return {"columns": {"source": source, label: gguf}, "cases": total["cases"],
             "agreement": total["identical"] / total["cases"], "differing": total["cases"] - total["identical"],
             "flips": lost + won, "pass_to_fail": lost, "fail_to_pass": won, "mcnemar_p": mcnemar_exact_p(lost, won),
             "batteries": batteries, "flipped": flipped}
@@ -54,14 +55,16 @@ def flip_finding(summary: dict[str, Any], alpha: float) -> Finding | None:
     """Flips are an error when the paired test calls them significant at ``alpha``, else a warning."""
     if not summary["flips"]:
         return None
+    label = "endpoint" if "endpoint" in summary["columns"] else "gguf"
+    what = {"gguf": "GGUF", "endpoint": "endpoint"}[label]
     p = summary["mcnemar_p"]
     severity = "error" if p < alpha else "warning"
-    message = (f"{summary['flips']} of {summary['cases']} cases flip between the HF source and the GGUF "
+    message = (f"{summary['flips']} of {summary['cases']} cases flip between the HF source and the {what} "
                f"({summary['pass_to_fail']} pass->fail, {summary['fail_to_pass']} fail->pass; exact McNemar "
                f"p={p:.3g} {'<' if p < alpha else '>='} {alpha:g}); the static findings say why, if any")
-    examples = [f"{f['direction']} {f['battery']}[{f['case']}]: HF {f['source_output'][:60]!r} vs GGUF "
-                f"{f['gguf_output'][:60]!r}" for f in summary["flipped"][:MAX_LISTED]]
-    return Finding("gguf-output-flips", message, severity, examples)
+    examples = [f"{f['direction']} {f['battery']}[{f['case']}]: HF {f['source_output'][:60]!r} vs {what} "
+                f"{f[f'{label}_output'][:60]!r}" for f in summary["flipped"][:MAX_LISTED]]
+    return Finding(f"{label}-output-flips", message, severity, examples)
 
 
 def parse_drift_gates(exprs: list[str]) -> list[Threshold]:

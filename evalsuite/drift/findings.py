@@ -21,6 +21,12 @@ _RULES = [
                                          "from the source config.json and tokenizer"),
     Rule("gguf-output-flips", "error", "battery verdicts flip between the HF source and the GGUF, significantly "
                                        "(exact McNemar at --alpha; a warning when not significant)"),
+    Rule("endpoint-template-differs", "error", "the server renders the battery conversations differently from the "
+                                               "training template (where it shows its rendering: /apply-template)"),
+    Rule("endpoint-no-stop", "error", "the run dir ends its answer (end of turn or turn header) and the endpoint runs "
+                                      "on to its token budget: the server does not stop where training stops"),
+    Rule("endpoint-output-flips", "error", "battery verdicts flip between the HF source and the endpoint, "
+                                           "significantly (exact McNemar at --alpha; a warning when not significant)"),
 ]
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}
 

@@ -57,23 +57,26 @@ def check_static(source: Path, gguf: Path, battery_names: list[str], weights: bo
 @dataclass
 class DriftReport:
     source: Path
-    gguf: Path
+    gguf: Path | None  # None: an endpoint is checked instead
     findings: list[Finding]
     dynamic: dict[str, Any] | None = None
     gates: list[str] = field(default_factory=list)
     gates_passed: bool = True
+    endpoint: str | None = None  # the served endpoint's URL (``--endpoint``)
+    notes: list[str] = field(default_factory=list)  # checks that were not possible, and why
 
     @property
     def exit_code(self) -> int:
         return 1 if any(f.severity == "error" for f in self.findings) or not self.gates_passed else 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema_version": 1, "source": str(self.source), "gguf": str(self.gguf),
+        served = {"endpoint": self.endpoint} if self.endpoint else {"gguf": str(self.gguf)}
+        return {"schema_version": 1, "source": str(self.source), **served,
                 "findings": [f.to_json() for f in self.findings], "dynamic": self.dynamic, "gates": self.gates,
-                "exit_code": self.exit_code}
+                "notes": self.notes, "exit_code": self.exit_code}
 
     def lines(self) -> list[str]:
-        out = [line for f in self.findings for line in f.lines()]
+        out = [line for f in self.findings for line in f.lines()] + [f"note: {n}" for n in self.notes]
         if self.dynamic is not None:
             out += _dynamic_lines(self.dynamic)
         errors = sum(f.severity == "error" for f in self.findings)
@@ -88,16 +91,19 @@ def _dynamic_lines(d: dict[str, Any]) -> list[str]:
                 f"{m['pass_to_fail']} pass->fail / {m['fail_to_pass']} fail->pass (McNemar p={m['mcnemar_p']:.3g})")
 
     cols = d["columns"]
-    return [f"paired generations: {cols['source']} (HF) vs {cols['gguf']} (llama.cpp)",
+    served = f"{cols['endpoint']} (endpoint)" if "endpoint" in cols else f"{cols['gguf']} (llama.cpp)"
+    return [f"paired generations: {cols['source']} (HF) vs {served}",
             *(line(name, m) for name, m in d["batteries"].items()), line("all", d)]
 
 
-def run_paired(source: Path, gguf: Path, batteries: list[str], max_new_tokens: int | None = None,
-               device: str | None = None, use_cache: bool = True, out: Path | None = None) -> Any:
-    """The batteries on the source (HF engine) and the GGUF (llama.cpp, its embedded template) in one probe run."""
+def run_paired(source: Path, gguf: Path | str, batteries: list[str], max_new_tokens: int | None = None,
+               device: str | None = None, use_cache: bool = True, out: Path | None = None,
+               **endpoint: Any) -> Any:
+    """The batteries on the source (HF engine) and the GGUF (llama.cpp, its embedded template) or the endpoint URL
+    (its server's template and stops; ``endpoint``: the ProbeOptions endpoint fields) in one probe run; the run."""
     from evalsuite.probe.options import ProbeOptions
     from evalsuite.probe.runner import run_probes
 
     options = ProbeOptions(batteries=list(batteries), explicit_batteries=bool(batteries),
-                           max_new_tokens=max_new_tokens, device=device, use_cache=use_cache)
-    return run_probes([source, gguf], options, out).results
+                           max_new_tokens=max_new_tokens, device=device, use_cache=use_cache, **endpoint)
+    return run_probes([source, gguf], options, out)

@@ -33,7 +33,8 @@ CACHE_VERSION = 2  # bump when the cache file's format changes; code changes are
 # (chat.tokenizer, chat.tokenizer_compat), stop ids (chat.encode's end-of-turn token, probe.targets' union),
 # decoding and finish-reason classification (probe.generation, probe.engines.decode, probe.engines.merged: an
 # adapter folded into the weights, probe.engines.attention: decode-step attention on CPU), the engines
-# (probe.engines.hf, probe.engines.vllm, probe.engines.gguf with the GGUF column's codec and llama.cpp wrapper) and
+# (probe.engines.hf, probe.engines.vllm, probe.engines.gguf with the GGUF column's codec and llama.cpp wrapper,
+# probe.engines.endpoint with the endpoint column's request and finish-reason mapping) and
 # the key and file format themselves (probe.cache), and what is not a model result (probe.guard). Their digest is
 # part of every column key. A module that starts deciding generation output belongs here; a test checks the list
 # covers where those functions live.
@@ -43,7 +44,8 @@ GENERATION_MODULES = ("evalsuite.chat.template", "evalsuite.chat.tokenizer", "ev
                       "evalsuite.probe.engines.attention", "evalsuite.probe.engines.workers",
                       "evalsuite.probe.engines.vllm",
                       "evalsuite.probe.engines.gguf", "evalsuite.probe.gguf_target", "evalsuite.gguf.llama",
-                      "evalsuite.gguf.tokenizer", "evalsuite.probe.cache", "evalsuite.probe.guard")
+                      "evalsuite.gguf.tokenizer", "evalsuite.probe.engines.endpoint", "evalsuite.probe.endpoint_target",
+                      "evalsuite.probe.cache", "evalsuite.probe.guard")
 LARGE_FILE = 256 * 2**20  # weight files above this are fingerprinted by size + mtime instead of content
 
 

@@ -29,14 +29,27 @@ def _add_probe(sub: Any) -> None:
                        description="Load the base once, attach every adapter, run the batteries, score, and write "
                                    "a results file. Exit 0 when every case passed, 1 when some failed, 2 on bad input "
                                    "or when some case was not run (the stall guard stopped a stuck engine).")
-    p.add_argument("run_dirs", nargs="+", type=Path, metavar="DIR",
+    p.add_argument("run_dirs", nargs="+", type=column_arg, metavar="DIR",
                    help="what to probe (repeatable, may be mixed): run dirs written by `evalsuite train`, PEFT adapter "
                         "folders, trainer output folders (newest complete checkpoint-N/), merged model folders, hub "
                         "adapter ids in the local Hugging Face cache, MODEL.gguf files run by llama.cpp (the gguf "
-                        "engine; pip install 'evalsuite[gguf]')")
+                        "engine; pip install 'evalsuite[gguf]'), http(s)://HOST:PORT/v1 OpenAI-compatible servers "
+                        "(llama-server, Ollama, vLLM; the endpoint engine)")
     p.add_argument("--out", type=Path, default=Path("results.json"), help="results file (written atomically)")
     add_options(p.add_argument, "cli")  # the option table shared with the pytest plugin
     p.set_defaults(func=run_probe_cli)
+
+
+def column_arg(arg: str) -> str | Path:
+    """A column as given: an http(s) URL stays a string (``Path`` would fold its ``//``), anything else a path."""
+    from evalsuite.probe.endpoint_client import is_url
+
+    return arg if is_url(arg) else Path(arg)
+
+
+def local_columns(columns: list[str | Path]) -> list[Path]:
+    """The columns that are files or folders (the ones a results file must not be written into)."""
+    return [c for c in columns if isinstance(c, Path)]
 
 
 def _add_score(sub: Any) -> None:
@@ -54,7 +67,8 @@ def run_probe_cli(args: argparse.Namespace) -> int:
     from evalsuite.probe.runner import run_probes
 
     options = options_from(lambda dest: getattr(args, dest), "cli")
-    check_out(args.out, args.run_dirs, options, "cli")  # before anything loads: never over an input or a run dir
+    # before anything loads: never over an input or a run dir
+    check_out(args.out, local_columns(args.run_dirs), options, "cli")
     if options.num_processes > 1 and not launch.inside_launch():
         return _relaunch(args, options)
     run = run_probes(args.run_dirs, options, out=args.out)

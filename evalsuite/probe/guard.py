@@ -160,7 +160,15 @@ def generate_guarded(engine: Engine, jobs: Sequence[Job], settings: GenerationSe
                 STALL_OPTION, len(stopped), "run again in smaller batches" if retry and not guard.stuck else "not run")
     if retry and not guard.stuck:
         smaller = replace(settings, batch_size=max(1, min(settings.batch_size, len(stopped)) // 2), guard=guard)
-        for i, g in zip(stopped, generate(engine, [jobs[i] for i in stopped], smaller), strict=True):
+        from evalsuite.probe.engines import GenerationInterrupted
+
+        try:
+            again = generate(engine, [jobs[i] for i in stopped], smaller)
+        except GenerationInterrupted as e:  # an engine fault in the retry: keep what both passes finished
+            finished = {i: g for i, g in enumerate(first) if not g.time_capped}
+            finished.update((stopped[j], g) for j, g in e.done.items())
+            raise GenerationInterrupted(str(e), finished) from None
+        for i, g in zip(stopped, again, strict=True):
             out[i] = g
     reason = stall_reason(settings.stall_seconds)
     return [not_run(reason, g.latency_s) if g.time_capped else g for g in out]

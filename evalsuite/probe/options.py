@@ -52,6 +52,17 @@ class ProbeOptions:
     tensor_parallel_size: int = 1  # vllm only
     num_processes: int = 1  # `evalsuite probe` re-launches itself under accelerate; the runner reads the rank
     gguf_template: str = "embedded"  # .gguf columns: the template embedded in the GGUF, or the run dirs' training one
+    served_model: str | None = None  # endpoint columns: the model id to ask for (default: the only one served)
+    concurrency: int = 4  # endpoint columns: requests in flight at once
+    endpoint_timeout: float = 120.0  # endpoint columns: seconds one request may take
+    api_key_env: str = "EVALSUITE_API_KEY"  # endpoint columns: the environment variable holding the API key
+
+    @property
+    def endpoint(self) -> Any:
+        """The endpoint columns' settings (:class:`evalsuite.probe.endpoint_target.EndpointSettings`)."""
+        from evalsuite.probe.endpoint_target import EndpointSettings
+
+        return EndpointSettings(self.served_model, self.concurrency, self.endpoint_timeout, self.api_key_env)
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("gguf_template", "--gguf-template", "--probe-gguf-template", "the prompt template of .gguf columns: "
            "embedded (the GGUF's own, what llama.cpp and Ollama render; the default) or training (the run dirs' "
            "training template, to tell template drift from weight drift)", str, "embedded", metavar="WHICH"),
+    Option("served_model", "--served-model", "--probe-served-model", "http(s)://HOST:PORT/v1 columns: the model "
+           "id to ask the server for (default: the only one its /v1/models lists)", str, metavar="NAME"),
+    Option("concurrency", "--concurrency", "--probe-concurrency", "http(s) endpoint columns: requests in flight at "
+           "once (default 4)", int, 4, metavar="N"),
+    Option("endpoint_timeout", "--endpoint-timeout", "--probe-endpoint-timeout", "http(s) endpoint columns: seconds "
+           "one request may take before the run stops with an error (default 120)", float, 120.0, metavar="S"),
+    Option("api_key_env", "--api-key-env", "--probe-api-key-env", "http(s) endpoint columns: the environment "
+           "variable holding the API key (default EVALSUITE_API_KEY; the key itself is never written anywhere)",
+           str, "EVALSUITE_API_KEY", metavar="NAME"),
 )
 BY_DEST = {o.dest: o for o in OPTIONS}
 
@@ -145,7 +165,7 @@ def validate(options: ProbeOptions, surface: Surface = "cli") -> None:
     def flag(dest: str) -> str:
         return BY_DEST[dest].flag(surface)
 
-    for dest in ("batch_size", "tensor_parallel_size", "num_processes", "max_new_tokens"):
+    for dest in ("batch_size", "tensor_parallel_size", "num_processes", "max_new_tokens", "concurrency"):
         value = getattr(options, dest)
         if value is not None and value < 1:
             raise EvalsuiteError(f"{flag(dest)}: expected a positive integer, got {value}")
@@ -156,6 +176,12 @@ def validate(options: ProbeOptions, surface: Surface = "cli") -> None:
         from evalsuite.probe.memplan import parse_memory
 
         parse_memory(options.max_memory, flag("max_memory"))
+    if not options.endpoint_timeout > 0:
+        raise EvalsuiteError(f"{flag('endpoint_timeout')}: expected seconds > 0, got {options.endpoint_timeout}")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", options.api_key_env):
+        raise EvalsuiteError(f"{flag('api_key_env')}: expected the name of an environment variable (letters, "
+                             "digits, _), not shown here in case it is the key itself: the key goes in that variable, "
+                             "never on the command line")
     if options.squad_n is not None and options.squad_n < 0:
         raise EvalsuiteError(f"{flag('squad_n')}: expected 0 (all) or a positive integer, got {options.squad_n}")
     for dest in ("batch_size", "max_new_tokens", "max_batch_seconds", "seed", "squad_n", "tensor_parallel_size",

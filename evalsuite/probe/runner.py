@@ -31,7 +31,7 @@ from evalsuite.files import write_failure
 from evalsuite.probe import guard, parallel
 from evalsuite.probe.batteries import Battery, Case, load_battery, resolve_batteries
 from evalsuite.probe.cache import GenerationCache, base_fingerprint, column_key, prompt_key
-from evalsuite.probe.engines import Engine, EngineFactory, EngineSpec, engine_class
+from evalsuite.probe.engines import Engine, EngineFactory, EngineSpec, GenerationInterrupted, engine_class
 from evalsuite.probe.generation import Generation, GenerationSettings, Request
 from evalsuite.probe.options import ProbeOptions, validate
 from evalsuite.probe.progress import ProbeProgress, SessionCost
@@ -91,7 +91,7 @@ class Generated:
 
 def plan_probes(run_dirs: Iterable[str | Path], options: ProbeOptions) -> ProbePlan:
     validate(options)
-    targets = _columns([Path(d) for d in run_dirs], options)
+    targets = _columns(list(run_dirs), options)
     batteries, skipped = _load_batteries(options)
     names = [b.name for b in batteries]
     if len(set(names)) != len(names):
@@ -99,18 +99,29 @@ def plan_probes(run_dirs: Iterable[str | Path], options: ProbeOptions) -> ProbeP
     return ProbePlan(options, targets, batteries, skipped)
 
 
-def _columns(paths: list[Path], options: ProbeOptions) -> list[Target]:
-    """The run dirs' columns (and the base), then one column per ``.gguf`` file, run by the gguf engine."""
+def _columns(args: list[str | Path], options: ProbeOptions) -> list[Target]:
+    """The run dirs' columns (and the base), then one column per ``.gguf`` file, run by the gguf engine, then one per
+    ``http(s)://`` endpoint, run by the endpoint engine."""
+    from evalsuite.probe.endpoint_client import is_url
+    from evalsuite.probe.endpoint_target import endpoint_columns
     from evalsuite.probe.gguf_target import gguf_columns, split_columns
 
-    run_dirs, ggufs = split_columns(paths)
-    if ggufs and options.include_base and not run_dirs:
-        raise EvalsuiteError("--base: a GGUF column has no base model to compare with; give its run dir too")
+    urls = [str(a) for a in args if is_url(str(a))]
+    run_dirs, ggufs = split_columns([Path(a) for a in args if not is_url(str(a))])
+    if (ggufs or urls) and options.include_base and not run_dirs:
+        raise EvalsuiteError("--base: a GGUF or endpoint column has no base model to compare with; give its run dir "
+                             "too")
     targets = build_targets(run_dirs, options.include_base, options.base_model, options.allow_pickle) \
-        if run_dirs or not ggufs else []
+        if run_dirs or not (ggufs or urls) else []
     training = next((t.codec.template for t in targets if t.kind == "adapter"), None)
     base = targets[0].info.base_model if targets else None
-    return targets + gguf_columns(ggufs, {t.name for t in targets}, options.gguf_template, training, base)
+    targets += gguf_columns(ggufs, {t.name for t in targets}, options.gguf_template, training, base)
+    # What scoring reads of a tokenizer (leak markers): the training column's, else the first column's (a GGUF's)
+    source = next((t for t in targets if t.kind == "adapter"), targets[0] if targets else None)
+    base = base or (targets[0].info.base_model if targets else None)  # beside a GGUF alone: the GGUF's
+    return targets + endpoint_columns(urls, {t.name for t in targets}, options.endpoint,
+                                      source.codec if source else None, base,
+                                      f"the tokenizer of column {source.name}" if source else "")
 
 
 def _load_batteries(options: ProbeOptions) -> tuple[list[Battery], dict[str, str]]:
@@ -201,7 +212,11 @@ def generate_cached(plan: ProbePlan, wants: list[Want], device: str, engine: Eng
                  len({wants[i].target.name for i, _ in misses}), len(found))
         progress = ProbeProgress.for_stream(Counter(wants[i].target.name for i, _ in misses), {}, progress_to,
                                             draw=parallel.is_main())
-        fresh = _generate(plan, [wants[i] for i, _ in misses], device, engine, stops, cost or SessionCost(), progress)
+        try:
+            fresh = _generate(plan, [wants[i] for i, _ in misses], device, engine, stops, cost or SessionCost(),
+                              progress)
+        except GenerationInterrupted as e:
+            raise _kept_before(e, cache, keys, [(wants[i].target.name, k) for i, k in misses]) from None
         found.update((i, g) for (i, _), g in zip(misses, fresh, strict=True))
         cached = _save(cache, keys, [(wants[i].target.name, k) for i, k in misses], fresh)
     else:
@@ -224,12 +239,29 @@ def _generate(plan: ProbePlan, misses: list[Want], device: str, factory: EngineF
             t1 = time.perf_counter()
             progress.columns = {misses[i].target.adapter_name: misses[i].target.name for i in mine}
             jobs = [(misses[i].target.adapter_name, misses[i].request) for i in mine]
-            gens = guard.generate_guarded(engine, jobs, settings, parallel.generate, retry=parallel.world()[1] == 1)
+            try:
+                gens = guard.generate_guarded(engine, jobs, settings, parallel.generate,
+                                              retry=parallel.world()[1] == 1)
+            except GenerationInterrupted as e:  # what this and the earlier bases finished, by index in ``misses``
+                out.update((mine[j], g) for j, g in e.done.items())
+                raise GenerationInterrupted(str(e), out) from None
             progress.settle([(a, g) for (a, _), g in zip(jobs, gens, strict=True)])
             out.update(zip(mine, gens, strict=True))
             cost.load_s += t1 - t0
             cost.generate_s += time.perf_counter() - t1
     return [out[i] for i in range(len(misses))]
+
+
+def _kept_before(e: GenerationInterrupted, cache: GenerationCache, keys: dict[str, str],
+                 misses: list[tuple[str, str]]) -> EvalsuiteError:
+    """The engine's error, saying that what it generated before the fault is in the cache (saved here)."""
+    done = sorted(e.done)
+    saved = bool(done) and _save(cache, keys, [misses[i] for i in done], [e.done[i] for i in done])
+    if not done:
+        return EvalsuiteError(f"{e}; nothing was generated")
+    how = (f"kept in the generation cache: the same command sends only the {len(misses) - len(done)} missing"
+           if saved else "not cached (--no-cache, or the cache could not be written)")
+    return EvalsuiteError(f"{e}; {len(done)} of {len(misses)} generation(s) finished before it, {how}")
 
 
 def registry_factory(plan: ProbePlan) -> EngineFactory:
@@ -249,9 +281,10 @@ def engine_spec(plan: ProbePlan, base: str, device: str, columns: set[str]) -> E
     adapters = {t.adapter_name: t.path for t in mine
                 if t.name in columns and t.adapter_name is not None and t.path is not None}
     o = plan.options
+    own = next((t.engine_info for t in mine if t.engine and t.engine_info), None)  # a column's own engine's facts
     return EngineSpec(base, {t.adapter_name: t.codec for t in mine}, adapters, device=device, seed=o.seed,
                       allow_pickle=o.allow_pickle, trust_remote_code=o.trust_remote_code,
-                      tensor_parallel_size=o.tensor_parallel_size)
+                      tensor_parallel_size=o.tensor_parallel_size, options=own or {})
 
 
 def _save(cache: GenerationCache, keys: dict[str, str], misses: list[tuple[str, str]],

@@ -5,7 +5,7 @@ One JSON object::
     {"schema_version": 3, "created": ISO-8601, "evalsuite_version": str,
      "engine": {"name": str, "seed": int, "max_new_tokens": int, ...free-form generation settings,
                 "session": {"version": 1, "load_s", "generate_s", "peak_rss_bytes", "peak_cuda_bytes"}},  # optional
-     "adapters": [{"name", "path", "kind": "adapter"|"merged"|"base"|"gguf", "base_model", "weights_sha256",
+     "adapters": [{"name", "path", "kind": "adapter"|"merged"|"base"|"gguf"|"endpoint", "base_model", "weights_sha256",
                    "manifest_digest", "manifest", "source", "external", "provenance"}],
      "samples": [{"battery", "case", "adapter", "prompt", "output", "expected", "finish_reason",
                   "tokens", "latency_s", "scorer": {"name", "args"}, "passed", "score", "details"}],
@@ -43,7 +43,7 @@ from evalsuite.results.judgements import Judgement, judgements_dict
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 SESSION_VERSION = 1  # of engine.session (what a probe session cost: seconds, peak memory); older files have none
-ADAPTER_KINDS = ("adapter", "merged", "base", "gguf")
+ADAPTER_KINDS = ("adapter", "merged", "base", "gguf", "endpoint")
 CI_METHODS = ("wilson", "bootstrap", "none")
 METRIC_SOURCES = ("passed", "failed", "score")
 
@@ -65,7 +65,7 @@ class EngineInfo:
 @dataclass
 class AdapterInfo:
     """One column of results: a LoRA adapter (``kind="adapter"``), a merged model, the plain base model, or a GGUF
-    file run by llama.cpp (``kind="gguf"``)."""
+    file run by llama.cpp (``kind="gguf"``), or an OpenAI-compatible server (``kind="endpoint"``, its URL the path)."""
 
     name: str
     kind: str

@@ -28,9 +28,19 @@ BUILTIN = {
     "hf": "evalsuite.probe.engines.hf:HFEngine",  # transformers + peft, the default
     "vllm": "evalsuite.probe.engines.vllm:VLLMEngine",  # multi-LoRA on CUDA: pip install 'evalsuite[vllm]'
     "gguf": "evalsuite.probe.engines.gguf:GGUFEngine",  # a .gguf column, llama.cpp: pip install 'evalsuite[gguf]'
+    "endpoint": "evalsuite.probe.engines.endpoint:EndpointEngine",  # an http(s)://.../v1 column: OpenAI-compatible
 }
 ENTRY_POINT_GROUP = "evalsuite.engines"
 ENGINES = Registry("engine", BUILTIN, ENTRY_POINT_GROUP)
+
+
+class GenerationInterrupted(EvalsuiteError):
+    """An engine stopped part way (an endpoint fault): ``done`` holds what it finished, by job index, so the runner
+    caches those before the error reaches the user and a rerun generates only the rest."""
+
+    def __init__(self, message: str, done: Mapping[int, Generation]) -> None:
+        super().__init__(message)
+        self.done = dict(done)
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,8 @@ class EngineSpec:
     allow_pickle: bool = False
     trust_remote_code: bool = False
     tensor_parallel_size: int = 1  # GPUs per model, for engines that split one (vllm); others ignore it
-    options: Mapping[str, Any] = field(default_factory=dict)  # engine-specific extras (vllm: dtype, LLM arguments)
+    # engine-specific extras (vllm: dtype, LLM arguments; endpoint: the column's URL, served model, concurrency)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def codec(self, adapter: str | None) -> PromptCodec:
         """The codec of a column: its own, else the base's."""
