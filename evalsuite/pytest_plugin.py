@@ -338,7 +338,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from evalsuite.errors import EvalsuiteError
 
-    state.results = results = state.probe.results(state.user_samples)
+    state.results = results = state.probe.results(state.user_samples, _selection(session.config))
     try:
         if state.out is not None:
             from evalsuite.probe.runner import write_run
@@ -358,6 +358,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if xml is not None and state.gate_lines:
         xml.add_global_property("evalsuite_gates", "\n".join(state.gate_lines))
         xml.add_global_property("evalsuite_gates_passed", str(state.gates_passed).lower())
+
+
+def _selection(config: pytest.Config) -> str:
+    """What chose this session's items, for a results file that holds only some of the planned cases."""
+    parts = [f"-k {config.option.keyword!r}" if config.option.keyword else "",
+             f"-m {config.option.markexpr!r}" if config.option.markexpr else "",
+             "--lf" if config.getoption("lf", False) else "", "--ff" if config.getoption("failedfirst", False) else "",
+             "--sw" if config.getoption("stepwise", False) else "",
+             "--deselect" if config.getoption("deselect", None) else ""]
+    return "pytest " + " ".join(p for p in parts if p) if any(parts) else "pytest's selection"
 
 
 def _apply_gates(state: _State, results: Results) -> None:

@@ -371,6 +371,13 @@ CHATML = (
 )
 
 
+def _exists(p: Any) -> bool:
+    try:
+        return bool(p.exists())
+    except (OSError, ValueError):  # a name too long for the filesystem: template text, not a path
+        return False
+
+
 def resolve_template(setting: str, jinja: str | None, tokenizer_template: str | None, where: str) -> str | None:
     """The template a config selects: ``tokenizer_default``, ``chatml``, ``jinja`` (file or text), or an axolotl
     template name. We do not ship copies of vendors' templates, so a name resolves to the tokenizer's own one."""
@@ -381,10 +388,14 @@ def resolve_template(setting: str, jinja: str | None, tokenizer_template: str | 
     if setting == "jinja":
         assert jinja is not None
         p = Path(jinja).expanduser()
-        if ("{" not in jinja and p.suffix in (".jinja", ".j2", ".txt")) or p.is_file():
-            if not p.is_file():
+        exists = "{" not in jinja and "\n" not in jinja and _exists(p)
+        if ("{" not in jinja and p.suffix in (".jinja", ".j2", ".txt")) or exists:
+            if not exists:
                 raise EvalsuiteError(f"{where}: chat_template_jinja: no such file {jinja}")
-            return read_template_file(p)
+            try:
+                return read_template_file(p)
+            except EvalsuiteError as e:  # a folder, a device, too big: named by the config key too
+                raise EvalsuiteError(f"{where}: chat_template_jinja: {e}") from None
         return named_template(jinja, f"{where}: chat_template_jinja")
     if tokenizer_template is None and setting != "tokenizer_default":
         raise EvalsuiteError(f"{where}: chat_template: {setting!r} is not bundled with evalsuite and the tokenizer "

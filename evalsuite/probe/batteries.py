@@ -31,7 +31,7 @@ from typing import Any
 
 from evalsuite.config.yaml_lines import KeyPath, load_yaml
 from evalsuite.errors import EvalsuiteError
-from evalsuite.probe.scorers import ScoreFn, make_scorer
+from evalsuite.probe.scorers import ScoreFn, expected_problem, make_scorer
 from evalsuite.probe.sources import generate_cases
 from evalsuite.results.aggregate import MetricSpec
 
@@ -123,7 +123,7 @@ def load_battery(path: str | Path, overrides: dict[str, Any] | None = None) -> B
     expect, system = _case_defaults(data, where)
     tools = _tools(data, where)
     raw_cases = [*_inline_cases(data, where), *_file_cases(data, where), *_generated_cases(data, where, overrides)]
-    cases = [_case(c, keys, w, expect, system, tools) for keys, c, w in raw_cases]
+    cases = [_checked(_case(c, keys, w, expect, system, tools), scorer_name, keys, w) for keys, c, w in raw_cases]
     if not cases:
         raise where(("cases",), "the battery has no cases")
     _unique_ids(cases, p)
@@ -251,6 +251,14 @@ def _jsonl_cases(path: Path) -> list[RawCase]:
     if not path.is_file():
         raise EvalsuiteError(f"{path}: no such cases file")
     return [((), record, _LineWhere(path, row)) for row, record in read_records(path)]
+
+
+def _checked(case: Case, scorer: str, keys: KeyPath, where: Any) -> Case:
+    """A case whose ``expected`` its scorer cannot read is refused where it is written."""
+    problem = expected_problem(scorer, case.expected)
+    if problem:
+        raise where((*keys, "expected"), problem)
+    return case
 
 
 def _case(raw: Any, keys: KeyPath, where: Any, expect: str | None, system: str | None,
