@@ -136,7 +136,7 @@ def _wide(bits: int) -> None:
 
 
 def _length(x: Any) -> int:
-    return len(x) if isinstance(x, (str, list, tuple)) else 0
+    return len(x) if isinstance(x, (str, list, tuple, bytes)) else 0
 
 
 def text_size(value: Any, limit: int = CHARS) -> int:

@@ -123,14 +123,17 @@ def load_battery(path: str | Path, overrides: dict[str, Any] | None = None) -> B
     expect, system = _case_defaults(data, where)
     tools = _tools(data, where)
     raw_cases = [*_inline_cases(data, where), *_file_cases(data, where), *_generated_cases(data, where, overrides)]
-    cases = [_checked(_case(c, keys, w, expect, system, tools), scorer_name, keys, w) for keys, c, w in raw_cases]
+    cases = [_case(c, keys, w, expect, system, tools) for keys, c, w in raw_cases]
     if not cases:
         raise where(("cases",), "the battery has no cases")
     _unique_ids(cases, p)
-    return Battery(name=name, path=p, cases=cases, scorer_name=scorer_name, scorer_args=scorer_args,
-                   scorer=scorer, max_new_tokens=_max_new(data, where),
-                   description=str(data.get("description", "")).strip(), metrics=_metrics(data, where),
-                   rubric=_string(data["rubric"], ("rubric",), where) if "rubric" in data else None)
+    battery = Battery(name=name, path=p, cases=cases, scorer_name=scorer_name, scorer_args=scorer_args,
+                      scorer=scorer, max_new_tokens=_max_new(data, where),
+                      description=str(data.get("description", "")).strip(), metrics=_metrics(data, where),
+                      rubric=_string(data["rubric"], ("rubric",), where) if "rubric" in data else None)
+    for case, (keys, _, w) in zip(cases, raw_cases, strict=True):
+        _check_expected(case, scorer_name, keys, w)
+    return battery
 
 
 # A case before validation: its key path in the battery, the raw value, and how to name it in errors.
@@ -253,12 +256,12 @@ def _jsonl_cases(path: Path) -> list[RawCase]:
     return [((), record, _LineWhere(path, row)) for row, record in read_records(path)]
 
 
-def _checked(case: Case, scorer: str, keys: KeyPath, where: Any) -> Case:
-    """A case whose ``expected`` its scorer cannot read is refused where it is written."""
+def _check_expected(case: Case, scorer: str, keys: KeyPath, where: Any) -> None:
+    """A case whose ``expected`` its scorer cannot read is refused where it is written (after the battery's other
+    checks, which name problems that come first in the file)."""
     problem = expected_problem(scorer, case.expected)
     if problem:
         raise where((*keys, "expected"), problem)
-    return case
 
 
 def _case(raw: Any, keys: KeyPath, where: Any, expect: str | None, system: str | None,
