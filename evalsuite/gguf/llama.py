@@ -115,13 +115,13 @@ def _templates_hidden() -> Iterator[None]:
         return {k: v for k, v in read(self).items() if not k.startswith(TEMPLATE_KEY)}
 
     with _construct:
-        model_class.metadata = metadata
-        llama_chat_format.Jinja2ChatFormatter = _refused_formatter
+        setattr(model_class, "metadata", metadata)  # noqa: B010 (swapped for this construction only)
+        setattr(llama_chat_format, "Jinja2ChatFormatter", _refused_formatter)  # noqa: B010
         try:
             yield
         finally:
-            model_class.metadata = read
-            llama_chat_format.Jinja2ChatFormatter = formatter
+            setattr(model_class, "metadata", read)  # noqa: B010
+            setattr(llama_chat_format, "Jinja2ChatFormatter", formatter)  # noqa: B010
 
 
 def _new_llama(lib: Any, path: Path, threads: int) -> Any:
