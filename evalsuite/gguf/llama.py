@@ -115,13 +115,13 @@ def _templates_hidden() -> Iterator[None]:
         return {k: v for k, v in read(self).items() if not k.startswith(TEMPLATE_KEY)}
 
     with _construct:
-        setattr(model_class, "metadata", metadata)  # noqa: B010 (swapped for this construction only)
-        setattr(llama_chat_format, "Jinja2ChatFormatter", _refused_formatter)  # noqa: B010
+        setattr(model_class, "metadata", metadata)  # swapped for this construction only
+        setattr(llama_chat_format, "Jinja2ChatFormatter", _refused_formatter)
         try:
             yield
         finally:
-            setattr(model_class, "metadata", read)  # noqa: B010
-            setattr(llama_chat_format, "Jinja2ChatFormatter", formatter)  # noqa: B010
+            setattr(model_class, "metadata", read)
+            setattr(llama_chat_format, "Jinja2ChatFormatter", formatter)
 
 
 def _new_llama(lib: Any, path: Path, threads: int) -> Any:
