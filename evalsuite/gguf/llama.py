@@ -108,20 +108,20 @@ def _templates_hidden() -> Iterator[None]:
     """
     from llama_cpp import _internals, llama_chat_format
 
-    model_class, read = _internals.LlamaModel, _internals.LlamaModel.metadata
-    formatter = llama_chat_format.Jinja2ChatFormatter
+    # Typed as Any: the attributes are swapped for this one construction, which their declared types do not allow.
+    model_class: Any = _internals.LlamaModel
+    formats: Any = llama_chat_format
+    read, formatter = model_class.metadata, formats.Jinja2ChatFormatter
 
     def metadata(self: Any) -> dict[str, str]:
         return {k: v for k, v in read(self).items() if not k.startswith(TEMPLATE_KEY)}
 
     with _construct:
-        setattr(model_class, "metadata", metadata)  # swapped for this construction only
-        setattr(llama_chat_format, "Jinja2ChatFormatter", _refused_formatter)
+        model_class.metadata, formats.Jinja2ChatFormatter = metadata, _refused_formatter
         try:
             yield
         finally:
-            setattr(model_class, "metadata", read)
-            setattr(llama_chat_format, "Jinja2ChatFormatter", formatter)
+            model_class.metadata, formats.Jinja2ChatFormatter = read, formatter
 
 
 def _new_llama(lib: Any, path: Path, threads: int) -> Any:
