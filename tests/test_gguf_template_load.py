@@ -18,7 +18,7 @@ from evalsuite.gguf.reader import read_gguf
 
 BOMB = '{{ "x" * 4000000000 }}'
 HIDDEN = "{% if false %}" + BOMB + "{% endif %}"
-# Address space for the CLI runs: far above what the tiny model needs, far below the 4 GB the folded constant asks for.
+# Address space for the child processes: far above what the tiny model needs, far below the 4 GB the constant asks for.
 ADDRESS_SPACE = 3 * 1024**3
 
 
@@ -64,19 +64,25 @@ def test_loading_a_gguf_compiles_none_of_its_templates(bomb_gguf: Path, monkeypa
     assert _internals.LlamaModel.metadata.__qualname__ == "LlamaModel.metadata"
 
 
+# Run first in a child process: jinja2's compiler exits with status 9 the moment it is handed the bomb, so no test ever
+# compiles it (under an address-space cap jinja's constant folder swallows the MemoryError and hides the hazard).
+RECORDER = f"""
+import sys, jinja2
+_real = jinja2.Environment.compile
+def _recording(self, source, *args, **kwargs):
+    if isinstance(source, str) and {BOMB!r} in source:
+        sys.exit(9)
+    return _real(self, source, *args, **kwargs)
+jinja2.Environment.compile = _recording
+"""
+
+
 def test_llama_cpp_python_alone_would_compile_the_template(bomb_gguf: Path) -> None:
-    """The hazard is real: without the guard, ``Llama()`` hands the hidden branch to jinja2's compiler (run in a
-    child process whose address space is capped, so the 4 GB constant fails fast instead of filling memory)."""
-    code = (
-        "import sys, llama_cpp\n"
-        "try:\n"
-        f"    llama_cpp.Llama({str(bomb_gguf)!r}, n_ctx=64, verbose=False)\n"
-        "except MemoryError:\n"
-        "    sys.exit(7)\n"
-    )
+    """The hazard is real: without the guard, ``Llama()`` hands the hidden branch to jinja2's compiler."""
+    code = RECORDER + f"import llama_cpp\nllama_cpp.Llama({str(bomb_gguf)!r}, n_ctx=64, verbose=False)\n"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=CLI_TIMEOUT,
                           preexec_fn=_cap_memory)
-    assert done.returncode == 7, done.stderr[-2000:]
+    assert done.returncode == 9, done.stderr[-2000:]
 
 
 def _cap_memory() -> None:
@@ -106,15 +112,17 @@ def test_export_verification_loads_the_weights_without_compiling(bomb_gguf: Path
 @pytest.mark.parametrize("command", ["probe", "drift"])
 def test_probe_and_drift_on_the_bomb_gguf_run_normally(command: str, bomb_gguf: Path, demo_adapter: Path,
                                                       tmp_path: Path) -> None:
-    """The CLI paths (probe's gguf engine loads the weights; drift's static side reads the template) under a capped
-    address space: they finish, and no MemoryError or traceback shows the template was compiled."""
+    """The CLI paths (probe's gguf engine loads the weights; drift's static side reads the template), with jinja2's
+    compiler watching for the bomb and the address space capped as a safety net: they finish as on a clean GGUF."""
     import os
 
     argv = {"probe": ["probe", str(bomb_gguf), "--battery", "uppercase-echo", "--out", str(tmp_path / "r.json")],
             "drift": ["drift", str(demo_adapter), str(bomb_gguf), "--battery", "uppercase-echo",
                       "--static-only"]}[command]
-    done = subprocess.run([sys.executable, "-m", "evalsuite.cli", *argv], capture_output=True, text=True,
-                          timeout=CLI_TIMEOUT, env={**os.environ, **THREADS}, preexec_fn=_cap_memory)
+    code = RECORDER + f"from evalsuite.cli import main\nsys.exit(main({argv!r}))\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=CLI_TIMEOUT,
+                          env={**os.environ, **THREADS}, preexec_fn=_cap_memory)
+    assert done.returncode != 9, "the GGUF's template reached jinja2's compiler"
     assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr, done.stderr[-3000:]
     assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-2000:]
     if command == "probe":
