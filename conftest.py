@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from evalsuite.fixtures.smollm2 import RealModel
 
 ROOT = Path(__file__).resolve().parent
 # The user's evalsuite cache, read before ``fresh_generation_cache`` points EVALSUITE_CACHE elsewhere: what is
@@ -36,6 +40,33 @@ def tiny_base() -> Path:
     from evalsuite.fixtures.tiny_model import ensure_tiny_base
 
     return ensure_tiny_base(USER_CACHE)
+
+
+def real_model_required() -> bool:
+    """CI (``CI=true``, as GitHub and most runners set it) or ``EVALSUITE_REQUIRE_REAL_MODEL=1`` (``.ci/run``): a
+    real-model test that skipped there would prove nothing, so it fails instead."""
+    return os.environ.get("CI", "").lower() in ("true", "1") or os.environ.get("EVALSUITE_REQUIRE_REAL_MODEL") == "1"
+
+
+def make_real_model(cache: Path) -> RealModel:
+    """``ensure_smollm2(cache)``, or a skip naming why it cannot be made (a failure where it is required)."""
+    from evalsuite.errors import EvalsuiteError
+    from evalsuite.fixtures.smollm2 import ensure_smollm2
+
+    try:
+        return ensure_smollm2(cache)
+    except EvalsuiteError as e:
+        reason = f"the real model SmolLM2-135M-Instruct cannot be made: {e}"
+    if real_model_required():
+        pytest.fail(f"{reason} (CI or EVALSUITE_REQUIRE_REAL_MODEL=1: real-model tests may not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> RealModel:
+    """SmolLM2-135M-Instruct (``fixtures/smollm2.py``): the verified Q4_1 GGUF and its fp32 safetensors folder, made
+    once in the user's cache (a download of 93 MB and about a minute's conversion the first time)."""
+    return make_real_model(USER_CACHE)
 
 
 @pytest.fixture(scope="session", autouse=True)
