@@ -35,21 +35,23 @@ def by_case(results: Results, column: str) -> dict[str, Sample]:
     return {s.case: s for s in results.samples if s.adapter == column}
 
 
-def drift(source: Path, gguf: Path, out: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
-    """`evalsuite drift` in JSON, and again as text from the same (now cached) generations."""
+def drift(source: Path, gguf: Path, out: Path, text: bool = False) -> tuple[int, dict[str, Any], str]:
+    """`evalsuite drift` in JSON (and with ``text`` again as text, from the same generations, now cached)."""
     args = ("drift", str(source), str(gguf), "--battery", str(BATTERY), "--device", "cpu")
-    done = evalsuite(*args, "--format", "json", "--out", str(out), *extra)
+    done = evalsuite(*args, "--format", "json", "--out", str(out))
     assert done.returncode in (0, 1), done.stdout + done.stderr
-    text = evalsuite(*args, *extra)
-    assert text.returncode == done.returncode, text.stdout + text.stderr
-    return done.returncode, json.loads(done.stdout), text.stdout
+    if not text:
+        return done.returncode, json.loads(done.stdout), ""
+    again = evalsuite(*args)
+    assert again.returncode == done.returncode, again.stdout + again.stderr
+    return done.returncode, json.loads(done.stdout), again.stdout
 
 
 @pytest.fixture(scope="module")
 def base_drift(smollm2: Any, llama_cpp: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The fp32 folder (HF engine) against the shipped Q4_1 file (llama.cpp), on the battery: one paired run."""
     out = tmp_path_factory.mktemp("base-drift") / "paired.json"
-    code, report, text = drift(smollm2.folder, smollm2.gguf, out)
+    code, report, text = drift(smollm2.folder, smollm2.gguf, out, text=True)
     return {"code": code, "report": report, "text": text, "out": out, "results": load_results(out)}
 
 
@@ -121,8 +123,8 @@ def adapter_drift(smollm2_adapter: Path, llama_cpp: Path,
     folder = tmp_path_factory.mktemp("export")
     gguf = folder / "smollm2-upper.gguf"
     export = evalsuite("export", str(smollm2_adapter), "--gguf", str(gguf), "--llama-cpp", str(llama_cpp))
-    code, report, text = drift(smollm2_adapter, gguf, folder / "paired.json")
-    out = {"export": export, "gguf": gguf, "code": code, "report": report, "text": text,
+    code, report, _ = drift(smollm2_adapter, gguf, folder / "paired.json")
+    out = {"export": export, "gguf": gguf, "code": code, "report": report,
            "results": load_results(folder / "paired.json")}
     yield out
     shutil.rmtree(folder, ignore_errors=True)  # a 540 MB f32 GGUF
@@ -148,7 +150,7 @@ def test_exported_gguf_holds_the_same_weights_and_serves_cleanly(adapter_drift: 
     assert report["weights"] == {"gguf_types": report["weights"]["gguf_types"], "source_type": "F32", "same": True}
     assert set(report["weights"]["gguf_types"]) == {"F32"}
     assert adapter_drift["code"] == 0 and report["exit_code"] == 0
-    assert report["dynamic"]["cases"] == 3 and "the same weights" in adapter_drift["text"]
+    assert report["dynamic"]["cases"] == 3
     # f32 from f32: llama.cpp and transformers compute the same greedy answers (measured: all of them)
     assert report["dynamic"]["agreement"] == 1.0 and report["dynamic"]["flips"] == 0
 
