@@ -30,7 +30,9 @@ RULES: dict[str, Rule] = {r.id: r for r in _RULES}
 SERVING = ("template", "stops", "tokens")  # must be clean: the conversion's part
 SUBJECTS = {"gguf-eos-mismatch": "stops", "gguf-template-missing": "template", "gguf-template-differs": "template",
             "gguf-double-bos": "tokens", "gguf-tokenization-differs": "tokens", "gguf-vocab-mismatch": "tokens",
-            "gguf-output-flips": "weights"}
+            "gguf-output-flips": "weights",
+            # `drift --endpoint` (branch e30): the server's rendering, its stops, and its outputs
+            "endpoint-template-differs": "template", "endpoint-no-stop": "stops", "endpoint-output-flips": "weights"}
 
 
 @dataclass
