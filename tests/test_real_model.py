@@ -40,6 +40,10 @@ def drift(source: Path, gguf: Path, out: Path, text: bool = False) -> tuple[int,
     args = ("drift", str(source), str(gguf), "--battery", str(BATTERY), "--device", "cpu")
     done = evalsuite(*args, "--format", "json", "--out", str(out))
     assert done.returncode in (0, 1), done.stdout + done.stderr
+    # What is asserted is the model's behaviour, which a batch cut by the runner's per-batch wall-time cap (120 s)
+    # does not show: on this 2-core machine at load average 20+ with two such runs at once, it cut every sample.
+    cut = [f"{s.adapter}/{s.case}" for s in load_results(out).samples if s.details.get("time_capped")]
+    assert not cut, f"the per-batch time cap cut {cut}: the machine is too loaded for these tests"
     if not text:
         return done.returncode, json.loads(done.stdout), ""
     again = evalsuite(*args)
@@ -73,10 +77,7 @@ def test_base_answers_stops_and_loops_on_cyrillic(base_drift: dict[str, Any]) ->
     assert "Paris" in hf["capital"].output and hf["capital"].finish_reason == "eos" and hf["capital"].passed
     assert hf["hello"].output.startswith("Hello") and hf["hello"].finish_reason == "eos" and hf["hello"].passed
     privet = hf["privet"]
-    assert privet.finish_reason == "max-tokens" and not privet.passed
-    # all 48 tokens, unless the runner's per-batch wall-time cap cut the batch on a loaded machine (it did here twice
-    # at load average 15-22: 30 and 41 tokens); the cut is recorded, never hidden
-    assert privet.tokens == 48 or privet.details.get("time_capped") is True
+    assert privet.finish_reason == "max-tokens" and privet.tokens == 48 and not privet.passed
     assert privet.output.count("Привет") >= 5  # the loop, not one long answer
     assert any("loop" in p for p in privet.details["problems"])
 
