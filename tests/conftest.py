@@ -193,6 +193,22 @@ def demo_gguf(demo_adapter: Path, llama_cpp: Path, tmp_path_factory: pytest.Temp
     return out
 
 
+# A few steps on short sequences of the demo's uppercase data: enough to move the LoRA weights of the real model
+# (asserted), cheap enough for CI on 2 cores (tests/test_real_model.py).
+REAL_TRAIN = {"sequence_len": 64, "micro_batch_size": 4, "max_steps": 4, "learning_rate": 1e-3, "lora_r": 8,
+              "lora_alpha": 16, "lora_target_linear": True, "logging_steps": 2, "seed": 3}
+
+
+@pytest.fixture(scope="session")
+def smollm2_adapter(smollm2: Any) -> Path:
+    """A short LoRA run on SmolLM2-135M-Instruct (the root conftest's ``smollm2`` fixture), with its own template."""
+    data = ROOT / "evalsuite" / "fixtures" / "data" / "uppercase_echo_train.jsonl"
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()[:32]]
+    spec = {"rows": rows, "template": None, "train": REAL_TRAIN}
+    return cached_adapter("smollm2-upper", spec, smollm2.folder,
+                          lambda out: train_from_rows(out, smollm2.folder, rows, None, REAL_TRAIN))
+
+
 @pytest.fixture
 def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
     """A folder no file can be created in: a read-only folder, or (as root, whom permissions do not stop) a

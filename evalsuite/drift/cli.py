@@ -1,5 +1,10 @@
 """``evalsuite drift SOURCE MODEL.gguf`` and ``evalsuite drift SOURCE --endpoint URL``: exit 0 no error finding and
-every gate passed, 1 drift, 2 bad input."""
+every gate passed, 1 drift, 2 bad input.
+
+The report has two parts: the template, the stops and the tokens, which a conversion can break and which must be
+clean, and the weights: how far the GGUF's greedy outputs move from the source's, a number that is expected to be
+below 100% identical for a quantized file (a warning, gated with ``--gate``) and an error only for a file that holds
+the source's own weights."""
 
 from __future__ import annotations
 
@@ -18,6 +23,9 @@ rules (stable ids; see README "Probe what you deploy" and "Probe the endpoint yo
   endpoint-template-differs  endpoint-no-stop  endpoint-output-flips   (with --endpoint URL)
 gates: drift.METRIC OP NUMBER, METRIC one of flips, pass_to_fail, fail_to_pass, agreement, differing, mcnemar_p,
 cases (e.g. --gate 'drift.flips <= 2' --gate 'drift.agreement >= 0.95').
+template, stops and tokens must be clean (error findings). Output flips are about the weights: an error when the
+GGUF holds the source's own weights (f32 from f32), a warning when it is quantized or in another precision, where
+outputs are expected to move; gate how far with drift.agreement / drift.flips.
 exit status: 0 clean, 1 an error finding or a failed gate, 2 bad input.
 """
 
@@ -29,7 +37,8 @@ def register(sub: Any) -> None:
                                    "vocabulary and config) on the batteries' conversations, then the same batteries "
                                    "on the HF source and the GGUF, paired (flips, exact McNemar).",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", type=Path, metavar="SOURCE", help="run dir (or PEFT adapter folder) the GGUF came from")
+    p.add_argument("source", type=Path, metavar="SOURCE",
+                   help="run dir, PEFT adapter folder or HF model folder the GGUF (or the served model) came from")
     p.add_argument("gguf", type=Path, nargs="?", metavar="MODEL.gguf", help="the GGUF exported from SOURCE (or "
                    "--endpoint URL instead)")
     p.add_argument("--endpoint", metavar="URL", help="check an OpenAI-compatible server instead of a GGUF "
@@ -58,7 +67,7 @@ def register(sub: Any) -> None:
 
 def run_drift(args: argparse.Namespace) -> int:
     from evalsuite.drift.dynamic import parse_drift_gates
-    from evalsuite.drift.run import DriftReport, check_static
+    from evalsuite.drift.run import DriftReport, check_static, compare_weights
 
     if not 0.0 < args.alpha < 1.0:
         raise EvalsuiteError(f"--alpha: expected a level between 0 and 1, got {args.alpha}")
@@ -76,7 +85,8 @@ def run_drift(args: argparse.Namespace) -> int:
     if args.endpoint is not None:
         report = _endpoint(args, gates)
     else:
-        report = DriftReport(args.source, args.gguf, check_static(args.source, args.gguf, args.battery))
+        report = DriftReport(args.source, args.gguf, check_static(args.source, args.gguf, args.battery),
+                             weights=compare_weights(args.source, args.gguf))
         if not args.static_only:
             _dynamic(args, report, gates)
     if args.format == "json":
@@ -96,7 +106,7 @@ def _dynamic(args: argparse.Namespace, report: Any, gates: list[Any]) -> None:
     source, gguf = (a.name for a in results.adapters)
     summary = compare_columns(results, source, gguf)
     report.dynamic = summary
-    finding = flip_finding(summary, args.alpha)
+    finding = flip_finding(summary, args.alpha, report.weights)
     if finding is not None:
         report.findings.append(finding)
     report.gates, report.gates_passed = apply_gates(gates, summary)

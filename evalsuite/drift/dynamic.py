@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from evalsuite.drift.findings import Finding
+from evalsuite.drift.weights import WeightFacts
 from evalsuite.errors import EvalsuiteError
 from evalsuite.gates.evaluate import flips_of, paired_samples
 from evalsuite.gates.expr import Threshold, parse_gates
@@ -28,6 +29,7 @@ def compare_columns(results: Results, source: str, gguf: str, label: str = "gguf
     batteries: dict[str, Any] = {}
     total = {"cases": 0, "identical": 0, "pass_to_fail": 0, "fail_to_pass": 0}
     flipped: list[dict[str, str]] = []
+    ended = {"source": 0, label: 0}  # cases that ended on an end-of-generation token, per column
     for battery in results.batteries():
         pairs = paired_samples(results.samples_for(battery, gguf), results.samples_for(battery, source))
         if not pairs:
@@ -35,6 +37,8 @@ def compare_columns(results: Results, source: str, gguf: str, label: str = "gguf
         flips = flips_of(pairs)
         lost = sum(f.direction == "pass->fail" for f in flips)
         identical = sum(a.output == b.output and a.finish_reason == b.finish_reason for a, b in pairs)
+        ended["source"] += sum(a.finish_reason == "eos" for a, _ in pairs)  # pairs are (source, gguf)
+        ended[label] += sum(b.finish_reason == "eos" for _, b in pairs)
         batteries[battery] = {"cases": len(pairs), "agreement": identical / len(pairs), "pass_to_fail": lost,
                               "fail_to_pass": len(flips) - lost, "mcnemar_p": mcnemar_exact_p(lost, len(flips) - lost)}
         for key, value in (("cases", len(pairs)), ("identical", identical), ("pass_to_fail", lost),
@@ -48,20 +52,25 @@ def compare_columns(results: Results, source: str, gguf: str, label: str = "gguf
     return {"columns": {"source": source, label: gguf}, "cases": total["cases"],
             "agreement": total["identical"] / total["cases"], "differing": total["cases"] - total["identical"],
             "flips": lost + won, "pass_to_fail": lost, "fail_to_pass": won, "mcnemar_p": mcnemar_exact_p(lost, won),
-            "batteries": batteries, "flipped": flipped}
+            "ended_eos": ended, "batteries": batteries, "flipped": flipped}
 
 
-def flip_finding(summary: dict[str, Any], alpha: float) -> Finding | None:
-    """Flips are an error when the paired test calls them significant at ``alpha``, else a warning."""
+def flip_finding(summary: dict[str, Any], alpha: float, weights: WeightFacts | None = None) -> Finding | None:
+    """Flips are an error when the paired test calls them significant at ``alpha`` and the GGUF holds the source's
+    own weights (nothing but a serving difference can explain them then), else a warning: from a quantized GGUF
+    they are the measured cost of quantization, which the user gates (``drift.flips``, ``drift.agreement``)."""
     if not summary["flips"]:
         return None
     label = "endpoint" if "endpoint" in summary["columns"] else "gguf"
     what = {"gguf": "GGUF", "endpoint": "endpoint"}[label]
     p = summary["mcnemar_p"]
-    severity = "error" if p < alpha else "warning"
+    moved = weights is not None and not weights.same
+    severity = "error" if p < alpha and not moved else "warning"
+    why = (f"expected from the weights ({weights.describe()}); gate it with drift.flips or drift.agreement"
+           if moved and weights is not None else "the template, stops and tokens checks say why, if any")
     message = (f"{summary['flips']} of {summary['cases']} cases flip between the HF source and the {what} "
                f"({summary['pass_to_fail']} pass->fail, {summary['fail_to_pass']} fail->pass; exact McNemar "
-               f"p={p:.3g} {'<' if p < alpha else '>='} {alpha:g}); the static findings say why, if any")
+               f"p={p:.3g} {'<' if p < alpha else '>='} {alpha:g}); {why}")
     examples = [f"{f['direction']} {f['battery']}[{f['case']}]: HF {f['source_output'][:60]!r} vs {what} "
                 f"{f[f'{label}_output'][:60]!r}" for f in summary["flipped"][:MAX_LISTED]]
     return Finding(f"{label}-output-flips", message, severity, examples)

@@ -1,5 +1,9 @@
 """Drift findings: stable rule ids (like the lint's), a severity, and a message that says what differs and how to fix
-it. ``error`` findings make ``evalsuite drift`` exit 1."""
+it. ``error`` findings make ``evalsuite drift`` exit 1.
+
+Each rule is about one thing (:data:`SUBJECTS`): the template, the stops and the tokens are what a conversion can
+break and must be clean whatever the weights; output flips are about the weights, expected when the GGUF is
+quantized (:mod:`evalsuite.drift.weights`)."""
 
 from __future__ import annotations
 
@@ -29,6 +33,12 @@ _RULES = [
                                            "significantly (exact McNemar at --alpha; a warning when not significant)"),
 ]
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}
+SERVING = ("template", "stops", "tokens")  # must be clean: the conversion's part
+SUBJECTS = {"gguf-eos-mismatch": "stops", "gguf-template-missing": "template", "gguf-template-differs": "template",
+            "gguf-double-bos": "tokens", "gguf-tokenization-differs": "tokens", "gguf-vocab-mismatch": "tokens",
+            "gguf-output-flips": "weights",
+            # `drift --endpoint` (branch e30): the server's rendering, its stops, and its outputs
+            "endpoint-template-differs": "template", "endpoint-no-stop": "stops", "endpoint-output-flips": "weights"}
 
 
 @dataclass
@@ -41,8 +51,13 @@ class Finding:
     def __post_init__(self) -> None:
         self.severity = self.severity or RULES[self.rule].severity
 
+    @property
+    def subject(self) -> str:
+        return SUBJECTS[self.rule]
+
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "severity": self.severity, "message": self.message, "examples": self.examples}
+        return {"rule": self.rule, "subject": self.subject, "severity": self.severity, "message": self.message,
+                "examples": self.examples}
 
     def lines(self) -> list[str]:
         return [f"{self.severity} {self.rule}: {self.message}", *(f"    {e}" for e in self.examples)]

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalsuite.drift.findings import Finding
-from evalsuite.drift.static import Messages, open_gguf_side, open_source_side, static_findings
+from evalsuite.drift.findings import SERVING, Finding
+from evalsuite.drift.static import Messages, open_gguf_side, open_source_side, source_config, static_findings
+from evalsuite.drift.weights import WeightFacts, weight_facts
 from evalsuite.gguf.reader import read_gguf
 from evalsuite.probe.batteries import Battery, load_battery, resolve_batteries
 from evalsuite.probe.sources import BatteryUnavailable
@@ -54,6 +55,11 @@ def check_static(source: Path, gguf: Path, battery_names: list[str], weights: bo
         llama.close()
 
 
+def compare_weights(source: Path, gguf: Path) -> WeightFacts:
+    """The GGUF's matrix types against the source's dtype (its base model's config.json for a run dir)."""
+    return weight_facts(read_gguf(gguf), source_config(source))
+
+
 @dataclass
 class DriftReport:
     source: Path
@@ -64,24 +70,37 @@ class DriftReport:
     gates_passed: bool = True
     endpoint: str | None = None  # the served endpoint's URL (``--endpoint``)
     notes: list[str] = field(default_factory=list)  # checks that were not possible, and why
+    weights: WeightFacts | None = None
 
     @property
     def exit_code(self) -> int:
         return 1 if any(f.severity == "error" for f in self.findings) or not self.gates_passed else 0
 
+    def serving(self) -> dict[str, list[str]]:
+        """Template, stops and tokens: the rule ids found about each (empty: clean)."""
+        return {s: [f.rule for f in self.findings if f.subject == s] for s in SERVING}
+
     def to_json(self) -> dict[str, Any]:
         served = {"endpoint": self.endpoint} if self.endpoint else {"gguf": str(self.gguf)}
         return {"schema_version": 1, "source": str(self.source), **served,
-                "findings": [f.to_json() for f in self.findings], "dynamic": self.dynamic, "gates": self.gates,
-                "notes": self.notes, "exit_code": self.exit_code}
+                "findings": [f.to_json() for f in self.findings], "serving": self.serving(),
+                "weights": self.weights.to_json() if self.weights else None, "dynamic": self.dynamic,
+                "gates": self.gates, "notes": self.notes, "exit_code": self.exit_code}
 
     def lines(self) -> list[str]:
-        out = [line for f in self.findings for line in f.lines()] + [f"note: {n}" for n in self.notes]
+        out = ["template, stops and tokens (what a conversion breaks; must be clean):"]
+        for subject, rules in self.serving().items():
+            out.append(f"  {subject:<9} {'clean' if not rules else ', '.join(rules)}")
+        out += [line for f in self.findings if f.subject in SERVING for line in f.lines()]
+        out += [f"note: {n}" for n in self.notes]
+        if self.weights is not None or self.dynamic is not None:
+            out.append(f"weights ({self.weights.describe() if self.weights else 'not compared'}):")
         if self.dynamic is not None:
-            out += _dynamic_lines(self.dynamic)
+            out += [f"  {line}" for line in _dynamic_lines(self.dynamic)]
+        out += [line for f in self.findings if f.subject not in SERVING for line in f.lines()]
         errors = sum(f.severity == "error" for f in self.findings)
         out.append(f"drift: {errors} error(s), {len(self.findings) - errors} warning(s)" if self.findings
-                   else "drift: no static finding")
+                   else "drift: no finding")
         return out + self.gates
 
 
@@ -91,9 +110,13 @@ def _dynamic_lines(d: dict[str, Any]) -> list[str]:
                 f"{m['pass_to_fail']} pass->fail / {m['fail_to_pass']} fail->pass (McNemar p={m['mcnemar_p']:.3g})")
 
     cols = d["columns"]
-    served = f"{cols['endpoint']} (endpoint)" if "endpoint" in cols else f"{cols['gguf']} (llama.cpp)"
+    label = "endpoint" if "endpoint" in cols else "gguf"
+    served = f"{cols['endpoint']} (endpoint)" if label == "endpoint" else f"{cols['gguf']} (llama.cpp)"
+    ended = d["ended_eos"]
     return [f"paired generations: {cols['source']} (HF) vs {served}",
-            *(line(name, m) for name, m in d["batteries"].items()), line("all", d)]
+            *(line(name, m) for name, m in d["batteries"].items()), line("all", d),
+            f"ended on an end-of-generation token: HF {ended['source']}/{d['cases']}, {label.upper()} "
+            f"{ended[label]}/{d['cases']}"]
 
 
 def run_paired(source: Path, gguf: Path | str, batteries: list[str], max_new_tokens: int | None = None,

@@ -44,14 +44,44 @@ class GGUFSide:
 
 
 def open_source_side(path: Path) -> SourceSide:
+    """A run dir or PEFT adapter folder (its training template and tokenizer, its base's config), or the HF model
+    folder the GGUF was converted from (a base, or a merged model: its own template, tokenizer and config)."""
+    if is_model_folder(path):
+        tk = load_tokenizer(path)
+        if tk.chat_template is None:
+            raise EvalsuiteError(f"{path}: no chat template (chat_template.jinja or tokenizer_config.json) to compare "
+                                 "with")
+        return SourceSide(path, tk, tk.chat_template, source_config(path))
     from evalsuite.export.merge import open_source
 
     src = open_source(path)
     if src.template is None:
         raise EvalsuiteError(f"{path}: no chat template (chat_template.jinja or tokenizer_config.json) to compare with")
-    config_file = Path(src.base_model) / "config.json"
-    config = read_json(config_file) if config_file.is_file() else {}
-    return SourceSide(path, load_tokenizer(src.tokenizer_dir), src.template, config if isinstance(config, dict) else {})
+    return SourceSide(path, load_tokenizer(src.tokenizer_dir), src.template, _config(Path(src.base_model)))
+
+
+def is_model_folder(path: Path) -> bool:
+    """A complete HF model folder (config, tokenizer), not an adapter: no adapter_config.json, no run manifest."""
+    from evalsuite.rundir.contract import ADAPTER_CONFIG
+    from evalsuite.rundir.manifest import MANIFEST_NAME
+
+    return ((path / "config.json").is_file() and (path / "tokenizer.json").is_file()
+            and not (path / ADAPTER_CONFIG).exists() and not (path / MANIFEST_NAME).exists())
+
+
+def source_config(path: Path) -> dict[str, Any]:
+    """The model's config.json: the folder's own, or the base model's of a run dir / adapter; {} when the base is
+    not a local folder."""
+    if is_model_folder(path):
+        return _config(path)
+    from evalsuite.export.merge import open_source
+
+    return _config(Path(open_source(path).base_model))
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    return config if isinstance(config, dict) else {}
 
 
 def open_gguf_side(file: GGUFFile, llama: LlamaCpp) -> GGUFSide:
