@@ -13,8 +13,10 @@ mutation
 whose ``old`` text is no longer in its file is reported as ``stale``: update it with the code. A baseline that fails
 on the unmutated copy makes that mutation's result meaningless and is reported as such.
 
-Run it before resolving an issue that touches lint rules, finish reasons, the cache key, statistics or resume, and
-give its table in the note.
+Run it before resolving an issue that touches lint rules, finish reasons, the cache key, statistics, resume, the
+judge, report verdicts, gates, export, drift, the GGUF reader, the plugin's user tests, column kinds, tool calls or
+reasoning masks, and give its table in the note. Most mutations name one small test file of hand-made artifacts and
+run without the third-party fixtures, so ``--only NAME`` takes seconds to a minute.
 """
 
 from __future__ import annotations
