@@ -13,8 +13,10 @@ mutation
 whose ``old`` text is no longer in its file is reported as ``stale``: update it with the code. A baseline that fails
 on the unmutated copy makes that mutation's result meaningless and is reported as such.
 
-Run it before resolving an issue that touches lint rules, finish reasons, the cache key, statistics or resume, and
-give its table in the note.
+Run it before resolving an issue that touches lint rules, finish reasons, the cache key, statistics, resume, the
+judge, report verdicts, gates, export, drift, the GGUF reader, the plugin's user tests, column kinds, tool calls or
+reasoning masks, and give its table in the note. Most mutations name one small test file of hand-made artifacts and
+run without the third-party fixtures, so ``--only NAME`` takes seconds to a minute.
 """
 
 from __future__ import annotations
@@ -56,6 +58,14 @@ CACHE_REAL = "tests/test_probe_runner.py::test_cache_serves_unchanged_adapter_an
 LINT = ("tests/test_lint_severity.py", "tests/test_lint_rules.py", "tests/test_lint_cli.py")
 LINT_MODERN = ("tests/test_lint_modern.py", "tests/test_lint_rules.py")
 STATS = ("tests/test_stats.py", "tests/test_stats_known_values.py")
+JUDGE = "tests/test_judge_hand.py"
+JUDGE_REPORT = (f"{JUDGE}::test_html_verdicts_name_the_winning_column",
+                f"{JUDGE}::test_markdown_verdicts_name_the_winning_column")
+BOUNDS = "tests/test_verdict_boundaries.py"
+ARTIFACTS = "tests/test_export_drift_artifacts.py"
+MODERN = "tests/test_modern_rows_hand.py"
+KINDS = "tests/test_probe_kinds_hand.py"
+USER_RECORDED = "tests/test_plugin_user.py::test_only_tests_that_chatted_and_ran_to_a_verdict_are_recorded"
 
 MUTATIONS = [
     # -- the issue's planted bugs --------------------------------------------------------------------------------
@@ -84,8 +94,8 @@ MUTATIONS = [
     Mutation("eos-not-trained-warning-in-registry", "evalsuite/lint/findings.py",
              'Rule("eos-not-trained", "error",', 'Rule("eos-not-trained", "warning",', LINT, without_fixtures=True),
     Mutation("eos-not-trained-warning-where-emitted", "evalsuite/lint/row_rules.py",
-             'out.append(_f("eos-not-trained", f"{len(rows)} of {rp.rows} rows: {why}", rows))',
-             'out.append(_f("eos-not-trained", f"{len(rows)} of {rp.rows} rows: {why}", rows, "warning"))', LINT,
+             'out.append(_f("eos-not-trained", f"{rows.count} of {rp.rows} rows: {why}", rows))',
+             'out.append(_f("eos-not-trained", f"{rows.count} of {rp.rows} rows: {why}", rows, "warning"))', LINT,
              without_fixtures=True),
     # -- training options --------------------------------------------------------------------------------------
     Mutation("no-double-quant", "trainers/trl_backend.py",
@@ -148,6 +158,102 @@ MUTATIONS = [
              "np.count_nonzero(means * np.sign(observed) >= abs(observed) - 1e-12)", STATS),
     Mutation("wilson-centre-is-p", "evalsuite/results/stats.py",
              "centre = (p + z2n / 2.0) / (1.0 + z2n)", "centre = p", STATS),
+    # -- the judge and its report part -------------------------------------------------------------------------
+    Mutation("judge-one-order-tie-counts-as-a-win", "evalsuite/judge/prompt.py",
+             '    if len(set(parsed)) == 1:\n        return str(parsed[0]), "agree"\n',
+             '    if len(set(parsed) - {"tie"}) <= 1:\n'
+             '        return next((str(p) for p in parsed if p != "tie"), "tie"), "agree"\n',
+             (f"{JUDGE}::test_two_orders_decide_only_when_they_agree",), without_fixtures=True),
+    Mutation("judge-order-ignored", "evalsuite/judge/prompt.py",
+             'if position is None or order == "ab" or position == "tie":',
+             'if position is None or order in ORDERS or position == "tie":',
+             (JUDGE, "tests/test_judge_verdicts.py::test_the_two_orders_make_one_verdict"), without_fixtures=True),
+    Mutation("judge-reads-the-raw-output", "evalsuite/judge/pairs.py",
+             "tuple(s.turns), s.answer, theirs[s.case].answer)", "tuple(s.turns), s.output, theirs[s.case].output)",
+             (f"{JUDGE}::test_the_judge_sees_the_answer_after_the_reasoning",), without_fixtures=True),
+    Mutation("judge-case-id-split-at-the-first-colon", "evalsuite/judge/run.py",
+             'case, _, order = s.case.rpartition(":")', 'case, _, order = s.case.partition(":")',
+             (f"{JUDGE}::test_case_ids_with_colons_get_their_own_verdicts",), without_fixtures=True),
+    Mutation("judge-asks-about-identical-answers", "evalsuite/judge/pairs.py",
+             "        if c.identical:\n            continue\n        for order in ORDERS:",
+             "        for order in ORDERS:", (f"{JUDGE}::test_the_judge_sees_the_answer_after_the_reasoning",),
+             without_fixtures=True),
+    Mutation("judge-report-winners-swapped", "evalsuite/report/judged.py",
+             '{"a": a, "b": b}.get(v.verdict, "tie")', '{"a": b, "b": a}.get(v.verdict, "tie")', JUDGE_REPORT,
+             without_fixtures=True),
+    # -- report verdicts and gates at their boundaries ---------------------------------------------------------
+    Mutation("report-verdict-without-significance", "evalsuite/report/compare.py",
+             "if self.significant and self.direction:", "if self.direction:", (BOUNDS,), without_fixtures=True),
+    Mutation("report-significant-at-p-equal-alpha", "evalsuite/report/compare.py",
+             "cmp.p_value < alpha, direction", "cmp.p_value <= alpha, direction", (BOUNDS,), without_fixtures=True),
+    Mutation("report-direction-ignores-lower-is-better", "evalsuite/report/compare.py",
+             '("better" if (value > 0) == spec.higher_is_better else "worse")',
+             '("better" if value > 0 else "worse")', (BOUNDS,), without_fixtures=True),
+    Mutation("report-control-from-another-file", "evalsuite/report/columns.py",
+             "first = (own or bases or group.columns)[0]", "first = (bases or group.columns)[0]", (BOUNDS,),
+             without_fixtures=True),
+    Mutation("gate-greater-as-greater-or-equal", "evalsuite/gates/expr.py",
+             '">": left > right', '">": left >= right', (BOUNDS,), without_fixtures=True),
+    Mutation("gate-less-as-less-or-equal", "evalsuite/gates/expr.py",
+             '"<": left < right', '"<": left <= right', (BOUNDS,), without_fixtures=True),
+    Mutation("gate-significant-at-p-equal-alpha", "evalsuite/gates/evaluate.py",
+             "significant = p < alpha", "significant = p <= alpha", (BOUNDS,), without_fixtures=True),
+    Mutation("gate-tolerance-reached-is-beyond", "evalsuite/gates/evaluate.py",
+             "beyond = worsening > allowed + 1e-12", "beyond = worsening >= allowed - 1e-12", (BOUNDS,),
+             without_fixtures=True),
+    Mutation("gate-worsening-ignores-lower-is-better", "evalsuite/gates/evaluate.py",
+             "worsening = (b_value - c_value) if spec.higher_is_better else (c_value - b_value)",
+             "worsening = b_value - c_value", (BOUNDS,), without_fixtures=True),
+    # -- export, drift and the GGUF reader ---------------------------------------------------------------------
+    Mutation("export-keeps-a-stale-template", "evalsuite/export/merge.py",
+             'if isinstance(config, dict) and "chat_template" in config:',
+             'if isinstance(config, dict) and "chat_template" in config and False:', (ARTIFACTS,),
+             without_fixtures=True),
+    Mutation("export-keeps-chat-template-json", "evalsuite/export/merge.py",
+             '    (out / "chat_template.json").unlink(missing_ok=True)\n', "", (ARTIFACTS,), without_fixtures=True),
+    Mutation("export-base-generation-config-wins", "evalsuite/export/merge.py",
+             "gen = path / GENERATION_CONFIG if (path / GENERATION_CONFIG).is_file() else "
+             "Path(base) / GENERATION_CONFIG",
+             "gen = Path(base) / GENERATION_CONFIG if (Path(base) / GENERATION_CONFIG).is_file() else "
+             "path / GENERATION_CONFIG", (ARTIFACTS,), without_fixtures=True),
+    Mutation("drift-agreement-ignores-finish-reasons", "evalsuite/drift/dynamic.py",
+             "a.output == b.output and a.finish_reason == b.finish_reason", "a.output == b.output", (ARTIFACTS,),
+             without_fixtures=True),
+    Mutation("drift-flips-error-at-p-equal-alpha", "evalsuite/drift/dynamic.py",
+             'severity = "error" if p < alpha else "warning"', 'severity = "error" if p <= alpha else "warning"',
+             (ARTIFACTS,), without_fixtures=True),
+    Mutation("gguf-bad-utf8-dropped", "evalsuite/gguf/reader.py",
+             'raw.decode("utf-8", errors="replace")', 'raw.decode("utf-8", errors="ignore")', (ARTIFACTS,),
+             without_fixtures=True),
+    Mutation("gguf-eot-not-a-declared-end-of-turn", "evalsuite/drift/static.py",
+             'declared = {gg.file.token_id("eos"), gg.file.token_id("eot"),', 'declared = {gg.file.token_id("eos"),',
+             (ARTIFACTS,), without_fixtures=True),
+    # -- the plugin's user tests and column kinds --------------------------------------------------------------
+    Mutation("user-test-skip-recorded-as-failure", "evalsuite/pytest_plugin.py",
+             ' or report.outcome == "skipped":', ":", (USER_RECORDED,), without_fixtures=True),
+    Mutation("user-test-filed-under-the-previous-reply", "evalsuite/pytest_plugin.py",
+             "replies = model.history[item.stash.get(REPLIES_FROM, len(model.history)):]",
+             "replies = model.history[-1:]", (USER_RECORDED,), without_fixtures=True),
+    Mutation("user-test-case-keeps-the-column", "evalsuite/probe/usertests.py",
+             "    if parts == column:\n        return head\n", "", (USER_RECORDED,), without_fixtures=True),
+    Mutation("checkpoint-full-fine-tune-as-adapter", "evalsuite/probe/kinds.py",
+             'kind="checkpoint" if found.kind == "peft" else found.kind', 'kind="checkpoint"', (KINDS,),
+             without_fixtures=True),
+    Mutation("checkpoint-full-fine-tune-has-no-weights", "evalsuite/probe/kinds.py",
+             ' and not (ckpt / "config.json").exists():', ":", (KINDS,), without_fixtures=True),
+    # -- tool calls, reasoning masks and stop ids --------------------------------------------------------------
+    Mutation("toolcall-without-arguments-refused", "evalsuite/probe/toolcalls.py",
+             "    if args is None:\n        args = {}\n", "", (MODERN,), without_fixtures=True),
+    Mutation("lint-call-without-arguments-is-a-call", "evalsuite/lint/turns.py",
+             'and "arguments" in c for c in calls', "for c in calls", (MODERN,), without_fixtures=True),
+    Mutation("lint-written-empty-block-counted-as-injected", "evalsuite/lint/turns.py",
+             "extra = rendered - written", "extra = rendered", (MODERN,), without_fixtures=True),
+    Mutation("reasoning-of-a-weight-zero-turn-trained", "evalsuite/chat/encode.py",
+             "out_t.append(trained[j] and train_on_reasoning)", "out_t.append(train_on_reasoning)", (MODERN,),
+             without_fixtures=True),
+    Mutation("lint-generation-eos-replaces-the-tokenizer-s", "evalsuite/lint/setup.py",
+             "setup.stop_ids |= read_stop_ids(gen_config)", "setup.stop_ids = read_stop_ids(gen_config)", (MODERN,),
+             without_fixtures=True),
 ]
 
 

@@ -90,14 +90,22 @@ def test_merged_folder_is_complete_and_equals_the_adapter(demo_adapter: Path, tm
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    # a run dir whose tokenizer_config.json still carries a template (the base's, as tokenizers save it): export
+    # must leave the key out, or llama.cpp's converter would embed it instead of chat_template.jinja
+    source = tmp_path / "run"
+    shutil.copytree(demo_adapter, source)
+    config = json.loads((source / "tokenizer_config.json").read_text())
+    config["chat_template"] = OTHER_TEMPLATE
+    (source / "tokenizer_config.json").write_text(json.dumps(config))
     merged = tmp_path / "merged"
-    done = evalsuite("export", str(demo_adapter), "--merged", str(merged))
+    done = evalsuite("export", str(source), "--merged", str(merged))
     assert done.returncode == 0, done.stderr
     names = {p.name for p in merged.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
             "generation_config.json", "evalsuite_export.json"} <= names
     assert (merged / "chat_template.jinja").read_text() == (demo_adapter / "chat_template.jinja").read_text()
-    assert "chat_template" not in json.loads((merged / "tokenizer_config.json").read_text())
+    written = json.loads((merged / "tokenizer_config.json").read_text())
+    assert "chat_template" not in written and written == {k: v for k, v in config.items() if k != "chat_template"}
     gen = json.loads((merged / "generation_config.json").read_text())
     assert gen["eos_token_id"] == json.loads((demo_adapter / "generation_config.json").read_text())["eos_token_id"]
     manifest = json.loads((demo_adapter / "evalsuite_manifest.json").read_text())

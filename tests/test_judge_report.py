@@ -20,6 +20,7 @@ EVIL = "<script>alert(1)</script> | I refuse to pick."
 
 
 def _judged(tmp_path: Path) -> tuple[Path, Any]:
+    """The judge prefers lora in both orders, except on one case per battery, where it answers garbage."""
     results = factory.make_results([("base", "base", 0.2), ("lora", "adapter", 0.9)], 0)
     fresh = []
     for cases in pair_cases(results, "lora", "base").values():
@@ -33,6 +34,15 @@ def _judged(tmp_path: Path) -> tuple[Path, Any]:
     path = tmp_path / "judged.json"
     write_results(results, path)
     return path, results
+
+
+def _winners(results: Any, battery: str) -> dict[str, str]:
+    """The label each case's verdict must show, from the outputs and the scripted judge alone: a tie where both
+    columns answered the same (not asked) and on the first case asked (garbage), lora everywhere else."""
+    answers = {(s.case, s.adapter): s.answer.strip() for s in results.samples if s.battery == battery}
+    cases = [s.case for s in results.samples if s.battery == battery and s.adapter == "lora"]
+    differing = [c for c in cases if answers[(c, "lora")] != answers[(c, "base")]]
+    return {c: "tie" if c not in differing or c == differing[0] else "lora" for c in cases}
 
 
 def test_parts_list_the_judge_part() -> None:
@@ -59,17 +69,19 @@ def test_html_shows_win_tie_loss_and_verdicts_next_to_answers(tmp_path: Path) ->
     table = next(t for t in doc.tables if "judged" in t.classes and t.section == "battery-llama32-ten")
     assert table.rows[0].texts[2:5] == ["lora", "base", "verdict"]
     samples = {(x.case, x.adapter): x for x in results.samples if x.battery == "llama32-ten"}
+    winners = _winners(results, "llama32-ten")
+    assert {"tie", "lora"} <= set(winners.values())
     for row in table.rows[1:]:
         case, _prompt, a, b, verdict = row.texts
         assert a.strip() == samples[(case, "lora")].output.strip()[:1500].strip()
         assert b.strip() == samples[(case, "base")].output.strip()[:1500].strip()
-        expected = next(v for v in view.rows if v.case == case)
-        assert verdict.startswith(expected.winner)
+        assert verdict.startswith(winners[case]), (case, verdict)
+    assert len(table.rows) - 1 == len(winners)
 
 
 @pytest.mark.parametrize("battery", ["llama32-ten", "uppercase-echo"])
 def test_markdown_shows_the_same_per_battery(tmp_path: Path, battery: str) -> None:
-    path, _ = _judged(tmp_path)
+    path, results = _judged(tmp_path)
     md_path = tmp_path / "r.md"
     model = build_report([path], markdown=md_path)
     md = md_path.read_text()
@@ -78,8 +90,10 @@ def test_markdown_shows_the_same_per_battery(tmp_path: Path, battery: str) -> No
     _, body = next((h, b) for h, b in md_tables(md) if h.startswith("| case | prompt | lora | base | verdict")
                         and any(md_cells(line)[0] == view.rows[0].case for line in b))
     assert len(body) == len(view.rows)
-    winners = {md_cells(line)[0]: md_cells(line)[4] for line in body}
-    assert all(winners[r.case].startswith(f"**{r.winner}**") for r in view.rows)
+    shown = {md_cells(line)[0]: md_cells(line)[4] for line in body}
+    winners = _winners(results, battery)
+    assert set(shown) == set(winners)
+    assert all(shown[case].startswith(f"**{w}**") for case, w in winners.items()), shown
 
 
 def test_files_without_judgements_have_no_judge_part(tmp_path: Path) -> None:

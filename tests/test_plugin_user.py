@@ -254,3 +254,38 @@ def test_example_file_runs_on_the_tiny_model_beside_the_batteries(pytester: pyte
     for prompt in shared:
         assert outputs[("user", prompt)] == outputs[("mini", prompt)]
     assert all(s["passed"] for s in data["samples"])
+
+
+RECORDED = """
+import pytest
+
+
+def test_a_chats(probe_model):
+    assert probe_model.chat("hello", max_new_tokens=24).text == "HELLO"
+
+
+def test_b_never_chats(probe_model):
+    assert probe_model.name == "demo"
+
+
+def test_c_skips_after_chatting(probe_model):
+    probe_model.chat("abc def", max_new_tokens=24)
+    pytest.skip("not on this column")
+
+
+def test_d_fails_without_chatting(probe_model):
+    assert probe_model.name == "nobody"
+"""
+
+
+def test_only_tests_that_chatted_and_ran_to_a_verdict_are_recorded(project: pytest.Pytester, demo_adapter: Path,
+                                                                   fake: type[FakeEngine]) -> None:
+    """A skipped test is no verdict (not a failure); a test that never chats has no reply of its own, and must not
+    be filed under the reply of the test before it."""
+    project.makepyfile(test_rec=RECORDED)
+    out = project.path / "r.json"
+    result = project.runpytest(*_fake_args(demo_adapter, "-k", "test_rec", "--probe-out", str(out)))
+    result.assert_outcomes(passed=2, skipped=1, failed=1, deselected=5)
+    user = [s for s in json.loads(out.read_text(encoding="utf-8"))["samples"] if s["battery"] == "user"]
+    assert [(s["case"], s["adapter"], s["passed"], s["output"]) for s in user] == [
+        ("test_rec.py::test_a_chats", "demo", True, "HELLO")]
