@@ -45,8 +45,10 @@ def template_check(client: EndpointClient, src: SourceSide, conversations: Seque
             served = client.post("/apply-template", {"messages": [dict(m) for m in messages]}, root=True)
         except EvalsuiteError as e:
             if i == 0:
-                return TemplateCheck([], f"template check not possible: the server does not show its rendering "
-                                         f"(llama.cpp's POST /apply-template: {e})")
+                why = "HTTP 404" if getattr(e, "status", None) == 404 else str(e)
+                return TemplateCheck([], "template check not possible: the server does not show its rendering "
+                                         f"(llama-server's POST {client.url.rsplit('/v1', 1)[0]}/apply-template: "
+                                         f"{why})")
             raise
         prompt = served.get("prompt") if isinstance(served, dict) else None
         if not isinstance(prompt, str):
