@@ -22,7 +22,7 @@ from evalsuite.chat.template import TemplateRaised, render
 from evalsuite.drift.findings import Finding, first_difference
 from evalsuite.drift.static import Messages, SourceSide
 from evalsuite.errors import EvalsuiteError
-from evalsuite.probe.endpoint_client import EndpointClient
+from evalsuite.probe.endpoint_client import EndpointClient, server_root
 from evalsuite.probe.generation import PromptCodec
 from evalsuite.results.schema import Results, Sample
 
@@ -47,7 +47,7 @@ def template_check(client: EndpointClient, src: SourceSide, conversations: Seque
             if i == 0:
                 why = "HTTP 404" if getattr(e, "status", None) == 404 else str(e)
                 return TemplateCheck([], "template check not possible: the server does not show its rendering "
-                                         f"(llama-server's POST {client.url.rsplit('/v1', 1)[0]}/apply-template: "
+                                         f"(llama-server's POST {server_root(client.url)}/apply-template: "
                                          f"{why})")
             raise
         prompt = served.get("prompt") if isinstance(served, dict) else None
