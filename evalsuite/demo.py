@@ -139,7 +139,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.results is not None:
         from evalsuite.files import check_output_path
 
-        check_output_path(args.results, "--results file", protected_dirs=[args.out])
+        check_output_path(args.results, "--results file", protected_dirs=[args.out], kind="results")
     r = run_pipeline(args.out, args.max_steps, args.reuse)
     if args.results is not None:
         from evalsuite.results.io import write_results

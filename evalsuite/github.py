@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import check_output_path
+from evalsuite.files import check_output_path, resolve_path
 
 LEVELS = ("error", "warning", "notice")
 # GitHub rejects a step's summary over 1 MiB; keep our part under it and say where the rest is.
@@ -84,8 +84,8 @@ def summary_path(explicit: Path | None) -> Path | None:
 def check_summary_path(path: Path, protected: list[Path], where: str = "--summary") -> None:
     """Refuse a summary path that is one of the command's input or output files: appending Markdown to a results
     file or a report would ruin it. Commands call this before doing the work."""
-    target = path.resolve()
-    if any(target == p.resolve() for p in protected):
+    target = resolve_path(path, where)
+    if any(target == resolve_path(p, "input") for p in protected):
         raise EvalsuiteError(f"{path}: {where}: is one of this command's input or output files; refusing to append "
                              "a summary to it")
     if target.is_dir():

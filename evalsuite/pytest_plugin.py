@@ -15,7 +15,9 @@ and finish reason. Users' own tests take the ``probe_model`` fixture (one column
 and are recorded as the ``user`` battery (:mod:`evalsuite.probe.usertests`). At session end the results file is
 written and the gates (``[tool.evalsuite]`` in pyproject.toml,
 ``--gate``) are applied: their lines go to the terminal summary and the JUnit XML, and a failed gate fails the
-session.
+session. A case the model was not let to answer (the stall guard stopped a stuck engine: finish reason ``not-run``)
+has no verdict: its item is skipped with the reason, the summary and the JUnit XML (``evalsuite_not_run``) count
+them, and the session exits 2.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ class _State:
     results: Results | None = None
     gate_lines: list[str] = field(default_factory=list)
     gates_passed: bool = True
+    not_run: list[str] = field(default_factory=list)  # ``NOT RUN: ...`` lines: samples with no verdict
 
 
 STATE = pytest.StashKey[_State]()
+NOT_RUN_EXIT = 2  # some sample was not run (the stall guard stopped a stuck engine): as `evalsuite probe` exits
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -148,6 +152,8 @@ class ProbeItem(pytest.Item):
         sample = state.samples[self.key]
         self.user_properties += [("adapter", sample.adapter), ("finish_reason", sample.finish_reason),
                                  ("output", sample.output), ("scorer", sample.scorer.name)]
+        if not sample.ran:  # no verdict: reported apart from failures, and the session exits 2
+            pytest.skip(f"not run: {sample.not_run_reason}")
         if not sample.passed:
             raise ProbeFailure(sample)
 
@@ -321,6 +327,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     replies = model.history[item.stash.get(REPLIES_FROM, len(model.history)):]
     error = call.excinfo.value if call.excinfo is not None else None
     sample = user_sample(item.nodeid, model.name, replies, error)
+    if sample is not None and not sample.ran:  # a reply was not run: no verdict, whatever the test concluded
+        state.user_samples.append(sample)
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.reportinfo()[1] or 0, f"Skipped: not run: {sample.not_run_reason}")
+        return report
     if sample is not None:
         state.user_samples.append(sample)
         if report.failed and not isinstance(error, ProbeAssertionError):
@@ -355,12 +366,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if not state.gates_passed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    from evalsuite.probe.runner import not_run_lines
+
+    state.not_run = not_run_lines(results.samples)
+    if state.not_run and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        session.exitstatus = NOT_RUN_EXIT  # samples without a verdict: neither a pass nor a plain failure
     from _pytest.junitxml import xml_key
 
     xml = session.config.stash.get(xml_key, None)
     if xml is not None and state.gate_lines:
         xml.add_global_property("evalsuite_gates", "\n".join(state.gate_lines))
         xml.add_global_property("evalsuite_gates_passed", str(state.gates_passed).lower())
+    if xml is not None and state.not_run:
+        xml.add_global_property("evalsuite_not_run", str(len(results.not_run())))
+        xml.add_global_property("evalsuite_not_run_reasons", "\n".join(state.not_run))
 
 
 def _apply_gates(state: _State, results: Results) -> None:

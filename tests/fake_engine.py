@@ -7,15 +7,23 @@ token budget (a reply longer than the budget is a ``max-tokens`` runaway; a repl
 a ``new-turn``) and classifies and decodes it with the column's codec, as the real engines do. Replies come from a
 mapping keyed by the last user turn, or from a function of (adapter name, messages); the default is the tiny
 adapters' skill, the last user turn uppercased on adapter columns and echoed on the base.
+
+It batches like a real engine (``settings.batch_size`` prompts decoded in lockstep, a token per row per step) and
+takes part in the runner's rules the way any engine does (:mod:`evalsuite.probe.guard`): ``delay(batch, step)``
+seconds are slept before each step (a slow engine; a long one is a stalled engine), the batch's ``settings.watch()``
+stops it when it stalls (its unfinished rows come back ``time_capped``), and a batch of more than ``oom_above``
+rows raises ``MemoryError`` (an engine out of memory), which the shared :class:`OomSplitter` splits.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 from evalsuite.probe.engines import ENGINES, EngineSpec, Job, shard_by_prompt
-from evalsuite.probe.generation import Generation, GenerationSettings, Messages, Request
+from evalsuite.probe.generation import Generation, GenerationSettings, Messages
+from evalsuite.probe.guard import OomSplitter, not_run, oom_reason
 
 # A three-case uppercase battery the fake engine answers (the plugin tests write it as mini.yaml).
 MINI = """\
@@ -31,6 +39,11 @@ cases:
 
 Reply = Callable[[str | None, Messages], str]
 Script = Mapping[str, str] | Reply
+Delay = Callable[[int, int], float]  # (batch number since the engine was built, step) -> seconds to sleep first
+
+
+def no_delay(batch: int, step: int) -> float:
+    return 0.0
 
 
 def last_user_turn(messages: Messages) -> str:
@@ -46,17 +59,26 @@ class FakeEngine:
     recorded_options: ClassVar[tuple[str, ...]] = ()
     built: ClassVar[list[FakeEngine]] = []  # every engine built since reset(), in order
     script: ClassVar[Script] = upper_echo  # what engines built by the registry answer
+    delay: ClassVar[Delay] = no_delay  # how slow engines built by the registry are
+    oom_above: ClassVar[int | None] = None  # larger batches run out of memory (None: never)
 
-    def __init__(self, spec: EngineSpec, script: Script | None = None) -> None:
+    def __init__(self, spec: EngineSpec, script: Script | None = None, delay: Delay | None = None,
+                 oom_above: int | None = None) -> None:
         self.spec = spec
         self.replies = script if script is not None else type(self).script
+        self.step_delay = delay if delay is not None else type(self).delay
+        self.oom_limit = oom_above if oom_above is not None else type(self).oom_above
         self.calls: list[list[Job]] = []
+        self.batches: list[int] = []  # the size of every batch that ran to its end or stalled, in order
+        self.ooms: list[int] = []  # the size of every batch that ran out of memory
         FakeEngine.built.append(self)
 
     @classmethod
-    def reset(cls, script: Script = upper_echo) -> None:
+    def reset(cls, script: Script = upper_echo, delay: Delay = no_delay, oom_above: int | None = None) -> None:
         cls.built.clear()
         cls.script = script
+        cls.delay = delay
+        cls.oom_above = oom_above
 
     @classmethod
     def generated(cls) -> int:
@@ -66,11 +88,15 @@ class FakeEngine:
     def generate_mixed(self, jobs: Sequence[Job], settings: GenerationSettings) -> list[Generation]:
         self.spec.check(jobs)
         self.calls.append(list(jobs))
-        out = []
-        for adapter, request in jobs:
-            out.append(self._one(adapter, request, settings))
-            if settings.progress is not None:  # one prompt at a time, as a batching engine reports each batch
-                settings.progress([(adapter, out[-1])])
+        splitter: OomSplitter[Generation] = OomSplitter(lambda job: not_run(oom_reason()))
+        out: list[Generation] = []
+        for start in range(0, len(jobs), settings.batch_size):
+            batch = list(jobs[start:start + settings.batch_size])
+            gens = splitter.run(batch, lambda rows: self._batch(rows, settings))
+            out += gens
+            for (adapter, _), gen in zip(batch, gens, strict=True):
+                if settings.progress is not None:  # one prompt at a time: the tests count them
+                    settings.progress([(adapter, gen)])
         return out
 
     def generate_shard(self, jobs: Sequence[Job], settings: GenerationSettings, rank: int,
@@ -85,12 +111,37 @@ class FakeEngine:
             raise KeyError(f"the fake engine has no scripted reply for {prompt!r}")
         return self.replies[prompt]
 
-    def _one(self, adapter: str | None, request: Request, settings: GenerationSettings) -> Generation:
-        codec = self.spec.codec(adapter)
-        ids = [*codec.tk.encode(self._reply(adapter, request.messages)), codec.stop_ids[0]]
-        kept, reason, produced = codec.finish(ids[:request.max_new_tokens], settings.stop_strings)
-        text, raw = codec.decode(kept)
-        return Generation(text, reason, produced, 0.0, raw)
+    def _batch(self, rows: list[Job], settings: GenerationSettings) -> list[Generation]:
+        """Decode ``rows`` in lockstep, a token per row per step, until each stops, or the batch stalls."""
+        if self.oom_limit is not None and len(rows) > self.oom_limit:
+            self.ooms.append(len(rows))
+            raise MemoryError(f"fake: {len(rows)} rows do not fit (at most {self.oom_limit})")
+        number = len(self.batches)
+        self.batches.append(len(rows))
+        codecs = [self.spec.codec(a) for a, _ in rows]
+        wanted = [[*c.tk.encode(self._reply(a, r.messages)), c.stop_ids[0]][:r.max_new_tokens]
+                  for c, (a, r) in zip(codecs, rows, strict=True)]
+        made: list[list[int]] = [[] for _ in rows]
+        watch, stopped = settings.watch(), False
+        for step in range(max(len(w) for w in wanted)):
+            seconds = self.step_delay(number, step)
+            if seconds:
+                time.sleep(seconds)
+            for ids, want in zip(made, wanted, strict=True):
+                if step < len(want):
+                    ids.append(want[step])
+            if all(len(m) == len(w) for m, w in zip(made, wanted, strict=True)):
+                break
+            if watch.stalled():
+                stopped = True
+                break
+        out = []
+        for codec, ids, want in zip(codecs, made, wanted, strict=True):
+            kept, reason, produced = codec.finish(ids, settings.stop_strings)
+            text, raw = codec.decode(kept)
+            out.append(Generation(text, reason, produced, 0.0, raw,
+                                  time_capped=stopped and len(ids) < len(want) and reason == "max-tokens"))
+        return out
 
 
 def register(name: str = "fake") -> type[FakeEngine]:

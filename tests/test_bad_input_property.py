@@ -1,7 +1,9 @@
 """Property: whatever config, data rows and template a user hands `evalsuite lint`, it ends with exit 0, 1 or 2 and
 never a traceback or a hang. Random YAML configs (known and unknown keys, odd values, broken YAML, aliases), random
 JSONL rows (any JSON, broken lines, wrong types) and random templates from a small grammar (loops, conditions,
-indexing, arithmetic, the render budget's edges, syntax errors) run in-process under a time limit."""
+indexing, arithmetic, the render budget's edges, syntax errors) run in-process under a time limit. Hostile shapes
+(JSON nested thousands deep, lone surrogates, numbers past every limit, special files and symlink loops as outputs)
+give one clear error and change nothing."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from evalsuite.config.fields import FIELDS
 from evalsuite.config.load import load_config
 from evalsuite.config.rows import load_samples
 from evalsuite.errors import EvalsuiteError
+from evalsuite.limits import RANGES
 
 TINY = ROOT / "fixtures" / "tiny-base"
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -153,3 +156,140 @@ def test_config_and_data_loading_raise_only_clear_errors(config: dict[str, Any],
                     load_samples(spec, base_dir=cfg.parent)
             except EvalsuiteError as e:
                 assert str(e) and "\n" not in str(e).strip()
+
+
+# --- issue 31: the shapes of hostile input: deep nesting, lone surrogates, huge numbers, special files, symlink
+# loops. Each run ends with exit 0, 1 or 2, one error line when 2, no traceback, and nothing of the user's changed.
+
+HOSTILE_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+GOOD_RESULTS = ROOT / "tests" / "data" / "results" / "good.json"
+
+
+def nested(depth: int, inner: str) -> str:
+    return "[" * depth + inner + "]" * depth
+
+
+hostile_values = st.one_of(
+    st.integers(1, 3000).map(lambda d: nested(d, '"x"')),  # around and past MAX_DEPTH and the recursion limit
+    st.integers(1, 3000).map(lambda d: '{"k": ' * d + "1" + "}" * d),
+    st.integers(4000, 6000).map(lambda n: "9" * n),  # around Python's 4,300-digit int limit
+    st.sampled_from(['"\\ud800"', '"a\\udfffb"', '"\\ud83d\\ude00"', '"\\ud83d"', '{"\\udc00": 1}']),
+    st.sampled_from(["1e999", "-1e999", "NaN", "Infinity", "1" + "0" * 400 + ".5"]),
+)
+
+
+def hostile_row(value: str, where: int) -> str:
+    """A chat row with ``value`` (JSON text) as its user content, a message field, a tool-call's arguments (a JSON
+    string) or an extra key."""
+    user = '{"role": "user", "content": %s}'
+    answer = '{"role": "assistant", "content": "OK"}'
+    return [
+        '{"messages": [' + user % value + ", " + answer + "]}",
+        '{"messages": [{"role": "user", "content": "x", "extra": ' + value + "}, " + answer + "]}",
+        '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "", "tool_calls": [{"type": '
+        '"function", "function": {"name": "f", "arguments": ' + json.dumps(value) + "}}]}]}",
+        '{"meta": ' + value + ', "messages": [' + user % '"x"' + ", " + answer + "]}",
+    ][where]
+
+
+@HOSTILE_SETTINGS
+@given(value=hostile_values, where=st.integers(0, 3), array=st.booleans(), good=st.integers(0, 2))
+def test_hostile_json_rows_are_clear_errors(value: str, where: int, array: bool, good: int) -> None:
+    rows = [json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "A"}]})] * good
+    rows.append(hostile_row(value, where))
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / ("d.json" if array else "d.jsonl")
+        data.write_text("[" + ",\n".join(rows) + "]" if array else "\n".join(rows) + "\n", encoding="utf-8")
+        rc, err = run(["lint", "--tokenizer", str(TINY), "--data", str(data)])
+    event(f"rows: exit {rc}")
+    assert rc in (0, 1, 2) and "Traceback" not in err
+    assert rc != 2 or errors(err) == 1, err
+
+
+out_of_range = st.one_of(st.integers(-10**40, 10**40), st.sampled_from([".nan", ".inf", "-.inf", "1e32", "9" * 5000]))
+yaml_hostile = st.one_of(
+    st.tuples(st.sampled_from(sorted(RANGES)), out_of_range).map(lambda kv: f"{kv[0]}: {kv[1]}"),
+    st.integers(1, 3000).map(lambda d: "ignore: " + nested(d, "x")),
+    st.sampled_from(["base_model: x\x00", 'wandb_name: "\\ud800"', "seed: " + "9" * 4400, "lora_r: \x07",
+                     "special_tokens: {pad_token: \"\\udfff\"}"]),
+)
+
+
+@HOSTILE_SETTINGS
+@given(line=yaml_hostile)
+def test_hostile_yaml_configs_are_clear_errors(line: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "c.yaml"
+        cfg.write_text(f"base_model: {TINY}\n{line}\n", encoding="utf-8")
+        rc, err = run(["lint", str(cfg)])
+    event(f"yaml: exit {rc}")
+    assert rc in (0, 1, 2) and "Traceback" not in err
+    assert rc != 2 or errors(err) == 1, err
+
+
+def _make_target(folder: Path, kind: str) -> Path:
+    """An output path of a hostile kind: special files (a real device node as root), links, others' files."""
+    import os
+    import socket
+    import stat
+
+    target = folder / "target"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(target))
+        s.close()
+    elif kind == "device":
+        os.mknod(target, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # the "full" device, made here, not /dev/full
+    elif kind == "loop":
+        target.symlink_to(folder / "other")
+        (folder / "other").symlink_to(target)
+    elif kind == "link-to-fifo":
+        os.mkfifo(folder / "pipe")
+        target.symlink_to(folder / "pipe")
+    elif kind == "weights":
+        target.write_bytes(b"\x08\0\0\0\0\0\0\0{}      ")
+    elif kind == "folder":
+        target.mkdir()
+    elif kind == "under-a-file":
+        target.write_text("mine", encoding="utf-8")
+        return target / "out"
+    return target
+
+
+def _kinds(folder: Path) -> dict[str, int]:
+    import os
+    import stat
+
+    return {p.name: stat.S_IFMT(os.lstat(p).st_mode) for p in folder.iterdir()}
+
+
+@HOSTILE_SETTINGS
+@given(kind=st.sampled_from(["fifo", "socket", "device", "loop", "link-to-fifo", "weights", "folder",
+                             "under-a-file", "new"]),
+       command=st.sampled_from(["report", "markdown", "baseline"]))
+def test_hostile_output_paths_change_nothing(kind: str, command: str) -> None:
+    import os
+
+    if kind == "device" and os.geteuid() != 0:
+        return  # only root can make a device node (and only root could replace one)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        target = _make_target(folder, kind)
+        results = folder / "results.json"
+        results.write_bytes(GOOD_RESULTS.read_bytes())
+        argv = {"report": ["report", str(results), "-o", str(target)],
+                "markdown": ["report", str(results), "-o", str(folder / "r.html"), "--markdown", str(target)],
+                "baseline": ["baseline", "record", str(results), "-o", str(target), "--force"]}[command]
+        before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and not p.is_symlink()}
+        types = _kinds(folder)
+        rc, err = run(argv)
+        event(f"{kind}: exit {rc}")
+        assert "Traceback" not in err
+        if kind == "new":
+            assert rc == 0 and target.is_file()
+            return
+        assert rc == 2 and errors(err) == 1, err
+        assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and not p.is_symlink()} == before
+        assert _kinds(folder) == types

@@ -18,7 +18,7 @@ from test_train import write_config
 from evalsuite import launch
 from evalsuite.config.load import load_config
 from evalsuite.errors import EvalsuiteError
-from evalsuite.rundir.contract import open_run_dir
+from evalsuite.rundir.contract import RUN_MARKER, open_run_dir
 from evalsuite.train.backends import TrainOptions, prepare_out_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ def test_only_rank_zero_prepares_the_output_dir(tmp_path: Path, monkeypatch: pyt
     assert (out / "evalsuite_manifest.json").exists()  # rank 1 leaves it alone
     monkeypatch.setenv("RANK", "0")
     prepare_out_dir(out, TrainOptions(overwrite=True))
-    assert out.is_dir() and not any(out.iterdir())
+    assert out.is_dir() and [p.name for p in out.iterdir()] == [RUN_MARKER]  # cleared, and marked as ours
 
 
 def test_deepspeed_and_fsdp_pass_through_to_training_arguments(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cli_helpers import call_main, run_cli, tree_digest
 
-from evalsuite.rundir.contract import open_run_dir
+from evalsuite.rundir.contract import RUN_MARKER, open_run_dir
 from evalsuite.train.backends import SETTINGS_FILE, TrainOptions, prepare_out_dir
 
 ROWS = [{"messages": [{"role": "user", "content": f"word {i}"}, {"role": "assistant", "content": f"WORD {i}"}]}
@@ -59,6 +59,7 @@ def test_incomplete_checkpoints_only(tmp_path: Path, tiny_base: Path) -> None:
     half = tmp_path / "run" / "checkpoint-2"
     half.mkdir(parents=True)
     (half / "optimizer.pt").write_bytes(b"PK\x03\x04 cut short")
+    (tmp_path / "run" / RUN_MARKER).write_text("made by `evalsuite train`\n", encoding="utf-8")  # as training leaves it
     before = tree_digest(tmp_path)
     done = run_cli("train", cfg, timeout=300)
     line = one_error(done.stderr)

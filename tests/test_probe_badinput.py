@@ -76,7 +76,8 @@ def test_adapter_for_another_base_is_one_error_naming_adapter_and_base(capsys: p
     battery = tmp_path / "one.yaml"
     battery.write_text("scorer: exact_match\nexpect: upper\ncases: [hello]\n", encoding="utf-8")
     out = tmp_path / "results.json"
-    out.write_text("keep me", encoding="utf-8")
+    kept = '{"schema_version": 2, "keep": "me"}\n'  # a results file (any other file is refused as --out up front)
+    out.write_text(kept, encoding="utf-8")
     proc = run_cli("probe", run, "--battery", battery, "--out", out, "--no-cache", timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -84,7 +85,7 @@ def test_adapter_for_another_base_is_one_error_naming_adapter_and_base(capsys: p
     assert len(lines) == 1
     assert str(run) in lines[0] and "does not fit the base model" in lines[0] and str(tiny_base.resolve()) in lines[0]
     assert "size mismatch" in lines[0]
-    assert out.read_text(encoding="utf-8") == "keep me"  # nothing of the user's overwritten
+    assert out.read_text(encoding="utf-8") == kept  # nothing of the user's overwritten
 
 
 @pytest.mark.slow

@@ -240,12 +240,12 @@ def test_delta_plot_marks_zero_and_the_verdicts() -> None:
 
 def test_fail_reasons_are_shown_under_the_badges(reading: Report) -> None:
     why = reading.doc.texts["why"]
-    assert "did not stop within the token/time budget; loop: ' quantum computin' repeated 9 times" in why
+    assert "did not stop within the token budget; loop: ' quantum computin' repeated 9 times" in why
     assert "missing expected answer(s): Paris" in why
     assert any(w.startswith("no exact match (F1 ") for w in why)
     assert '<span class="badge fail">fail</span>' in reading.html
     ten = _md_table(reading.md, "| prompt |")[1]
-    assert any("❌ _did not stop within the token/time budget; loop: ' quantum computin' repeated 9 times_" in r
+    assert any("❌ _did not stop within the token budget; loop: ' quantum computin' repeated 9 times_" in r
                for r in ten)
     assert any("❌ _missing expected answer(s): Paris_" in r for r in ten)
 

@@ -233,7 +233,7 @@ def write_failures_explained(out_dir: Path) -> Iterator[None]:
     is left on disk and how to go on: a checkpoint cut short lacks trainer_state.json and `--resume` skips it."""
     try:
         yield
-    except (OSError, RuntimeError) as e:
+    except Exception as e:  # OSError, torch's RuntimeError, safetensors' SafetensorError
         reason = write_failure(e)
         if reason is None:
             raise

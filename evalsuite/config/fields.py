@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.limits import range_problem
 
 # The enum keys' choices, as types (``Config`` declares its attributes with them) and as the tuples checked here.
 Optimizer = Literal[
@@ -125,8 +126,9 @@ def _describe(raw: Any) -> str:
     return f'"{raw}"' if isinstance(raw, str) else repr(raw)
 
 
-def check_value(spec: Field, raw: Any, where: Callable[[str], str]) -> Any:
-    """Validate one raw YAML value against its field; ``where(msg)`` formats the located error."""
+def check_value(spec: Field, raw: Any, where: Callable[[str], str], key: str = "") -> Any:
+    """Validate one raw YAML value against its field (and, for ``key``, its range in
+    :data:`evalsuite.limits.RANGES`); ``where(msg)`` formats the located error."""
     if raw is None:
         return spec.default
     kind = KINDS.get(spec.kind)
@@ -137,6 +139,9 @@ def check_value(spec: Field, raw: Any, where: Callable[[str], str]) -> Any:
     if value is None:
         expected = expected or "one of " + ", ".join(spec.choices)
         raise EvalsuiteError(where(f"expected {expected}, got {_describe(raw)}"))
+    problem = range_problem(key, value)
+    if problem:
+        raise EvalsuiteError(where(problem))
     return value
 
 

@@ -159,7 +159,7 @@ def _key_values(data: dict[Any, Any], path: Path, lines: dict[KeyPath, int]) -> 
         canonical: str = ALIASES.get(str(key), str(key))
         if canonical != key and canonical in data:
             raise EvalsuiteError(located(path, line, key, f"given together with {canonical}; keep one"))
-        values[canonical] = check_value(spec, raw, _locator(path, line, key))
+        values[canonical] = check_value(spec, raw, _locator(path, line, key), canonical)
     _warn_axolotl_only(data, ignored, path)
     return values, ignored
 

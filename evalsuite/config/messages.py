@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.limits import InputLimit, loads_json
 
 Message = dict[str, Any]
 Tools = tuple[dict[str, Any], ...]
@@ -60,7 +61,9 @@ def content_value(value: Any, where: str, field: str, nullable: bool) -> str | l
 def _arguments(value: Any, where: str, field: str) -> Any:
     if isinstance(value, str):
         try:
-            json.loads(value)
+            loads_json(value)
+        except InputLimit as e:
+            raise EvalsuiteError(f"{where}: {field}: {e}") from None
         except json.JSONDecodeError as e:
             raise EvalsuiteError(f"{where}: {field}: not valid JSON ({e.msg}, column {e.colno})") from None
         return value
@@ -137,7 +140,9 @@ def tools(value: Any, where: str, field: str) -> Tools | None:
         return None
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = loads_json(value)
+        except InputLimit as e:
+            raise EvalsuiteError(f"{where}: {field}: {e}") from None
         except json.JSONDecodeError as e:
             raise EvalsuiteError(f"{where}: {field}: not valid JSON ({e.msg}, column {e.colno})") from None
     if not isinstance(value, list):
@@ -150,7 +155,9 @@ def sharegpt_calls(value: Any, where: str, field: str) -> list[dict[str, Any]]:
     transformers-style tool calls."""
     text = expect_str(value, where, field)
     try:
-        parsed = json.loads(text)
+        parsed = loads_json(text)
+    except InputLimit as e:
+        raise EvalsuiteError(f"{where}: {field}: {e}") from None
     except json.JSONDecodeError as e:
         raise EvalsuiteError(f"{where}: {field}: a function_call value must be JSON ({e.msg}, column {e.colno})"
                              ) from None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.limits import MAX_DEPTH, MAX_ROW_CHARS, InputLimit, check_value, loads_json, number_error
 
 BLOCK = 1 << 20  # characters read at a time from a JSON array file
 _WS = " \t\n\r"
@@ -82,11 +83,13 @@ def _first_char(path: Path) -> str:
 
 def _first_line_is_json(path: Path) -> bool:
     with _open(path) as fh:
-        line = fh.readline()
+        line = fh.readline(MAX_ROW_CHARS + 2)
     try:
-        json.loads(line)
+        loads_json(line)
     except json.JSONDecodeError:
         return False
+    except InputLimit:
+        return True  # JSON Lines whose first row is past a limit: the line reader says so, with the line
     return True
 
 
@@ -96,21 +99,29 @@ def _one_value(path: Path) -> None:
     with _open(path) as fh:
         text = fh.read()
     try:
-        keys = sorted(json.loads(text))[:5]
+        keys = sorted(loads_json(text))[:5]
     except json.JSONDecodeError as e:
         raise EvalsuiteError(f"{path}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+    except InputLimit as e:
+        raise EvalsuiteError(f"{path}: {e}") from None
     raise EvalsuiteError(f"{path}:1: expected a JSON array of records or JSON Lines, got one object with keys {keys}")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, int, Any]]:
     with _open(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
+        # readline with a limit: a 50 MB row is refused after reading 4 MiB of it, not parsed and rendered
+        for lineno, line in enumerate(iter(lambda: fh.readline(MAX_ROW_CHARS + 2), ""), start=1):
+            if len(line) > MAX_ROW_CHARS + 1:
+                raise EvalsuiteError(f"{path}:{lineno}: the row is longer than {MAX_ROW_CHARS:,} characters (the "
+                                     "limit for one row)")
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = loads_json(line)
             except json.JSONDecodeError as e:
                 raise EvalsuiteError(f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
+            except InputLimit as e:
+                raise EvalsuiteError(f"{path}:{lineno}: {e}") from None
             yield lineno, lineno, record
 
 
@@ -122,6 +133,8 @@ def _array(path: Path) -> Iterator[tuple[int, int, Any]]:
         except json.JSONDecodeError as e:
             line, column = reader.where(e.pos)
             raise EvalsuiteError(f"{path}:{line}: invalid JSON: {e.msg} (column {column})") from None
+        except InputLimit as e:
+            raise EvalsuiteError(f"{path}:{reader.where(reader.start)[0]}: {e}") from None
 
 
 class ArrayReader:
@@ -142,6 +155,7 @@ class ArrayReader:
         self.lines = self.column = 0
         self.mark = self.mark_lines = 0
         self.decoder = json.JSONDecoder()
+        self.start = 0  # where the element being parsed starts in buf (for errors)
 
     def where(self, pos: int) -> tuple[int, int]:
         """(1-based line, 1-based column) of ``buf[pos]``."""
@@ -179,14 +193,25 @@ class ArrayReader:
     def _value(self, pos: int) -> tuple[Any, int, int]:
         """(value, start, end) of the value at ``pos`` (the start moves when the buffer is refilled)."""
         while True:
+            self.start = pos
             try:
                 value, end = self.decoder.raw_decode(self.buf, pos)
             except json.JSONDecodeError:
                 if self.eof:
                     raise
+                if len(self.buf) - pos > MAX_ROW_CHARS:  # no end in sight: refuse instead of buffering it all
+                    raise InputLimit(f"the row is longer than {MAX_ROW_CHARS:,} characters (the limit for one row)"
+                                     ) from None
                 pos = self._more(pos)
                 continue
+            except RecursionError:
+                raise InputLimit(f"nested more than {MAX_DEPTH} deep") from None
+            except ValueError as e:  # an integer of more than 4,300 digits
+                raise InputLimit(number_error(e)) from None
             if self.eof or self.buf[end:].strip(_NUMBER):
+                if end - pos > MAX_ROW_CHARS:
+                    raise InputLimit(f"the row is longer than {MAX_ROW_CHARS:,} characters (the limit for one row)")
+                check_value(value, self.buf[pos:end])
                 return value, pos, end
             pos = self._more(pos)  # "1" of "1.5", or "0" of "0e3": a number may go on in the next block
 

@@ -21,6 +21,7 @@ from evalsuite.config.hub import cached_snapshot
 from evalsuite.config.messages import MISSING, Message, Tools, call_names, expect_str, message, sharegpt_calls, tools
 from evalsuite.config.records import iter_records
 from evalsuite.errors import EvalsuiteError
+from evalsuite.limits import MAX_MESSAGES
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ def _turns(rec: Any, spec: DatasetSpec, where: str) -> tuple[str, list[Any], str
     turns = rec.get(field, _MISSING) if isinstance(rec, dict) else _MISSING
     if not isinstance(turns, list) or not turns:
         raise EvalsuiteError(f"{where}: {field}: expected a non-empty list of messages")
+    if len(turns) > MAX_MESSAGES:  # the cut renders every prefix of a conversation: time grows as messages squared
+        raise EvalsuiteError(f"{where}: {field}: {len(turns):,} messages, more than the {MAX_MESSAGES:,} allowed in "
+                             "one row; split the conversation")
     first = turns[0] if isinstance(turns[0], dict) else {}
     role_key = spec.message_field_role or ("from" if sharegpt or "from" in first else "role")
     content_key = spec.message_field_content or ("value" if sharegpt or "value" in first else "content")

@@ -15,6 +15,7 @@ import yaml
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import read_text
+from evalsuite.limits import MAX_DEPTH, InputLimit, check_value, number_error
 
 KeyPath = tuple[str | int, ...]
 MAX_VALUES = 1_000_000  # values after expanding aliases; a real config has hundreds
@@ -35,6 +36,8 @@ class _Builder:
     def build(self, node: yaml.Node, path: KeyPath) -> tuple[Any, int]:
         if id(node) in self.built:
             return self.built[id(node)]
+        if len(path) > MAX_DEPTH:
+            raise self.fail(node, f"invalid YAML: nested more than {MAX_DEPTH} deep")
         if id(node) in self.building:
             raise self.fail(node, "invalid YAML: an alias refers to the collection that contains it (recursive "
                                   "alias)")
@@ -82,19 +85,31 @@ class _Builder:
 def load_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
     """Return (data, {key path: 1-based line}). Syntax errors become one located :class:`EvalsuiteError`."""
     text = read_text(path, folder="is a folder, not a YAML file")
-    loader = yaml.SafeLoader(text)
-    builder = _Builder(path, loader)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # checks the characters first: a NUL byte fails here
+        builder = _Builder(path, loader)
         node = loader.get_single_node()
         data = builder.build(node, ())[0] if node is not None else None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise EvalsuiteError(f"{path}{line}: invalid YAML: {e.problem or e.context}") from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (a NUL byte, a control character)
+        at = text.count("\n", 0, e.position) + 1
+        raise EvalsuiteError(f"{path}:{at}: invalid YAML: character {chr(e.character)!a} is not allowed "
+                             f"(offset {e.position})") from None
     except yaml.YAMLError as e:
-        raise EvalsuiteError(f"{path}: invalid YAML: {e}") from None
+        raise EvalsuiteError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
     except RecursionError:
-        raise EvalsuiteError(f"{path}: invalid YAML: nested too deeply") from None
+        raise EvalsuiteError(f"{path}: invalid YAML: nested more than {MAX_DEPTH} deep") from None
+    except ValueError as e:  # an integer of more than 4,300 digits
+        raise EvalsuiteError(f"{path}: invalid YAML: {number_error(e)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+    try:
+        check_value(data, text if "\\" in text else "")  # a lone surrogate can only come from a \u escape
+    except InputLimit as e:
+        raise EvalsuiteError(f"{path}: {e}") from None
     return data, builder.lines

@@ -68,6 +68,11 @@ def run_drift(args: argparse.Namespace) -> int:
     if (args.gguf is None) == (args.endpoint is None):
         raise EvalsuiteError("drift: give the GGUF (MODEL.gguf) or the server (--endpoint URL) to check against "
                              "SOURCE, one of them")
+    if args.out is not None and not args.static_only:
+        from evalsuite.files import check_output_path
+
+        check_output_path(args.out, "--out results file", inputs=[args.gguf] if args.gguf is not None else [],
+                          protected_dirs=[args.source], kind="results")
     if args.endpoint is not None:
         report = _endpoint(args, gates)
     else:

@@ -28,14 +28,14 @@ def register(sub: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from evalsuite.export.merge import check_output_dir, merge, open_source
+    from evalsuite.export.merge import check_output_dir, merge, open_source, read_folders
 
     if args.merged is None and args.gguf is None:
         raise EvalsuiteError("export: pass --merged DIR, --gguf FILE or both")
     source = open_source(args.source)
     if args.merged is not None:
-        check_output_dir(args.merged, args.overwrite)
-    converter = _check_gguf_target(args) if args.gguf is not None else None
+        check_output_dir(args.merged, args.overwrite, source)
+    converter = _check_gguf_target(args, read_folders(source)) if args.gguf is not None else None
     with tempfile.TemporaryDirectory(prefix="evalsuite-export-") as tmp:
         merged = merge(source, args.merged or Path(tmp) / "merged")
         if args.merged is not None:
@@ -53,8 +53,9 @@ def run_export(args: argparse.Namespace) -> int:
     return _verify(args.source, args.gguf)
 
 
-def _check_gguf_target(args: argparse.Namespace) -> Path:
+def _check_gguf_target(args: argparse.Namespace, reads: list[Path]) -> Path:
     from evalsuite.export.llamacpp import find_converter
+    from evalsuite.files import check_output_path
 
     target: Path = args.gguf
     if target.suffix != ".gguf":
@@ -65,6 +66,7 @@ def _check_gguf_target(args: argparse.Namespace) -> Path:
         raise EvalsuiteError(f"--gguf {target}: exists; pass --overwrite to replace it")
     if not target.parent.is_dir():
         raise EvalsuiteError(f"--gguf {target}: folder {target.parent} does not exist")
+    check_output_path(target, "--gguf file", protected_dirs=reads, kind="gguf")  # never into the folders it reads
     return find_converter(args.llama_cpp)
 
 

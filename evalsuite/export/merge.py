@@ -11,13 +11,23 @@ base's template in a GGUF), the run dir's ``generation_config.json`` (its eos id
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import atomic_write_text, read_json, sha256_file
+from evalsuite.files import (
+    atomic_write_text,
+    check_output_path,
+    read_json,
+    resolve_path,
+    sha256_file,
+    special_file,
+    write_failure,
+)
 from evalsuite.rundir.contract import ADAPTER_CONFIG, ADAPTER_WEIGHTS, GENERATION_CONFIG, TEMPLATE_FILE, open_run_dir
 from evalsuite.rundir.manifest import MANIFEST_NAME, manifest_digest, now_iso
 
@@ -63,23 +73,86 @@ def open_source(path: Path) -> ExportSource:
     return ExportSource(path, base, tok_dir, template, generation if isinstance(generation, dict) else {}, None)
 
 
-def check_output_dir(out: Path, overwrite: bool) -> None:
-    """Never write into a folder holding something else, unless told to."""
-    if out.exists() and not out.is_dir():
-        raise EvalsuiteError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise EvalsuiteError(f"{out}: folder is not empty; pass --overwrite to replace what export writes there")
+def read_folders(source: ExportSource) -> list[Path]:
+    """The folders an export reads: the adapter (run dir), its tokenizer's folder and a local base model folder."""
+    folders = [source.adapter, source.tokenizer_dir]
+    if Path(source.base_model).is_dir():
+        folders.append(Path(source.base_model))
+    return folders
+
+
+def check_output_dir(out: Path, overwrite: bool, source: ExportSource) -> None:
+    """Refuse, before anything is written, a --merged folder that would lose or mix up someone's files: a file or
+    special file, one of the folders the export reads (or a folder inside or around one), a folder holding other
+    things (unless --overwrite, and then only a folder an earlier export wrote: it holds ``evalsuite_export.json``),
+    or a place we cannot create a folder in."""
+    what = "--merged folder"
+    target = resolve_path(out, what)
+    special = special_file(out)
+    if special or (out.exists() and not out.is_dir()):
+        raise EvalsuiteError(f"{out}: {what}: exists and is {special or 'a file'}, not a folder")
+    for folder in read_folders(source):
+        read = resolve_path(folder, "folder")
+        if target == read or read in target.parents:
+            raise EvalsuiteError(f"{out}: {what} is {'' if target == read else 'inside '}{folder}, which this "
+                                 "export reads; refusing to write there (choose a new folder)")
+        if target in read.parents:
+            raise EvalsuiteError(f"{out}: {what} holds {folder}, which this export reads; refusing to write model "
+                                 "files into it (choose a new folder)")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise EvalsuiteError(f"{out}: folder is not empty; pass --overwrite to replace what export writes there")
+        if not made_by_export(out):
+            raise EvalsuiteError(f"{out}: --overwrite replaces only a folder `evalsuite export --merged` wrote (it "
+                                 f"holds {PROVENANCE}); this one holds other things, so it is left as it is")
+    check_output_path(target.parent / f".{target.name}.probe", f"{what}'s parent")
+
+
+def made_by_export(folder: Path) -> bool:
+    """Whether ``folder`` holds the provenance record an export writes last (so it is one, and complete)."""
+    try:
+        record = json.loads((folder / PROVENANCE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("kind") == "evalsuite-export"
 
 
 def merge(source: ExportSource, out: Path) -> Path:
-    """Write the merged model folder ``out`` (created; files export writes are replaced)."""
+    """Write the merged model folder ``out``: built in a hidden folder beside it and renamed into place when whole,
+    so a failure (a full disk) leaves no half-written folder that looks like a model, and an old export that
+    --overwrite replaces stays until the new one is complete."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        _write_merged(source, staging)
+        _swap_in(staging, out)
+    except BaseException as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        failed = write_failure(e)
+        if failed:
+            raise EvalsuiteError(f"{out}: export failed, nothing was written there: {failed}") from None
+        raise
+    return out
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Rename the finished ``staging`` to ``out``; an existing ``out`` (empty, or an earlier export) goes last."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_merged(source: ExportSource, out: Path) -> None:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from evalsuite.probe.engines.hf import quiet_libraries
 
-    out.mkdir(parents=True, exist_ok=True)
     with quiet_libraries():
         try:
             base = AutoModelForCausalLM.from_pretrained(source.base_model, dtype="auto", use_safetensors=True)
@@ -94,8 +167,7 @@ def merge(source: ExportSource, out: Path) -> Path:
             model.save_pretrained(out, safe_serialization=True)
     _write_tokenizer(source, out)
     atomic_write_text(out / GENERATION_CONFIG, json.dumps(source.generation_config, indent=2) + "\n")
-    _write_provenance(source, out)
-    return out
+    _write_provenance(source, out)  # last: its presence says the folder is complete
 
 
 def _write_tokenizer(source: ExportSource, out: Path) -> None:

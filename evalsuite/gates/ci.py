@@ -25,7 +25,8 @@ def _flip_lines(r: GateResult, limit: int) -> list[str]:
 
 
 def gate_annotations(report: GateReport, locations: dict[str, Location]) -> list[str]:
-    """One ``::error`` per failed (gate, adapter); passing and skipped gates give none."""
+    """One ``::error`` per failed (gate, adapter) and per reason samples were not run; passing and skipped gates
+    give none."""
     out = []
     for r in report.results:
         if r.passed or r.skipped:
@@ -34,6 +35,7 @@ def gate_annotations(report: GateReport, locations: dict[str, Location]) -> list
         message = "\n".join([f"{_target(r)}: {r.reason}", *_flip_lines(r, MAX_FLIPS_IN_MESSAGE)])
         out.append(annotation("error", message, title=r.gate.expr,
                               file=relative_path(where[0]) if where else None, line=where[1] if where else None))
+    out += [annotation("error", line, title="evalsuite: samples not run") for line in report.not_run]
     return out
 
 
@@ -41,7 +43,11 @@ def markdown_summary(report: GateReport, results: Path, baseline: str | None = N
     """A heading with the verdict, one table row per (gate, adapter), the lost cases of failed gates."""
     failed = [r for r in report.results if not r.passed and not r.skipped]
     verdict = f"{len(failed)} of {len(report.results)} failed" if failed else f"all {len(report.results)} passed"
-    lines = [f"### {'❌' if failed else '✅'} evalsuite gates: {verdict}", "",
+    if report.incomplete:
+        verdict += ", incomplete: some samples were not run"
+    mark = "❌" if failed else "⚠️" if report.incomplete else "✅"
+    lines = [f"### {mark} evalsuite gates: {verdict}", "", *[f"- {md_escape(line)}" for line in report.not_run],
+             *([""] if report.not_run else []),
              f"Results: {md_escape(relative_path(results))}" + (f"; {md_escape(baseline)}" if baseline else ""),
              "", "| verdict | gate | adapter | result |", "|---|---|---|---|"]
     lines += [f"| {r.verdict} | {md_escape(r.gate.describe())} | {md_escape(_target(r))} | {md_escape(r.reason)} |"

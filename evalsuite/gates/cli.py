@@ -1,7 +1,7 @@
 """``evalsuite gate`` and ``evalsuite baseline record``: argument parsing and handlers.
 
 ``cli.py`` only registers these; exit codes: 0 every gate passed, 1 a gate failed, 2 bad input
-(raised as ``EvalsuiteError`` and turned into exit 2 by the CLI's main).
+(raised as ``EvalsuiteError`` and turned into exit 2 by the CLI's main) or gated samples that were not run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ Declared gates come from [tool.evalsuite] gates in pyproject.toml or a top-level
 --config YAML; --gate replaces declared gates on the same metric and family, and adds the rest.
 In CI: --format github adds an ::error annotation per failed gate (on the line that declares it), and
 a Markdown summary is appended to $GITHUB_STEP_SUMMARY when it is set (or to --summary FILE).
-exit status: 0 all gates pass, 1 a gate failed, 2 bad input.
+exit status: 0 all gates pass, 1 a gate failed, 2 bad input or a results file with samples that were
+not run (the stall guard stopped a stuck engine: the gates saw only part of the cases).
 """
 
 
@@ -107,6 +108,8 @@ def _gate(args: argparse.Namespace) -> int:
             print(line)
     if summary is not None:
         append_summary(summary, markdown_summary(report, args.results, described), protected)
+    if report.incomplete:
+        return 2  # some gated sample was not run: no verdict is final, whatever the gates say
     return 0 if report.passed else 1
 
 
@@ -116,7 +119,7 @@ def run_baseline_record(args: argparse.Namespace) -> int:
     from evalsuite.gates.declared import declared_gates
 
     out = args.output or declared_gates().baseline or Path("baseline.json")
-    check_output_path(out, "baseline file", inputs=[args.results])
+    check_output_path(out, "baseline file", inputs=[args.results], kind="results")
     record_baseline(args.results, out, force=args.force)
     print(f"recorded {describe_baseline(out)}")
     return 0

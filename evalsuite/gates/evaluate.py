@@ -64,10 +64,19 @@ class GateResult:
 class GateReport:
     results: list[GateResult]
     alpha: float
+    # ``NOT RUN: ...`` lines: samples of the gated results the model was not let to answer (no verdict, in no
+    # metric). Any makes the report incomplete: the gate command exits 2 whatever the gates say.
+    not_run: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the baseline's not-run samples (left out of the pairing)
 
     @property
     def passed(self) -> bool:
         return all(r.passed or r.skipped for r in self.results)
+
+    @property
+    def incomplete(self) -> bool:
+        """Some gated sample was not run: the gates saw only part of the cases, so no verdict is final."""
+        return bool(self.not_run)
 
     def lines(self, max_flips: int = MAX_FLIPS_SHOWN) -> list[str]:
         out: list[str] = []
@@ -80,6 +89,7 @@ class GateReport:
                 if len(flips) > max_flips:
                     out.append(f"    ... and {len(flips) - max_flips} more {direction}")
         failed = sum(not r.passed and not r.skipped for r in self.results)
+        out += self.notes + self.not_run
         out.append(f"gates: {len(self.results) - failed} passed, {failed} failed" if self.results
                    else "gates: none configured")
         return out
@@ -148,9 +158,10 @@ def pair_adapter(candidate: Results, baseline: Results, adapter: str) -> str:
 
 
 def paired_samples(candidate: list[Sample], baseline: list[Sample]) -> list[tuple[Sample, Sample]]:
-    """(baseline, candidate) pairs on the cases both have, in the baseline's order."""
-    by_case = {s.case: s for s in candidate}
-    return [(b, by_case[b.case]) for b in baseline if b.case in by_case]
+    """(baseline, candidate) pairs on the cases both have and both ran, in the baseline's order (a not-run sample
+    has no verdict to compare)."""
+    by_case = {s.case: s for s in candidate if s.ran}
+    return [(b, by_case[b.case]) for b in baseline if b.case in by_case and b.ran]
 
 
 def flips_of(pairs: list[tuple[Sample, Sample]]) -> list[Flip]:
@@ -237,6 +248,11 @@ def evaluate_gates(results: Results, baseline: Results | None, gates: list[Gate]
     targets = adapters or results.gated_adapters()
     out: list[GateResult] = []
     for gate in gates:
+        ran = [s for s in results.samples if s.battery == gate.battery and s.adapter in targets]
+        if ran and not any(s.ran for s in ran):  # nothing to measure: the not-run lines say why (exit 2)
+            out += [GateResult(gate, a, True, f"no {gate.battery} sample of this column ran", skipped=True)
+                    for a in targets]
+            continue
         spec = _spec(results, gate, skip_missing)
         if spec is None:
             out += [GateResult(gate, a, True, f"battery {gate.battery} not in these results", skipped=True)
@@ -251,4 +267,17 @@ def evaluate_gates(results: Results, baseline: Results | None, gates: list[Gate]
         if _spec(baseline, gate, skip_missing=False) is None:  # pragma: no cover - raises instead
             continue
         out += [_regression(gate, spec, results, baseline, a, alpha, seed) for a in targets]
-    return GateReport(out, alpha)
+    return GateReport(out, alpha, not_run_lines(results, targets), not_run_lines(baseline, None, "baseline: ")
+                      if baseline is not None else [])
+
+
+def not_run_lines(results: Results, adapters: list[str] | None, prefix: str = "") -> list[str]:
+    """``NOT RUN: n sample(s) of ADAPTER (batteries) have no verdict: why`` per adapter and reason."""
+    mine = [s for s in results.not_run() if adapters is None or s.adapter in adapters]
+    lines = []
+    for adapter, why in dict.fromkeys((s.adapter, s.not_run_reason) for s in mine):
+        same = [s for s in mine if (s.adapter, s.not_run_reason) == (adapter, why)]
+        batteries = ", ".join(dict.fromkeys(s.battery for s in same))
+        lines.append(f"{prefix}NOT RUN: {len(same)} sample(s) of {adapter} ({batteries}) have no verdict and are in "
+                     f"no metric: {why}")
+    return lines

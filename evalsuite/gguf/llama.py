@@ -12,16 +12,18 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
-import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import EvalsuiteError
+
+if TYPE_CHECKING:
+    from evalsuite.probe.guard import Watch
 
 INSTALL = "pip install 'evalsuite[gguf]'"
 # Context allocated for generation, whatever the trained length (llama.cpp's n_ctx=0 would allocate a 128k-token
@@ -79,7 +81,7 @@ def _load_error(path: Path, lines: list[str]) -> str:
 @dataclass(frozen=True)
 class Greedy:
     ids: list[int]  # generated ids, the stop id included when one was emitted
-    capped: bool  # the wall-time cap ended decoding
+    capped: bool  # the stall guard ended decoding (evalsuite.probe.guard)
 
 
 class LlamaCpp:
@@ -209,13 +211,13 @@ class LlamaCpp:
             size = -n
         raise EvalsuiteError(f"{self.path}: llama.cpp could not detokenize {len(ids)} tokens")
 
-    def greedy(self, prompt: Sequence[int], max_new: int, stop_ids: set[int],
-               max_seconds: float | None = None) -> Greedy:
-        """Greedy decoding until a stop id, ``max_new`` tokens, the context's end or the wall-time cap."""
+    def greedy(self, prompt: Sequence[int], max_new: int, stop_ids: set[int], watch: Watch | None = None) -> Greedy:
+        """Greedy decoding until a stop id, ``max_new`` tokens, the context's end, or a stall (``watch``: no new
+        token for the stall guard's seconds, the prompt's evaluation included)."""
         budget = min(max_new, self.n_ctx - len(prompt))
         if budget < 1:
             return Greedy([], False)
-        t0, out, capped = time.perf_counter(), [], False
+        out, capped = [], False
         assert self.llm is not None
         gen = self.llm.generate(list(prompt), temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
                                 reset=True)
@@ -224,7 +226,7 @@ class LlamaCpp:
                 out.append(int(tok))
                 if tok in stop_ids or len(out) >= budget:
                     break
-                if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+                if watch is not None and watch.stalled():
                     capped = True
                     break
         finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.limits import MAX_DEPTH
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -96,7 +97,9 @@ class _Reader:
         except UnicodeDecodeError:
             return raw.decode("utf-8", errors="replace")  # token texts may hold partial UTF-8 sequences
 
-    def value(self, vtype: int, what: str) -> Any:
+    def value(self, vtype: int, what: str, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:  # arrays of arrays: real files nest one deep; thousands would exhaust the stack
+            raise EvalsuiteError(f"{self.path}: corrupt GGUF: {what} holds arrays nested more than {MAX_DEPTH} deep")
         if vtype in _SCALARS:
             return self.scalar(_SCALARS[vtype], what)
         if vtype == _STRING:
@@ -107,7 +110,7 @@ class _Reader:
             if item in _SCALARS:  # one read for the whole array (token scores and types are vocab-sized)
                 fmt = _SCALARS[item]
                 return list(struct.unpack(f"<{n}{fmt[1]}", self.take(n * struct.calcsize(fmt), what)))
-            return [self.value(item, what) for _ in range(n)]
+            return [self.value(item, what, depth + 1) for _ in range(n)]
         raise EvalsuiteError(f"{self.path}: corrupt GGUF: {what} has unknown value type {vtype}")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 # The probe options that mean something for a judge: how to load and run it. Not the columns' (--base,
 # --base-model), the SQuAD source's, or data-parallel re-launching.
-JUDGE_OPTIONS = ("batteries", "allow_pickle", "trust_remote_code", "batch_size", "max_new_tokens",
+JUDGE_OPTIONS = ("batteries", "allow_pickle", "trust_remote_code", "batch_size", "max_memory", "max_new_tokens",
                  "max_batch_seconds", "seed", "device", "no_cache", "engine", "tensor_parallel_size")
 
 

@@ -55,16 +55,17 @@ def parse_pair(text: str, columns: list[str]) -> tuple[str, str]:
 
 
 def pair_cases(results: Results, a: str, b: str, batteries: list[str] | None = None) -> dict[str, list[PairCase]]:
-    """battery -> the cases both columns answered, in the battery's order; ``batteries`` limits (and checks) them."""
+    """battery -> the cases both columns answered (not-run samples have no answer), in the battery's order;
+    ``batteries`` limits (and checks) them."""
     names = results.batteries()
     for name in batteries or []:
         if name not in names:
             raise EvalsuiteError(f"--battery: no battery {name!r} in the results (have: {', '.join(names)})")
     out: dict[str, list[PairCase]] = {}
     for battery in batteries or names:
-        theirs = {s.case: s for s in results.samples_for(battery, b)}
+        theirs = {s.case: s for s in results.samples_for(battery, b) if s.ran}  # not run: no answer to judge
         cases = [PairCase(battery, s.case, tuple(s.turns), s.answer, theirs[s.case].answer)
-                 for s in results.samples_for(battery, a) if s.case in theirs]
+                 for s in results.samples_for(battery, a) if s.case in theirs and s.ran]
         if cases:
             out[battery] = cases
     if not out:

@@ -96,6 +96,10 @@ def _ask(target: Target, asks: dict[str, list[Ask]], options: ProbeOptions,
     if not batteries:
         return {}, 0, 0
     run = execute(ProbePlan(options, [target], batteries, {}), engine=engine)
+    stopped = run.results.not_run()
+    if stopped:  # a verdict from half a reply would be made up: no judgement is written
+        raise EvalsuiteError(f"the judge model was not let to finish {len(stopped)} repl(ies), so nothing was "
+                             f"written: {stopped[0].not_run_reason}")
     replies: dict[str, dict[tuple[str, str], str]] = {}
     for s in run.results.samples:
         case, _, order = s.case.rpartition(":")

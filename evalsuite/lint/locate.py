@@ -18,6 +18,7 @@ from typing import Any
 from evalsuite.chat.messages import REASONING_KEYS, text_of
 from evalsuite.chat.reasoning import split_reasoning
 from evalsuite.chat.template import TemplateRaised
+from evalsuite.limits import InputLimit, loads_json
 
 Span = tuple[int, int]
 RenderRow = Callable[[Sequence[Mapping[str, Any]], Any], str]  # (messages, tools) -> render
@@ -81,8 +82,8 @@ def _scramble(value: Any) -> Any:
     """The same structure with every string and number replaced (keys and booleans kept)."""
     if isinstance(value, str):
         try:
-            parsed = json.loads(value)
-        except (json.JSONDecodeError, ValueError):
+            parsed = loads_json(value)
+        except (json.JSONDecodeError, ValueError, InputLimit):
             return PLACEHOLDER * max(1, len(value))
         return json.dumps(_scramble(parsed)) if isinstance(parsed, (dict, list)) else PLACEHOLDER * len(value)
     if isinstance(value, dict):

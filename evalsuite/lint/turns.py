@@ -14,6 +14,7 @@ from typing import Any
 
 from evalsuite.chat.messages import reasoning_of, text_of, trained_turn
 from evalsuite.chat.reasoning import MARKERS
+from evalsuite.limits import InputLimit, loads_json
 from evalsuite.lint.locate import find_text
 from evalsuite.lint.terminators import ANSWER_ROLES
 
@@ -85,8 +86,8 @@ def _is_call(text: str, names: set[str]) -> bool:
     if not stripped.startswith(("{", "[")):
         return False
     try:
-        value = json.loads(stripped)
-    except json.JSONDecodeError:
+        value = loads_json(stripped)
+    except (json.JSONDecodeError, InputLimit):
         return False
     calls = value if isinstance(value, list) else [value]
     return bool(calls) and all(isinstance(c, dict) and c.get("name") in names and "arguments" in c for c in calls)

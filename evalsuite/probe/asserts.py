@@ -62,9 +62,10 @@ def failure_text(s: Sample) -> str:
     return "\n".join(lines)
 
 
-def reply_sample(reply: Reply, scorer: ScorerRef, passed: bool, score: float, expected: Any = None,
+def reply_sample(reply: Reply, scorer: ScorerRef, passed: bool | None, score: float | None, expected: Any = None,
                  details: dict[str, Any] | None = None, case: str = "") -> Sample:
-    """A results sample of the ``user`` battery from one reply (the battery runner's fields, the same meanings)."""
+    """A results sample of the ``user`` battery from one reply (the battery runner's fields, the same meanings;
+    ``passed`` and ``score`` None for a reply that was not run)."""
     more = dict(details or {})
     if reply.raw != reply.text:
         more["raw_output"] = reply.raw

@@ -31,6 +31,7 @@ from typing import Any
 
 from evalsuite.config.yaml_lines import KeyPath, load_yaml
 from evalsuite.errors import EvalsuiteError
+from evalsuite.limits import MAX_CASES, MAX_MESSAGES, range_problem
 from evalsuite.probe.scorers import ScoreFn, make_scorer
 from evalsuite.probe.sources import generate_cases
 from evalsuite.results.aggregate import MetricSpec
@@ -122,13 +123,16 @@ def load_battery(path: str | Path, overrides: dict[str, Any] | None = None) -> B
     scorer = make_scorer(scorer_name, scorer_args, where=f"{p}:{lines.get(('scorer',), '?')}: scorer")
     expect, system = _case_defaults(data, where)
     tools = _tools(data, where)
+    max_new = _max_new(data, where)
     raw_cases = [*_inline_cases(data, where), *_file_cases(data, where), *_generated_cases(data, where, overrides)]
+    if len(raw_cases) > MAX_CASES:
+        raise where(("cases",), f"{len(raw_cases):,} cases, more than the {MAX_CASES:,} one battery may hold")
     cases = [_case(c, keys, w, expect, system, tools) for keys, c, w in raw_cases]
     if not cases:
         raise where(("cases",), "the battery has no cases")
     _unique_ids(cases, p)
     return Battery(name=name, path=p, cases=cases, scorer_name=scorer_name, scorer_args=scorer_args,
-                   scorer=scorer, max_new_tokens=_max_new(data, where),
+                   scorer=scorer, max_new_tokens=max_new,
                    description=str(data.get("description", "")).strip(), metrics=_metrics(data, where),
                    rubric=_string(data["rubric"], ("rubric",), where) if "rubric" in data else None)
 
@@ -220,6 +224,9 @@ def _max_new(data: dict[str, Any], where: _Where) -> int:
     value = data.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise where(("max_new_tokens",), f"expected a positive integer, got {value!r}")
+    problem = range_problem("max_new_tokens", value)
+    if problem:
+        raise where(("max_new_tokens",), problem)
     return value
 
 
@@ -285,6 +292,8 @@ def _case(raw: Any, keys: KeyPath, where: Any, expect: str | None, system: str |
 def _messages(value: Any, keys: KeyPath, where: Any) -> list[dict[str, str]]:
     if not isinstance(value, list) or not value:
         raise where(keys, "expected a non-empty list of {role, content}")
+    if len(value) > MAX_MESSAGES:
+        raise where(keys, f"{len(value):,} messages, more than the {MAX_MESSAGES:,} allowed in one conversation")
     out = []
     for i, m in enumerate(value):
         if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):

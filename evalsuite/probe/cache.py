@@ -5,10 +5,10 @@ and weight files), the template, the tokenizer, the stop ids, the device/dtype, 
 torch/transformers/peft/evalsuite and a digest of evalsuite's own generation code (:data:`GENERATION_MODULES`), so
 an upgraded or edited evalsuite never serves generations its old code computed. Inside, entries are keyed by the
 rendered prompt and the per-prompt generation settings (max new tokens, stop strings). Change any of those,
-including the adapter file at the same path, and the key changes, so nothing stale is served. Generations cut by
-the wall-time cap are never cached (they depend on the machine's load). Generations are treated as independent of
-batch composition: left padding with an attention mask gives each prompt the same logits as alone (a test checks
-batched == one-by-one on the tiny model).
+including the adapter file at the same path, and the key changes, so nothing stale is served. Generations the
+stall guard stopped and not-run ones are never cached (they are not model results). Generations are treated as
+independent of batch composition: left padding with an attention mask gives each prompt the same logits as alone (a
+test checks batched == one-by-one on the tiny model).
 
 Location: ``$EVALSUITE_CACHE/generations`` or ``~/.cache/evalsuite/generations``. Writes are atomic.
 """
@@ -35,8 +35,9 @@ CACHE_VERSION = 2  # bump when the cache file's format changes; code changes are
 # adapter folded into the weights, probe.engines.attention: decode-step attention on CPU), the engines
 # (probe.engines.hf, probe.engines.vllm, probe.engines.gguf with the GGUF column's codec and llama.cpp wrapper,
 # probe.engines.endpoint with the endpoint column's request and finish-reason mapping) and
-# the key and file format themselves (probe.cache). Their digest is part of every column key. A module that starts
-# deciding generation output belongs here; a test checks the list covers where those functions live.
+# the key and file format themselves (probe.cache), and what is not a model result (probe.guard). Their digest is
+# part of every column key. A module that starts deciding generation output belongs here; a test checks the list
+# covers where those functions live.
 GENERATION_MODULES = ("evalsuite.chat.template", "evalsuite.chat.tokenizer", "evalsuite.chat.tokenizer_compat",
                       "evalsuite.chat.encode", "evalsuite.probe.targets", "evalsuite.probe.generation",
                       "evalsuite.probe.engines.hf", "evalsuite.probe.engines.decode", "evalsuite.probe.engines.merged",
@@ -44,7 +45,7 @@ GENERATION_MODULES = ("evalsuite.chat.template", "evalsuite.chat.tokenizer", "ev
                       "evalsuite.probe.engines.vllm",
                       "evalsuite.probe.engines.gguf", "evalsuite.probe.gguf_target", "evalsuite.gguf.llama",
                       "evalsuite.gguf.tokenizer", "evalsuite.probe.engines.endpoint", "evalsuite.probe.endpoint_target",
-                      "evalsuite.probe.cache")
+                      "evalsuite.probe.cache", "evalsuite.probe.guard")
 LARGE_FILE = 256 * 2**20  # weight files above this are fingerprinted by size + mtime instead of content
 
 
@@ -124,7 +125,8 @@ class GenerationCache:
     def save(self, key: str, entries: dict[str, Generation]) -> None:
         if not self.enabled or not entries:
             return
-        keep = {k: asdict(g) for k, g in entries.items() if not g.time_capped}
+        # Only model results: a generation the stall guard stopped or the run did not make is never served again.
+        keep = {k: asdict(g) for k, g in entries.items() if not g.time_capped and g.not_run is None}
         merged = {k: asdict(g) for k, g in self.load(key).items()}
         merged.update(keep)
         atomic_write_text(self._file(key), json.dumps({"cache_version": CACHE_VERSION, "entries": merged},

@@ -27,7 +27,8 @@ def _add_probe(sub: Any) -> None:
 
     p = sub.add_parser("probe", help="run probe batteries on adapters (and the base) and write results.json",
                        description="Load the base once, attach every adapter, run the batteries, score, and write "
-                                   "a results file. Exit 0 when every case passed, 1 when some failed, 2 on bad input.")
+                                   "a results file. Exit 0 when every case passed, 1 when some failed, 2 on bad input "
+                                   "or when some case was not run (the stall guard stopped a stuck engine).")
     p.add_argument("run_dirs", nargs="+", type=column_arg, metavar="DIR",
                    help="what to probe (repeatable, may be mixed): run dirs written by `evalsuite train`, PEFT adapter "
                         "folders, trainer output folders (newest complete checkpoint-N/), merged model folders, hub "
@@ -95,7 +96,14 @@ def _report(results: Any, out: Path) -> int:
     for line in summary_lines(results):
         print(line)
     print(f"results: {out}")
-    return 0 if all(s.passed for s in results.samples) else 1
+    return exit_code(results.samples)
+
+
+def exit_code(samples: Any) -> int:
+    """2 when some sample was not run (no verdict: the run is not a result), else 0 when every one passed, else 1."""
+    if any(not s.ran for s in samples):
+        return 2
+    return 0 if all(s.passed for s in samples) else 1
 
 
 def squad_references(dataset: Any, path: Path) -> list[dict[str, Any]]:
@@ -125,6 +133,17 @@ def run_score_squad(args: argparse.Namespace) -> int:
     for qid, text in preds.items():
         if not isinstance(text, str):
             raise EvalsuiteError(f"{args.predictions}: {qid}: expected an answer string, got {text!r}")
+    if not preds:
+        raise EvalsuiteError(f"{args.predictions}: no predictions (an empty object)")
+    known = {r["id"] for r in refs}
+    unknown = [qid for qid in preds if qid not in known]
+    if unknown:
+        some = ", ".join(repr(q) for q in unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+        if len(unknown) == len(preds):
+            raise EvalsuiteError(f"{args.predictions}: none of its {len(preds):,} question ids is in {args.dataset} "
+                                 f"({some}); predictions for another dataset?")
+        print(f"warning: {args.predictions}: {len(unknown):,} prediction(s) for question ids not in {args.dataset} "
+              f"are ignored ({some})", file=sys.stderr)
     missing = sum(r["id"] not in preds for r in refs)
     if missing:
         print(f"warning: {missing} question(s) without a prediction score 0", file=sys.stderr)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.limits import check_range
 
 Surface = Literal["cli", "plugin"]
 PLUGIN_DEST_PREFIX = "evalsuite_"  # pytest dests live in one namespace with every other plugin's
@@ -36,9 +37,10 @@ class ProbeOptions:
     base_model: str | None = None
     allow_pickle: bool = False
     trust_remote_code: bool = False
-    batch_size: int = 64
+    batch_size: int | None = None  # None: auto, planned per battery from memory (evalsuite.probe.memplan)
+    max_memory: str | None = None  # the memory plan's budget: "2G", "800M", "40%" of what is free (None: default)
     max_new_tokens: int | None = None
-    max_batch_seconds: float | None = 120.0
+    max_batch_seconds: float | None = 120.0  # the stall guard: no new token for this long (None: off)
     seed: int = 0
     device: str | None = None
     use_cache: bool = True
@@ -97,12 +99,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("allow_pickle", "--allow-pickle", "--probe-allow-pickle", "allow pickle (.bin) weights, which can run code"),
     Option("trust_remote_code", "--trust-remote-code", "--probe-trust-remote-code",
            "allow model code from the hub (off by default)"),
-    Option("batch_size", "--batch-size", "--probe-batch-size", "prompts per generation batch (default 64)", int, 64,
-           metavar="N"),
+    Option("batch_size", "--batch-size", "--probe-batch-size", "prompts per generation batch: auto (the default: "
+           "planned per battery from --max-memory and the battery's prompt and answer lengths, at most 64) or N",
+           lambda v: None if v == "auto" else int(v), None, metavar="auto|N"),
+    Option("max_memory", "--max-memory", "--probe-max-memory", "memory the auto batch plan may fill, weights "
+           "included: 2G, 800M, or a share of what is free, 40%% (default: half of the free RAM, on CPU at most the "
+           "weights again per batch decoded at once; 90%% of the free GPU memory on CUDA)", str, metavar="SIZE"),
     Option("max_new_tokens", "--max-new-tokens", "--probe-max-new-tokens", "override every battery's max_new_tokens",
            int, metavar="N"),
     Option("max_batch_seconds", "--max-batch-seconds", "--probe-max-batch-seconds",
-           "wall-time cap per batch in seconds (default 120; 0: none)", float, 120.0, metavar="S"),
+           "stall guard: an engine that gives no new token for S seconds is stalled; its unfinished prompts run "
+           "again in smaller batches, and after a second stall are recorded as not run (exit 2). A slow model is "
+           "never cut (default 120; 0: off)", float, 120.0, metavar="S"),
     Option("seed", "--seed", "--probe-seed", "seed set before each batch (default 0)", int, 0, metavar="N"),
     Option("device", "--device", "--probe-device", "cpu, cuda, cuda:1 ... (default: cuda when available)", str,
            metavar="DEVICE"),
@@ -164,6 +172,10 @@ def validate(options: ProbeOptions, surface: Surface = "cli") -> None:
     if options.max_batch_seconds is not None and options.max_batch_seconds < 0:
         raise EvalsuiteError(f"{flag('max_batch_seconds')}: expected seconds >= 0 (0: no cap), "
                              f"got {options.max_batch_seconds}")
+    if options.max_memory is not None:
+        from evalsuite.probe.memplan import parse_memory
+
+        parse_memory(options.max_memory, flag("max_memory"))
     if not options.endpoint_timeout > 0:
         raise EvalsuiteError(f"{flag('endpoint_timeout')}: expected seconds > 0, got {options.endpoint_timeout}")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", options.api_key_env):
@@ -172,6 +184,9 @@ def validate(options: ProbeOptions, surface: Surface = "cli") -> None:
                              "never on the command line")
     if options.squad_n is not None and options.squad_n < 0:
         raise EvalsuiteError(f"{flag('squad_n')}: expected 0 (all) or a positive integer, got {options.squad_n}")
+    for dest in ("batch_size", "max_new_tokens", "max_batch_seconds", "seed", "squad_n", "tensor_parallel_size",
+                 "num_processes"):
+        check_range(dest, getattr(options, dest), flag(dest))  # upper bounds, nan and inf (evalsuite.limits)
     if options.device is not None:
         _check_device(options.device, flag("device"))
     if surface == "plugin" and options.num_processes > 1:
@@ -215,18 +230,19 @@ def check_out(out: Path | None, run_dirs: Iterable[Path], options: ProbeOptions,
     run_dirs = list(run_dirs)
     named = [options.base_model] if options.base_model else [_manifest_base(d) for d in run_dirs]
     bases = [Path(b) for b in named if b and Path(b).is_dir()]
-    check_output_path(out, f"{OUT_FLAG[surface]} results file", inputs=given, protected_dirs=[*run_dirs, *bases])
+    check_output_path(out, f"{OUT_FLAG[surface]} results file", inputs=given, protected_dirs=[*run_dirs, *bases],
+                      kind="results")
 
 
 def _manifest_base(run_dir: Path) -> str | None:
     """The base model a run dir names (its manifest, else its adapter config), read without loading anything; a
     missing or broken file is the plan's to report, not this check's."""
-    import json
+    from evalsuite.limits import loads_json
 
     for name, key in (("evalsuite_manifest.json", "base_model"), ("adapter_config.json", "base_model_name_or_path")):
         try:
-            value = json.loads((Path(run_dir) / name).read_text(encoding="utf-8")).get(key)
-        except (OSError, ValueError, AttributeError):
+            value = loads_json((Path(run_dir) / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError, EvalsuiteError):
             continue
         if isinstance(value, str) and value:
             return value

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from evalsuite import __version__
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import write_failure
-from evalsuite.probe import parallel
+from evalsuite.probe import guard, parallel
 from evalsuite.probe.batteries import Battery, Case, load_battery, resolve_batteries
 from evalsuite.probe.cache import GenerationCache, base_fingerprint, column_key, prompt_key
 from evalsuite.probe.engines import Engine, EngineFactory, EngineSpec, GenerationInterrupted, engine_class
@@ -134,8 +134,11 @@ def _load_batteries(options: ProbeOptions) -> tuple[list[Battery], dict[str, str
 
 
 def _settings(options: ProbeOptions) -> GenerationSettings:
-    return GenerationSettings(batch_size=options.batch_size, seed=options.seed,
-                              max_batch_seconds=options.max_batch_seconds, stop_strings=options.stop_strings)
+    from evalsuite.probe.memplan import AUTO_MAX_ROWS
+
+    return GenerationSettings(batch_size=options.batch_size or AUTO_MAX_ROWS, seed=options.seed,
+                              stall_seconds=options.max_batch_seconds, stop_strings=options.stop_strings,
+                              auto_batch=options.batch_size is None, max_memory=options.max_memory)
 
 
 def _max_new(battery: Battery, options: ProbeOptions) -> int:
@@ -232,7 +235,8 @@ def _generate(plan: ProbePlan, misses: list[Want], device: str, factory: EngineF
             progress.columns = {misses[i].target.adapter_name: misses[i].target.name for i in mine}
             jobs = [(misses[i].target.adapter_name, misses[i].request) for i in mine]
             try:
-                gens = parallel.generate(engine, jobs, settings)
+                gens = guard.generate_guarded(engine, jobs, settings, parallel.generate,
+                                              retry=parallel.world()[1] == 1)
             except GenerationInterrupted as e:  # what this and the earlier bases finished, by index in ``misses``
                 raise GenerationInterrupted(str(e), {**out, **{mine[j]: g for j, g in e.done.items()}}) from None
             progress.settle([(a, g) for (a, _), g in zip(jobs, gens, strict=True)])
@@ -285,7 +289,11 @@ def _save(cache: GenerationCache, keys: dict[str, str], misses: list[tuple[str, 
 
 
 def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sample:
-    """Score one generation: a reasoning block is cut off first, so the scorer sees the final answer."""
+    """Score one generation: a reasoning block is cut off first, so the scorer sees the final answer. A generation
+    the run did not make (``not-run``) is not scored: no verdict, the reason in ``details.not_run``."""
+    if gen.not_run is not None:
+        return not_run_sample(battery.name, case.id, target.name, case.prompt, case.expected, gen,
+                              ScorerRef(battery.scorer_name, dict(battery.scorer_args)))
     out = Output(gen.text, gen.finish_reason, gen.raw, gen.tokens, target.codec.markers)
     tk = target.codec.tk
     specials = [c for c, (_i, special) in tk.added_tokens.items() if special]
@@ -297,14 +305,20 @@ def _sample(battery: Battery, target: Target, case: Case, gen: Generation) -> Sa
         details.update(reasoning_details(split, answer.text, len(tk.encode(split.reasoning or ""))))
     if gen.raw != gen.text:
         details["raw_output"] = gen.raw
-    if gen.time_capped:
-        details["time_capped"] = True
     if len(case.messages) > 1:
         details["messages"] = list(case.messages)
     return Sample(battery=battery.name, case=case.id, adapter=target.name, prompt=case.prompt, output=gen.text,
                   finish_reason=gen.finish_reason, tokens=gen.tokens, latency_s=gen.latency_s,
                   scorer=ScorerRef(battery.scorer_name, dict(battery.scorer_args)), passed=score.passed,
                   score=float(score.score), expected=case.expected, details=details)
+
+
+def not_run_sample(battery: str, case: str, adapter: str, prompt: str, expected: Any, gen: Generation,
+                   scorer: ScorerRef) -> Sample:
+    """The record of a case the model was not let to answer: no output, no verdict, no score."""
+    return Sample(battery=battery, case=case, adapter=adapter, prompt=prompt, output="", finish_reason=guard.NOT_RUN,
+                  tokens=0, latency_s=gen.latency_s, scorer=scorer, passed=None, score=None, expected=expected,
+                  details={"not_run": gen.not_run or "not generated"})
 
 
 def build_results(plan: ProbePlan, samples: list[Sample], device: str, generated: int, cached: int,
@@ -315,6 +329,9 @@ def build_results(plan: ProbePlan, samples: list[Sample], device: str, generated
     engine = _engine_info(plan, device, generated, cached)
     if cost is not None:
         engine.settings["session"] = cost.as_dict()
+    reasons = Counter(s.not_run_reason for s in samples if not s.ran)
+    if reasons:
+        engine.settings["not_run"] = dict(reasons)  # why, and how many: nothing scored them
     return Results(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), evalsuite_version=__version__,
                    engine=engine, adapters=[t.info for t in plan.targets],
                    samples=samples, metrics=compute_metrics(samples, extra) if samples else [])
@@ -327,7 +344,8 @@ def _engine_info(plan: ProbePlan, device: str, generated: int, cached: int) -> E
     max_new = {b.name: _max_new(b, options) for b in plan.batteries}
     recorded = {name: getattr(options, name) for name in engine_class(options.engine).recorded_options}
     return EngineInfo(name=options.engine, seed=settings.seed, max_new_tokens=max([*max_new.values()] or [1]),
-                      settings={"batch_size": settings.batch_size, "max_batch_seconds": settings.max_batch_seconds,
+                      settings={"batch_size": options.batch_size or "auto", "max_memory": options.max_memory,
+                                "max_batch_seconds": settings.stall_seconds,
                                 "stop_strings": list(settings.stop_strings), "device": device,
                                 "max_new_tokens_per_battery": max_new, "generated": generated, "cached": cached,
                                 "skipped_batteries": plan.skipped, "processes": parallel.world()[1], **recorded,
@@ -375,14 +393,23 @@ def _kept(results: Results, cache_dir: Path | None) -> str:
 
 
 def summary_lines(results: Results) -> list[str]:
-    """One line per battery and column: accuracy with its CI, the other metrics, the finish reasons."""
+    """One line per battery and column: accuracy with its CI, the other metrics, the finish reasons; then, when some
+    samples were not run, how many and why."""
     lines = []
     for battery in results.batteries():
         for a in results.adapters:
             samples = results.samples_for(battery, a.name)
             if samples:
                 lines.append(_summary_line(results, battery, a.name, samples))
-    return lines
+    return lines + not_run_lines(results.samples)
+
+
+def not_run_lines(samples: Iterable[Sample]) -> list[str]:
+    """``NOT RUN: n sample(s) ...: why`` per reason (empty when every sample ran): they have no verdict, count in no
+    metric, and make the run's exit status 2."""
+    reasons = Counter(s.not_run_reason for s in samples if not s.ran)
+    return [f"NOT RUN: {n} sample(s) were not generated to the end and are not scored: {why}"
+            for why, n in reasons.items()]
 
 
 def _summary_line(results: Results, battery: str, adapter: str, samples: list[Sample]) -> str:
@@ -396,5 +423,7 @@ def _summary_line(results: Results, battery: str, adapter: str, samples: list[Sa
     finish = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
     open_blocks = sum(bool(s.details.get("in_reasoning")) for s in samples)
     finish += f"; in-reasoning {open_blocks}" if open_blocks else ""
-    return (f"{battery:<17} {adapter:<14} {sum(s.passed for s in samples):>4}/{len(samples):<4} "
-            f"{'; '.join(parts)}  (finish: {finish})")
+    ran = [s for s in samples if s.ran]
+    skipped = f" +{len(samples) - len(ran)} not run" if len(ran) < len(samples) else ""
+    return (f"{battery:<17} {adapter:<14} {sum(bool(s.passed) for s in ran):>4}/{len(ran):<4} "
+            f"{'; '.join(parts)}  (finish: {finish}){skipped}")

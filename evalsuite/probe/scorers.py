@@ -152,7 +152,7 @@ def cyrillic_case(similar: float = 0.6) -> ScoreFn:
 def _stop_problems(out: Output) -> list[str]:
     problems = []
     if out.finish_reason != "eos":
-        problems.append({"max-tokens": "did not stop within the token/time budget",
+        problems.append({"max-tokens": "did not stop within the token budget",
                          "new-turn": "started another role turn instead of stopping",
                          "stop-string": "stopped only at a stop string"}.get(out.finish_reason, out.finish_reason))
     loop = repeated_loop(out.text)
@@ -228,7 +228,7 @@ def _missing(expected: Any, text: str, case_sensitive: bool) -> list[str]:
 def open_ended(min_chars: int = 1, echo: bool = True, same_script: bool = True) -> ScoreFn:
     """Open prompts (read side by side, judged pairwise): the answer must be an answer. Fails, each with its reason
     id in ``details.reasons`` and its message in ``details.problems``: ``empty``, ``truncated`` (ran into the token
-    or time budget), ``new-turn`` / ``stop-string`` (did not end its turn), ``loop`` (a repeated line or n-gram),
+    budget), ``new-turn`` / ``stop-string`` (did not end its turn), ``loop`` (a repeated line or n-gram),
     ``restates-prompt`` (``echo``: the prompt's words and nothing else, in any order, see
     :func:`~evalsuite.probe.textchecks.restatement`), ``other-script`` (``same_script``: another script than the
     prompt, where checkable), ``leakage``, and ``missing-answer`` when the case has ``expected: {contains: [...]}``
@@ -247,7 +247,7 @@ def open_ended(min_chars: int = 1, echo: bool = True, same_script: bool = True) 
     return score
 
 
-_FINISH_PROBLEMS = {"max-tokens": ("truncated", "cut at the token/time budget: the answer did not finish"),
+_FINISH_PROBLEMS = {"max-tokens": ("truncated", "cut at the token budget: the answer did not finish"),
                     "new-turn": ("new-turn", "started another role turn instead of stopping"),
                     "stop-string": ("stop-string", "stopped only at a stop string")}
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import EvalsuiteError
+from evalsuite.limits import check_range, loads_json
 
 PHI3_SYSTEM_PROMPT = "Read the following context and concisely answer my question."
 SQUAD_FORMAT = "{system} {context} {question}"  # the seeds' Phi-3 `format`: "<|user|>\n{system} {input} {instruction}"
@@ -98,7 +99,7 @@ def _squad_rows(dataset: str) -> list[dict[str, Any]]:
 
 def _squad_json(path: Path) -> list[dict[str, Any]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"))
         rows = []
         for article in data["data"]:
             for para in article["paragraphs"]:
@@ -141,6 +142,8 @@ def generate_cases(source: str, args: dict[str, Any], where: str,
     if unknown:
         raise EvalsuiteError(f"{where}: source {source!r} has no argument {unknown[0]!r} "
                              f"(known: {', '.join(params)})")
+    for key, value in merged.items():  # `n: 100000000` would generate for hours before anything is probed
+        check_range(key, value, f"{where}: {key}")
     try:
         return fn(**merged)
     except (TypeError, ValueError) as e:

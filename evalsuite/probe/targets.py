@@ -21,6 +21,7 @@ from evalsuite.chat.encode import end_of_turn_token
 from evalsuite.chat.tokenizer import TokenizerInfo, _chat_template, load_tokenizer
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import read_json, sha256_file, sha256_files, sha256_text
+from evalsuite.limits import context_of
 from evalsuite.probe.generation import PromptCodec
 from evalsuite.probe.hub import BaseRef, resolve_base
 from evalsuite.probe.kinds import Source, locate
@@ -137,7 +138,20 @@ def _prompting(own: list[tuple[Path, str]], base: Path | None, where: Path) -> _
     provenance = {"tokenizer": {"from": found[1], "file": str(found[0] / "tokenizer.json")},
                   "template": {"from": role, "file": str(file), "sha256": sha256_text(text)},
                   "stops": {"ids": stops, "from": stop_from}}
-    return _Prompting(PromptCodec.build(tk, text, stops), text, provenance, sha256_file(found[0] / "tokenizer.json"))
+    context = _context([d for d, _ in dirs])
+    return _Prompting(PromptCodec.build(tk, text, stops, context), text, provenance,
+                      sha256_file(found[0] / "tokenizer.json"))
+
+
+def _context(dirs: list[Path]) -> int | None:
+    """The context length in the first config.json of ``dirs`` (a merged model's own, else the base's)."""
+    for d in dirs:
+        if (d / "config.json").is_file():
+            try:
+                return context_of(read_json(d / "config.json"))
+            except EvalsuiteError:
+                return None  # a broken config is the engine's to report, with its own message
+    return None
 
 
 def _warn_template(where: Path, template: str, base: Path) -> None:

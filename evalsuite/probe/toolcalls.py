@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evalsuite.limits import InputLimit, loads_json, number_error
+
 _DECODER = json.JSONDecoder()
 
 
@@ -51,6 +53,13 @@ def json_values(text: str) -> tuple[list[Any], str | None]:
             value, end = _DECODER.raw_decode(text, i)
         except json.JSONDecodeError as e:
             error = error or f"{e.msg} at character {e.pos}"
+            i += 1
+            continue
+        except RecursionError:  # model output nested thousands deep: no call is in there
+            error = error or f"JSON nested too deeply at character {i}"
+            break
+        except ValueError as e:  # an integer of more than 4,300 digits
+            error = error or f"{number_error(e)} at character {i}"
             i += 1
             continue
         if isinstance(value, (dict, list)):
@@ -97,9 +106,11 @@ def _check(call: ToolCall, declared: dict[str, list[str]]) -> list[tuple[str, st
     args = call.arguments
     if isinstance(args, str):
         try:
-            args = json.loads(args)
+            args = loads_json(args)
         except json.JSONDecodeError as e:
             return [("bad-arguments", f"{call.name}: arguments are a string that is not JSON ({e.msg})")]
+        except InputLimit as e:
+            return [("bad-arguments", f"{call.name}: arguments: {e}")]
     if args is None:
         args = {}
     if not isinstance(args, dict):

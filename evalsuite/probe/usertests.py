@@ -16,8 +16,13 @@ PYTEST_SCORER = ScorerRef("pytest")  # the test's own verdict: it passed, or rai
 
 def user_sample(nodeid: str, column: str, replies: Sequence[Reply], error: BaseException | None) -> Sample | None:
     """The sample of one user test: the failing evalsuite assertion's, else the last reply with the test's verdict
-    (``error``: what the test raised). A test that never chatted has no output to record: None."""
+    (``error``: what the test raised). A test that never chatted has no output to record: None. A test that got a
+not-run reply (the stall guard stopped a stuck engine) is a not-run sample: no verdict."""
     case = case_id(nodeid, column)
+    stopped = next((r for r in replies if r.generation.not_run is not None), None)
+    if stopped is not None:  # a reply the model was not let to finish: the test has no verdict, whatever it raised
+        return reply_sample(stopped, PYTEST_SCORER, None, None, details={"not_run": stopped.generation.not_run},
+                            case=case)
     if isinstance(error, ProbeAssertionError):
         return replace(error.sample, case=case)
     if not replies:

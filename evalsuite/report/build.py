@@ -18,6 +18,7 @@ from evalsuite.report.model import (
     ReportModel,
     baseline_record,
     battery_view,
+    not_run_lines,
 )
 from evalsuite.report.runs import run_rows
 from evalsuite.results.io import load_results
@@ -65,7 +66,7 @@ def build_model(paths: list[Path], baseline_path: Path | None = None, gates: lis
                         budgets=[v.budget for v in views], finish_reasons=list(FINISH_REASONS),
                         runs=run_rows(cols), alpha=alpha, notes=layout.notes, banners=layout.banners,
                         summary=sort_summary([r for v in views for r in v.summary]),
-                        ten=next((v for v in views if v.name == TEN_BATTERY), None))
+                        ten=next((v for v in views if v.name == TEN_BATTERY), None), not_run=not_run_lines(cols))
     if baseline_path is not None and baseline is not None:
         model.baseline = baseline_record(baseline_path.name, baseline.baseline)
     model.gates = gate_section(cols, files, baseline, gates or [], alpha)

@@ -76,7 +76,10 @@ def _target(expected: Any, output: str) -> str | None:
 
 
 def fail_reason(sample: Sample) -> str:
-    """Why a sample failed, from what its scorer recorded (empty for a pass)."""
+    """Why a sample failed, from what its scorer recorded (empty for a pass); for a sample that was not run, why
+    it was not (it did not fail: it has no verdict)."""
+    if not sample.ran:
+        return f"not run: {sample.not_run_reason}"
     if sample.passed:
         return ""
     d = sample.details
@@ -113,7 +116,12 @@ class CaseCell:
 
     @property
     def passed(self) -> bool:
-        return self.sample.passed
+        return bool(self.sample.passed)
+
+    @property
+    def not_run(self) -> bool:
+        """No verdict: shown as not run, neither a pass nor a failure."""
+        return not self.sample.ran
 
 
 @dataclass
@@ -130,7 +138,11 @@ class CaseRow:
 
     @property
     def failed(self) -> bool:
-        return any(c is not None and not c.passed for c in self.cells)
+        return any(c is not None and c.sample.failed for c in self.cells)
+
+    @property
+    def not_run(self) -> bool:
+        return any(c is not None and c.not_run for c in self.cells)
 
     @property
     def rank(self) -> int:
@@ -141,10 +153,10 @@ class CaseRow:
 
 def case_cell(sample: Sample, control: Sample | None) -> CaseCell:
     text = sample.output[:MAX_OUTPUT_CHARS]
-    target = None if sample.passed or not text else _target(sample.expected, sample.output)
+    target = None if not sample.failed or not text else _target(sample.expected, sample.output)
     segments = diff_segments(target, text) if target is not None else [Segment(text, False)] if text else []
     flip = ""
-    if control is not None and control.passed != sample.passed:
+    if control is not None and control.ran and sample.ran and control.passed != sample.passed:
         flip = PASS_TO_FAIL if control.passed else FAIL_TO_PASS
     return CaseCell(sample, segments, len(sample.output) - len(text), flip, fail_reason(sample),
                     fail_reason(control) if control is not None else "")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import check_output_path
+from evalsuite.files import OutputKind, check_output_path, resolve_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,11 +40,14 @@ def run_report(args: argparse.Namespace) -> int:
 
     output = args.output if args.output is not None or args.markdown is not None else Path("report.html")
     inputs = [*args.results, *([args.baseline] if args.baseline else [])]
-    if output is not None and args.markdown is not None and output.resolve() == args.markdown.resolve():
+    if output is not None and args.markdown is not None and \
+            resolve_path(output, "report file (-o)") == resolve_path(args.markdown, "--markdown file"):
         raise EvalsuiteError(f"{output}: given as both the HTML and the Markdown report")
-    for out, what in ((output, "report file (-o)"), (args.markdown, "--markdown file")):
+    outputs: list[tuple[Path | None, str, OutputKind]] = [(output, "report file (-o)", "html"),
+                                                          (args.markdown, "--markdown file", "markdown")]
+    for out, what, kind in outputs:
         if out is not None:
-            check_output_path(out, what, inputs=inputs)  # before any work: nothing is lost after it
+            check_output_path(out, what, inputs=inputs, kind=kind)  # before any work: nothing is lost after it
     summary = summary_path(args.summary)
     protected = [*inputs, *(p for p in (output, args.markdown, args.config) if p is not None)]
     if summary is not None:

@@ -42,6 +42,10 @@ class BatteryView:
     def n_failed(self) -> int:
         return sum(r.failed for r in self.cases)
 
+    @property
+    def n_not_run(self) -> int:
+        return sum(r.not_run for r in self.cases)
+
     def flipped(self, cols: list[Column]) -> list[tuple[CaseRow, Column, CaseCell]]:
         """Every (case, column) whose verdict differs from its control's, regressions first."""
         flips = [(row, col, cell) for row in self.cases for col, cell in zip(cols, row.cells, strict=True)
@@ -101,6 +105,7 @@ class ReportModel:
     gates: GateSection = field(default_factory=GateSection)
     plots: dict[str, str] = field(default_factory=dict)
     ten: BatteryView | None = None
+    not_run: list[str] = field(default_factory=list)  # per column and reason: samples with no verdict
 
     @property
     def has_deltas(self) -> bool:
@@ -127,6 +132,26 @@ def battery_view(battery: str, cols: list[Column], alpha: float) -> BatteryView:
     if battery == TEN_BATTERY:
         view.parts = list(TEN_PARTS)
     return view
+
+
+def not_run_lines(cols: list[Column]) -> list[str]:
+    """``column: n sample(s) not run (battery k, ...): why`` per column and reason; they have no verdict and count in
+    no metric, so they are listed apart from the failures."""
+    lines = []
+    for col in cols:
+        mine = [s for s in col.results.samples if s.adapter == col.name and not s.ran]
+        for why in dict.fromkeys(s.not_run_reason for s in mine):
+            same = [s for s in mine if s.not_run_reason == why]
+            per = ", ".join(f"{b} {n}" for b, n in _counts(s.battery for s in same).items())
+            lines.append(f"{col.label}: {len(same)} sample(s) not run ({per}): {why}")
+    return lines
+
+
+def _counts(items: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in items:
+        out[item] = out.get(item, 0) + 1
+    return out
 
 
 def baseline_record(file: str, block: dict[str, Any] | None) -> BaselineRecord:

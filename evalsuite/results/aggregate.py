@@ -3,6 +3,8 @@
 The runner calls :func:`compute_metrics` once on all samples. Conventions the scorers follow:
 
 - ``passed`` is the case's verdict; every battery gets ``accuracy`` = pass rate (Wilson CI).
+- A ``not-run`` sample (the model was not let to finish) has no verdict and counts in no metric: every row is
+  computed over the samples that ran, and ``n`` says how many those are.
 - ``score`` is the case's continuous score in ``[0, 1]`` (character accuracy for uppercase-echo,
   token F1 for squad; for other batteries usually ``float(passed)``).
 - Built-in extra metrics (:data:`BATTERY_METRICS`): ``runaway-turns.rate`` = fraction that ran
@@ -70,13 +72,15 @@ def spec_of(metric: Metric) -> MetricSpec | None:
 
 
 def sample_values(samples: Iterable[Sample], source: str) -> list[float]:
-    """Per-case values of ``source`` (unscaled): 1.0/0.0 for passed/failed, else the score."""
+    """Per-case values of ``source`` (unscaled): 1.0/0.0 for passed/failed, else the score; not-run samples are
+    left out (no verdict)."""
+    samples = [s for s in samples if s.ran]
     if source == "passed":
         return [1.0 if s.passed else 0.0 for s in samples]
     if source == "failed":
         return [0.0 if s.passed else 1.0 for s in samples]
     if source == "score":
-        return [float(s.score) for s in samples]
+        return [float(s.score or 0.0) for s in samples]
     raise ValueError(f"unknown metric source {source!r} (have: passed, failed, score)")
 
 
@@ -111,10 +115,12 @@ def metric_row(battery: str, adapter: str, spec: MetricSpec, samples: Sequence[S
 
 def compute_metrics(samples: Sequence[Sample], extra: Mapping[str, Sequence[MetricSpec]] | None = None,
                     confidence: float = DEFAULT_CONFIDENCE, seed: int = DEFAULT_SEED) -> list[Metric]:
-    """All metric rows for ``samples``, grouped by (battery, adapter) in order of first appearance."""
+    """All metric rows for ``samples``, grouped by (battery, adapter) in order of first appearance; not-run samples
+    count in none (a group with none that ran has no rows)."""
     groups: dict[tuple[str, str], list[Sample]] = {}
     for s in samples:
-        groups.setdefault((s.battery, s.adapter), []).append(s)
+        if s.ran:
+            groups.setdefault((s.battery, s.adapter), []).append(s)
     rows: list[Metric] = []
     for (battery, adapter), group in groups.items():
         for spec in specs_for(battery, extra):

@@ -1,8 +1,8 @@
-"""The results file: what the probe runner writes and gates/reports read (``schema_version`` 2; 1 still loads).
+"""The results file: what the probe runner writes and gates/reports read (``schema_version`` 3; 1 and 2 still load).
 
 One JSON object::
 
-    {"schema_version": 2, "created": ISO-8601, "evalsuite_version": str,
+    {"schema_version": 3, "created": ISO-8601, "evalsuite_version": str,
      "engine": {"name": str, "seed": int, "max_new_tokens": int, ...free-form generation settings,
                 "session": {"version": 1, "load_s", "generate_s", "peak_rss_bytes", "peak_cuda_bytes"}},  # optional
      "adapters": [{"name", "path", "kind": "adapter"|"merged"|"base"|"gguf"|"endpoint", "base_model", "weights_sha256",
@@ -23,6 +23,11 @@ Version 2 added the ``merged`` kind and, per column, ``source`` (what was given:
 ``checkpoint``, ``merged``, ``hub-adapter`` or ``base``), ``external`` (true: no evalsuite manifest) and
 ``provenance`` (where its base, template, tokenizer and stop ids came from). Version 1 files load with those empty.
 
+Version 3 added the ``not-run`` finish reason: a generation the run did not let the model finish (the stall guard
+stopped a stuck engine, see :mod:`evalsuite.probe.guard`). Such a sample has ``"passed": null`` and ``"score":
+null`` (no verdict: a reader that counts ``passed`` cannot take it for a pass or a failure), ``details.not_run``
+says why in one line naming the option, and it counts in no metric. Version 1 and 2 files never hold one.
+
 The dataclasses here import nothing from evalsuite but the judgements' dataclasses;
 :mod:`evalsuite.results.validate` builds them from parsed JSON and :mod:`evalsuite.results.io` reads and writes files.
 """
@@ -35,15 +40,16 @@ from typing import Any, Literal, get_args
 
 from evalsuite.results.judgements import Judgement, judgements_dict
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 SESSION_VERSION = 1  # of engine.session (what a probe session cost: seconds, peak memory); older files have none
 ADAPTER_KINDS = ("adapter", "merged", "base", "gguf", "endpoint")
 CI_METHODS = ("wilson", "bootstrap", "none")
 METRIC_SOURCES = ("passed", "failed", "score")
 
-FinishReason = Literal["eos", "stop-string", "max-tokens", "new-turn"]
+FinishReason = Literal["eos", "stop-string", "max-tokens", "new-turn", "not-run"]
 FINISH_REASONS: tuple[str, ...] = get_args(FinishReason)
+NOT_RUN = "not-run"  # the model was not let to finish: no verdict, in no metric (``details.not_run`` says why)
 
 
 @dataclass
@@ -94,10 +100,25 @@ class Sample:
     tokens: int
     latency_s: float
     scorer: ScorerRef
-    passed: bool
-    score: float
+    passed: bool | None  # None exactly when not run (``finish_reason`` ``not-run``): no verdict
+    score: float | None
     expected: Any = None
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ran(self) -> bool:
+        """False for a ``not-run`` sample: the model was not let to answer; it has no verdict and no score."""
+        return self.finish_reason != NOT_RUN
+
+    @property
+    def failed(self) -> bool:
+        """Ran and failed (a not-run sample neither passed nor failed)."""
+        return self.ran and not self.passed
+
+    @property
+    def not_run_reason(self) -> str:
+        """Why a not-run sample was not run (``details.not_run``), else empty."""
+        return str(self.details.get("not_run") or "the run did not finish it") if not self.ran else ""
 
     @property
     def answer(self) -> str:
@@ -160,6 +181,10 @@ class Results:
 
     def samples_for(self, battery: str, adapter: str) -> list[Sample]:
         return [s for s in self.samples if s.battery == battery and s.adapter == adapter]
+
+    def not_run(self) -> list[Sample]:
+        """The samples the model was not let to finish (no verdict, in no metric)."""
+        return [s for s in self.samples if not s.ran]
 
     def metric(self, battery: str, adapter: str, name: str) -> Metric | None:
         for m in self.metrics:

@@ -2,7 +2,7 @@
 
 Every check names the file and the JSON path of the field, e.g.
 ``results.json: samples[12].finish_reason: expected one of eos, stop-string, max-tokens, new-turn,
-got "foo"``. Unknown keys are ignored so older readers tolerate additive changes.
+not-run, got "foo"``. Unknown keys are ignored so older readers tolerate additive changes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from evalsuite.results.schema import (
     CI_METHODS,
     FINISH_REASONS,
     METRIC_SOURCES,
+    NOT_RUN,
     READABLE_VERSIONS,
     SCHEMA_VERSION,
     SESSION_VERSION,
@@ -207,6 +208,7 @@ class Validator:
     def sample(self, value: Any, where: str, names: list[str]) -> Sample:
         d = self.obj(value, where)
         scorer = self.obj(self._get(d, "scorer", where, _MISSING), f"{where}.scorer")
+        reason = self.enum(d, "finish_reason", where, FINISH_REASONS)
         return Sample(
             battery=self.name(d, "battery", where),
             case=self.name(d, "case", where),
@@ -214,15 +216,24 @@ class Validator:
             prompt=self.str_(d, "prompt", where),
             output=self.str_(d, "output", where),
             expected=d.get("expected"),
-            finish_reason=self.enum(d, "finish_reason", where, FINISH_REASONS),
+            finish_reason=reason,
             tokens=self.int_(d, "tokens", where),
             latency_s=self.num(d, "latency_s", where),
             scorer=ScorerRef(name=self.name(scorer, "name", f"{where}.scorer"),
                              args=self.dict_(scorer, "args", f"{where}.scorer")),
-            passed=self.bool_(d, "passed", where),
-            score=self.num(d, "score", where),
+            **self._verdict(d, where, reason == NOT_RUN),
             details=self.dict_(d, "details", where),
         )
+
+    def _verdict(self, d: dict[str, Any], where: str, not_run: bool) -> dict[str, Any]:
+        """``passed`` and ``score``: both null exactly when the sample was not run (no verdict to read)."""
+        if not not_run:
+            return {"passed": self.bool_(d, "passed", where), "score": self.num(d, "score", where)}
+        for key in ("passed", "score"):
+            if d.get(key) is not None:
+                self.fail(f"{where}.{key}", f"expected null for a not-run sample (it has no verdict), "
+                                            f"got {_show(d.get(key))}")
+        return {"passed": None, "score": None}
 
     def metric(self, value: Any, where: str, names: list[str]) -> Metric:
         d = self.obj(value, where)

@@ -21,6 +21,8 @@ GENERATION_CONFIG = "generation_config.json"
 TEMPLATE_FILE = "chat_template.jinja"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 DEMO_MARKER = ".evalsuite-demo"  # in a folder `evalsuite demo` created: the demo may clear it and train there again
+RUN_MARKER = ".evalsuite-run"  # in a folder `evalsuite train` created: --overwrite may clear it (and nothing else)
+MARKERS = (DEMO_MARKER, RUN_MARKER)
 
 
 @dataclass(frozen=True)
@@ -140,9 +142,10 @@ def resumable_checkpoint(out_dir: Path) -> tuple[Path | None, list[str]]:
 
 
 def is_run_dir_like(path: Path) -> bool:
-    """True for a folder we may clear with --overwrite: one we wrote (manifest or checkpoints, complete or not: a
-    save cut short by a full disk leaves one without trainer_state.json) or an empty one."""
+    """True for a folder we may clear with --overwrite: an empty one, or one evalsuite made (its marker, written when
+    training creates the folder, or a finished run's manifest). Checkpoints alone do not count: any Hugging Face
+    trainer writes ``checkpoint-N`` folders, and someone else's run must never be deleted."""
     if not path.exists():
         return True
-    entries = list(path.iterdir())
-    return not entries or (path / MANIFEST_NAME).exists() or bool(checkpoints(path))
+    entries = [p for p in path.iterdir() if p.name not in MARKERS]
+    return not entries or any((path / m).is_file() for m in MARKERS) or (path / MANIFEST_NAME).exists()

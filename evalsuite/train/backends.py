@@ -15,16 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.files import read_json
+from evalsuite.files import read_json, special_file
 from evalsuite.launch import is_main_process
 from evalsuite.registry import Registry
 from evalsuite.rundir.contract import (
-    DEMO_MARKER,
+    MARKERS,
+    RUN_MARKER,
     checkpoints,
     is_run_dir_like,
     latest_checkpoint,
     resumable_checkpoint,
 )
+from evalsuite.rundir.manifest import MANIFEST_NAME
 
 if TYPE_CHECKING:
     from evalsuite.config.load import Config
@@ -88,7 +90,7 @@ def prepare_out_dir(out_dir: Path, options: TrainOptions, config: Config | None 
         return _resume_from(out_dir, config)
     if not is_main_process():
         return None
-    if out_dir.exists() and any(p.name != DEMO_MARKER for p in out_dir.iterdir()):
+    if out_dir.exists() and any(p.name not in MARKERS for p in out_dir.iterdir()):
         if not options.overwrite:
             if latest_checkpoint(out_dir) is None and checkpoints(out_dir):
                 raise EvalsuiteError(f"{out_dir}: output dir holds only incomplete checkpoints (a save that did not "
@@ -96,10 +98,15 @@ def prepare_out_dir(out_dir: Path, options: TrainOptions, config: Config | None 
             raise EvalsuiteError(f"{out_dir}: output dir is not empty; pass --resume to continue from its newest "
                                  "checkpoint or --overwrite to start again")
         if not is_run_dir_like(out_dir):
-            raise EvalsuiteError(f"{out_dir}: refusing to --overwrite a folder that is not an evalsuite run dir")
+            raise EvalsuiteError(f"{out_dir}: refusing to --overwrite a folder that is not an evalsuite run dir (it "
+                                 f"holds no {RUN_MARKER} or {MANIFEST_NAME}); remove it yourself or choose another")
         shutil.rmtree(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        marker = out_dir / RUN_MARKER
+        if not marker.exists():
+            marker.write_text("made by `evalsuite train`; `evalsuite train --overwrite` may clear this folder\n",
+                              encoding="utf-8")
     except OSError as e:
         raise EvalsuiteError(f"{out_dir}: cannot create the output dir: {e.strerror or e}") from None
     return None
@@ -109,7 +116,8 @@ def _check_is_folder(out_dir: Path) -> None:
     for p in (out_dir, *out_dir.parents):
         if p.exists():
             if not p.is_dir():
-                what = "is a file" if p == out_dir else f"is under {p}, which is a file"
+                kind = special_file(p) or "a file"  # /dev/full, a FIFO: named as what they are
+                what = f"is {kind}" if p == out_dir else f"is under {p}, which is {kind}"
                 raise EvalsuiteError(f"{out_dir}: output dir {what}, not a folder")
             return
 

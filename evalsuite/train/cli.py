@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from evalsuite import launch
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import remove_if_empty
+from evalsuite.limits import check_range
 
 if TYPE_CHECKING:
     from evalsuite.config.load import Config
@@ -42,10 +43,13 @@ def run_train(args: argparse.Namespace) -> int:
     from evalsuite.config.load import load_config
     from evalsuite.train.backends import TrainOptions, get_backend
 
+    check_range("max_steps", args.max_steps, "--max-steps")
+    check_range("num_processes", args.num_processes, "--num-processes")
     config = load_config(args.config)
     if args.max_steps is not None:
         config = replace(config, max_steps=args.max_steps)
     out_dir = args.output_dir or Path(config.output_dir)
+    _check_not_in_base(out_dir, config.base_model)
     backend = get_backend(args.backend or config.backend or "trl")
     options = TrainOptions(resume=args.resume, overwrite=args.overwrite, num_processes=args.num_processes)
     created = not out_dir.exists()
@@ -55,7 +59,9 @@ def run_train(args: argparse.Namespace) -> int:
         run_dir = backend.train(config, out_dir, options)
     except BaseException:
         if created and launch.is_main_process():
-            remove_if_empty(out_dir)  # a failed run leaves no empty folder behind
+            from evalsuite.rundir.contract import MARKERS
+
+            remove_if_empty(out_dir, MARKERS)  # a failed run leaves no empty folder behind
         raise
     if launch.is_main_process():
         print(f"run dir: {run_dir}")
@@ -81,6 +87,18 @@ def relaunch(backend: TrainerBackend, config: Config, out_dir: Path, options: Tr
               "see the rank output above", file=sys.stderr)
         return 1
     return 0  # rank 0 has printed the run dir
+
+
+def _check_not_in_base(out_dir: Path, base_model: str | None) -> None:
+    """A run dir is never written into the local base model folder it trains from (nor is it that folder)."""
+    from evalsuite.files import resolve_path
+
+    if not base_model or not Path(base_model).is_dir():
+        return
+    base, out = resolve_path(base_model, "base_model"), resolve_path(out_dir, "output dir")
+    if out == base or base in out.parents:
+        raise EvalsuiteError(f"{out_dir}: output dir is {'' if out == base else 'inside '}the base model folder "
+                             f"{base_model}, which training reads; choose a folder outside it")
 
 
 def positive_int(text: str) -> int:

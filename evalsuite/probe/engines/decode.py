@@ -16,21 +16,33 @@ import inspect
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evalsuite.probe.guard import Watch
 
 
 @dataclass
 class Decoded:
     rows: list[list[int]]  # new tokens per row, the stop token included when one was emitted
-    capped: bool  # the wall-time cap ended decoding before every row stopped or reached max_new
+    capped: bool  # the stall guard (or a cancel) ended decoding before every row stopped or reached max_new
     seconds: float
 
 
 def greedy_decode(model: Any, input_ids: Any, attention_mask: Any, max_new: int, stop_ids: set[int],
-                  adapter_names: list[str] | None = None, max_seconds: float | None = None,
+                  adapter_names: list[str] | None = None, watch: Watch | None = None,
                   cancel: threading.Event | None = None) -> Decoded:
-    """Greedy tokens for each row; stops early, ``capped``, at ``max_seconds`` or once ``cancel`` is set (another
-    batch of the same run failed, :func:`evalsuite.probe.engines.workers.run_batches`)."""
+    """Greedy tokens for each row; stops early, ``capped``, when ``watch`` says the engine stalled (no new token for
+    the stall guard's seconds, the prefill included: :mod:`evalsuite.probe.guard`) or once ``cancel`` is set
+    (another batch of the same run failed, :func:`evalsuite.probe.engines.workers.run_batches`)."""
+    from evalsuite.probe.guard import watching
+
+    with watching(watch):  # the layers' forward hooks (:func:`watch_layers`) wind it during the prefill
+        return _greedy(model, input_ids, attention_mask, max_new, stop_ids, adapter_names, watch, cancel)
+
+
+def _greedy(model: Any, input_ids: Any, attention_mask: Any, max_new: int, stop_ids: set[int],
+            adapter_names: list[str] | None, watch: Watch | None, cancel: threading.Event | None) -> Decoded:
     import torch
 
     t0 = time.perf_counter()
@@ -53,7 +65,7 @@ def greedy_decode(model: Any, input_ids: Any, attention_mask: Any, max_new: int,
                 keep.append(j)
         if not keep or step == max_new - 1:
             break
-        if (max_seconds is not None and time.perf_counter() - t0 >= max_seconds) or (cancel and cancel.is_set()):
+        if (watch is not None and watch.stalled()) or (cancel and cancel.is_set()):
             capped = True
             break
         if len(keep) < len(alive):
@@ -69,6 +81,23 @@ def greedy_decode(model: Any, input_ids: Any, attention_mask: Any, max_new: int,
                     **{cache_arg: cache}, **extra)
         logits = out.logits[:, -1, :]
     return Decoded(rows, capped, time.perf_counter() - t0)
+
+
+def watch_layers(model: Any) -> int:
+    """A forward hook on each decoder layer (the longest ``ModuleList`` of the model) that tells the decoding
+    thread's stall watch a layer finished: a long prefill of a big batch is progress, not a stall. Returns the
+    number of layers hooked."""
+    import torch
+
+    from evalsuite.probe.guard import progress
+
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        return 0
+    layers = max(lists, key=len)
+    for layer in layers:
+        layer.register_forward_hook(progress)
+    return len(layers)
 
 
 def prefill(model: Any, input_ids: Any, mask: Any, positions: Any, extra: dict[str, Any],

@@ -5,7 +5,8 @@ A ``.gguf`` path given to ``evalsuite probe`` or the pytest plugin is a column b
 Decoding is greedy, one prompt at a time (llama.cpp serves a prompt per slot; the tiny model decodes thousands of
 tokens a second this way). The column's codec renders the prompt (the GGUF's embedded template by default), turns it
 into the ids llama.cpp's chat path feeds the model, stops on llama.cpp's end-of-generation tokens and on role
-headers, and classifies and decodes exactly as for HF columns, so the results are the same schema.
+headers, and classifies and decodes exactly as for HF columns, so the results are the same schema. The stall guard
+watches each prompt (:mod:`evalsuite.probe.guard`): a prompt it stopped comes back ``time_capped``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class GGUFEngine:
         codec = self.spec.codec(adapter)
         t0 = time.perf_counter()
         out = self.llama.greedy(codec.prompt_ids(request.messages, request.tools), request.max_new_tokens,
-                                set(codec.generation_stop_ids), settings.max_batch_seconds)
+                                set(codec.generation_stop_ids), settings.watch())
         kept, reason, produced = codec.finish(out.ids, settings.stop_strings)
         text, raw = codec.decode(kept)
         return Generation(text, reason, produced, time.perf_counter() - t0, raw,

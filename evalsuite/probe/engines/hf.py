@@ -3,12 +3,14 @@
 :class:`HFEngine` loads the base once, attaches N LoRA adapters (peft multi-adapter) and decodes greedily in batches:
 one column per batch on CPU, where a step costs about its rows; on GPU short columns share a batch, each row naming
 its adapter (``__base__`` for the plain base). Either way one base copy serves every adapter and the base, so N
-adapters in one session pay one start-up. Prompts are sorted by length and
-left-padded with an attention mask; decoding (:mod:`evalsuite.probe.engines.decode`) uses the KV cache, drops rows as
-they stop, and honours a wall-time cap per batch. On CPU a batch of one adapter runs on merged copies of its LoRA
-weights (:mod:`evalsuite.probe.engines.merged`), linear weights are stored column-major (the faster matmul) and
-decode steps attend through two matmuls (:mod:`evalsuite.probe.engines.attention`); a column's batches, cut to
-nearly equal sizes, are decoded two at a time when the model is large enough (:mod:`evalsuite.probe.engines.workers`).
+adapters in one session pay one start-up. Prompts are sorted by length and left-padded with an attention mask;
+decoding (:mod:`evalsuite.probe.engines.decode`) uses the KV cache, drops rows as they stop, and stops a stalled
+batch (:mod:`evalsuite.probe.guard`). Batch sizes come from the memory plan (:mod:`evalsuite.probe.memplan`) unless
+fixed, and a batch that runs out of memory is split and run again. On CPU a batch of one adapter runs on merged
+copies of its LoRA weights (:mod:`evalsuite.probe.engines.merged`), linear weights are stored column-major (the
+faster matmul) and decode steps attend through two matmuls (:mod:`evalsuite.probe.engines.attention`); a column's
+batches, cut to nearly equal sizes, are decoded two at a time when the model is large enough
+(:mod:`evalsuite.probe.engines.workers`).
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ import itertools
 import pickle
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.probe.engines import EngineSpec, Job
 from evalsuite.probe.engines.attention import use_decode_attention
-from evalsuite.probe.engines.decode import greedy_decode
+from evalsuite.probe.engines.decode import greedy_decode, watch_layers
 from evalsuite.probe.engines.merged import mergeable_layers, merged_weights
 from evalsuite.probe.engines.workers import batch_sizes, cpu_workers, run_batches
 from evalsuite.probe.generation import Generation, GenerationSettings, PromptCodec, Request
+from evalsuite.probe.guard import OomSplitter, not_run, oom_reason
 
 
 class HFEngine:
@@ -57,6 +60,8 @@ class HFEngine:
         # Batches decoded at once on CPU (engines.workers); the ``cpu_workers`` option overrides the choice.
         self.workers = 1 if self.device != "cpu" else int(spec.options.get("cpu_workers") or cpu_workers(
             torch.get_num_threads(), sum(p.numel() for p in self.model.parameters())))
+        self.weight_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        watch_layers(self.model)  # a decoder layer done is progress for the stall guard: a long prefill is not stuck
         if self.device == "cpu":
             _transpose_storage(self.model)
             use_decode_attention(self.model.get_base_model() if self.adapters else self.model)
@@ -92,13 +97,16 @@ class HFEngine:
                   for c, (a, r) in zip(codecs, jobs, strict=True)]
         # Same settings together, then one column after another, shortest prompts first.
         order = sorted(range(len(jobs)), key=lambda i: (groups[i], column[jobs[i][0]], len(encoded[i])))
-        batches = _batches(order, groups, settings.batch_size, self.workers)
+        cut = self._cutter(settings, [len(e) for e in encoded], [r.max_new_tokens for _, r in jobs])
+        batches = _batches(order, groups, cut)
         plan = [b for k, b in enumerate(batches) if k % world == rank]
         out: dict[int, Generation] = {}
+        splitter: OomSplitter = OomSplitter(lambda i: not_run(oom_reason()))
 
         def run(batch: list[int], cancel: threading.Event | None) -> list[Generation]:
-            return self._batch([encoded[i] for i in batch], [jobs[i][0] for i in batch], [codecs[i] for i in batch],
-                               jobs[batch[0]][1].max_new_tokens, settings, cancel)
+            return splitter.run(batch, lambda rows: self._batch(
+                [encoded[i] for i in rows], [jobs[i][0] for i in rows], [codecs[i] for i in rows],
+                jobs[rows[0]][1].max_new_tokens, settings, cancel))
 
         def done(batch: list[int], gens: list[Generation]) -> None:
             out.update(zip(batch, gens, strict=True))
@@ -115,6 +123,20 @@ class HFEngine:
                 run_batches(run, route, self.workers, done)
         return out
 
+    def _cutter(self, settings: GenerationSettings, lengths: list[int],
+                max_new: list[int]) -> Callable[[list[int]], list[int]]:
+        """How a run of rows (job indices, shortest prompt first) is cut into batches: nearly equal ones of the
+        fixed size, or (``--batch-size auto``) as many rows each as the memory plan fits at the batch's longest
+        prompt (:mod:`evalsuite.probe.memplan`): long prompts get smaller batches than short ones."""
+        if not settings.auto_batch:
+            return lambda rows: batch_sizes(len(rows), settings.batch_size, self.workers)
+        from evalsuite.probe.memplan import Shape, parse_memory, plan
+
+        budget = parse_memory(settings.max_memory) if settings.max_memory else None
+        memory = plan(self.device, self.weight_bytes, self.workers, budget)
+        shape = Shape.of(self.model.config, self.torch.finfo(self.dtype).bits // 8)
+        return lambda rows: memory.cut(shape, [lengths[i] for i in rows], max_new[rows[0]], settings.batch_size)
+
     def _batch(self, prompts: list[list[int]], adapters: list[str | None], codecs: list[PromptCodec], max_new: int,
                settings: GenerationSettings, cancel: threading.Event | None = None) -> list[Generation]:
         torch = self.torch
@@ -127,7 +149,7 @@ class HFEngine:
         torch.manual_seed(settings.seed)
         with torch.inference_mode():
             decoded = greedy_decode(self.model, ids, mask, max_new, set(codecs[0].generation_stop_ids), names,
-                                    settings.max_batch_seconds, cancel)
+                                    settings.watch(), cancel)
         elapsed, capped = decoded.seconds, decoded.capped
         results = []
         for row, codec in zip(decoded.rows, codecs, strict=True):
@@ -215,22 +237,35 @@ def _forget_bitsandbytes(import_utils: Any) -> None:
 def _transpose_storage(model: Any) -> None:
     """Store every linear weight column-major (the same ``[out, in]`` tensor, its transpose contiguous): ``F.linear``
     then runs ``x @ W.T`` as a plain ``[rows, in] x [in, out]`` matmul, 3-7% faster on CPU at decode's row counts
-    than MKL's transposed-operand path. Values are unchanged; done one layer at a time."""
+    than MKL's transposed-operand path. Values are unchanged; done one layer at a time.
+
+    Every other tensor is copied too, so that none is left in the weights file's memory map: transformers loads
+    safetensors through ``mmap``, and while one tensor (the embedding, a norm) still points into it, the whole file's
+    pages stay mapped and count in the process's RSS beside the copies (623 MB of SmolLM2-135M's 1,440 MB after
+    loading; 926 MB once the map is gone)."""
+    import gc
+
     import torch
 
+    copied: set[int] = set()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.Linear) and module.weight.is_contiguous():
                 module.weight.data = module.weight.data.t().contiguous().t()
+                copied.add(id(module.weight))
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if id(tensor) not in copied and tensor.device.type == "cpu":
+                tensor.data = tensor.data.clone()
+    gc.collect()  # the map closes once the last tensor into it is gone
 
 
-def _batches(order: list[int], groups: Sequence[Any], size: int, workers: int = 1) -> Iterator[list[int]]:
-    """Consecutive runs of ``order`` whose ``groups`` agree, each cut into nearly equal batches of at most ``size``
-    (:func:`~evalsuite.probe.engines.workers.batch_sizes`)."""
+def _batches(order: list[int], groups: Sequence[Any], cut: Callable[[list[int]], list[int]]) -> Iterator[list[int]]:
+    """Consecutive runs of ``order`` whose ``groups`` agree, each cut into batches of the sizes ``cut(run)`` gives
+    (:meth:`HFEngine._cutter`)."""
     for _, same in itertools.groupby(order, key=lambda i: groups[i]):
         rows = list(same)
         start = 0
-        for n in batch_sizes(len(rows), size, workers):
+        for n in cut(rows):
             yield rows[start:start + n]
             start += n
 
