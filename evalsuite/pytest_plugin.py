@@ -352,7 +352,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from evalsuite.errors import EvalsuiteError
 
-    state.results = results = state.probe.results(state.user_samples)
+    state.results = results = state.probe.results(state.user_samples, _selection(session.config))
     try:
         if state.out is not None:
             from evalsuite.probe.runner import write_run
@@ -380,6 +380,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if xml is not None and state.not_run:
         xml.add_global_property("evalsuite_not_run", str(len(results.not_run())))
         xml.add_global_property("evalsuite_not_run_reasons", "\n".join(state.not_run))
+
+
+def _selection(config: pytest.Config) -> str:
+    """What chose this session's items, for a results file that holds only some of the planned cases."""
+    parts = [f"-k {config.option.keyword!r}" if config.option.keyword else "",
+             f"-m {config.option.markexpr!r}" if config.option.markexpr else "",
+             "--lf" if config.getoption("lf", False) else "", "--ff" if config.getoption("failedfirst", False) else "",
+             "--sw" if config.getoption("stepwise", False) else "",
+             "--deselect" if config.getoption("deselect", None) else ""]
+    return "pytest " + " ".join(p for p in parts if p) if any(parts) else "pytest's selection"
 
 
 def _apply_gates(state: _State, results: Results) -> None:

@@ -181,6 +181,33 @@ def test_only_selected_items_are_generated(project: pytest.Pytester, warm_stack:
     assert data["engine"]["generated"] == 1
 
 
+
+def test_a_selection_writes_a_partial_results_file_that_gate_refuses(project: pytest.Pytester,
+                                                                     warm_stack: Path) -> None:
+    """Issue 31: `-k` (like `--lf`) runs some of the planned cases; the results file says so, and `evalsuite gate`
+    does not take its numbers for the full run's."""
+    from cli_helpers import run_cli
+
+    demo_adapter = warm_stack
+    out = project.path / "r.json"
+    result = project.runpytest("-m", "probes", "--adapter", str(demo_adapter), "--battery", "mini.yaml",
+                               "--battery", "always.yaml", "-k", "mini and hello and not hellow", "--probe-out",
+                               str(out))
+    result.assert_outcomes(passed=1, deselected=4)
+    data = json.loads(out.read_text(encoding="utf-8"))
+    # mini: 3 cases x 1 column planned, 1 ran; always: 2 planned, none ran.
+    assert data["partial"]["batteries"] == {"mini": {"planned": 3, "ran": 1}, "always": {"planned": 2, "ran": 0}}
+    assert "-k 'mini and hello and not hellow'" in data["partial"]["selection"]
+    done = run_cli("gate", str(out), "--gate", "mini.accuracy >= 0", timeout=120)
+    assert done.returncode == 2 and "battery mini ran 1 of its 3 planned cases" in done.stderr, done.stderr
+    done = run_cli("gate", str(out), "--gate", "mini.accuracy >= 0", "--accept-partial", timeout=120)
+    assert done.returncode == 0, done.stderr
+    # Every case selected: no partial record.
+    result = project.runpytest("-m", "probes", "--adapter", str(demo_adapter), "--battery", "mini.yaml",
+                               "--probe-out", str(out))
+    assert "partial" not in json.loads(out.read_text(encoding="utf-8"))
+
+
 @pytest.fixture
 def fake_engine(demo_adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> type[FakeEngine]:
     """The fake engine registered as ``fake``, its counters reset, its path warmed outside pytester (see warm_stack):

@@ -21,7 +21,7 @@ import jinja2.nodes
 import jinja2.utils
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from evalsuite.chat import budget
+from evalsuite.chat import budget, budget_filters
 from evalsuite.chat.named import named_template, read_template_file, template_name
 from evalsuite.errors import EvalsuiteError
 
@@ -76,7 +76,8 @@ class _GenerationTracker(jinja2.ext.Extension):
 
 
 def _raise_exception(message: str) -> None:
-    raise _Refusal(message)
+    text = message if isinstance(message, str) else f"({type(message).__name__})"
+    raise _Refusal(text if len(text) <= 500 else text[:500] + "...")
 
 
 def _tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
@@ -86,6 +87,8 @@ def _tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: 
 
 
 def _strftime_now(fmt: str) -> str:
+    if len(fmt) > 1000:  # each directive can write dozens of characters in one C call; real formats are short
+        raise budget.OverBudget(f"strftime_now: a format of {len(fmt):,} characters, over the render budget of 1,000")
     return datetime.now().strftime(fmt)
 
 
@@ -111,9 +114,13 @@ class _SafeNamespace(jinja2.utils.Namespace):
 
 class _SafeDict:
     def __call__(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        if args:
+            budget.check_items(args[0], "put in a dict")
         return dict(*args, **kwargs)
 
     def fromkeys(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        if args:
+            budget.check_items(args[0], "put in a dict")
         return dict.fromkeys(*args, **kwargs)
 
 
@@ -125,8 +132,9 @@ class _StrictSandbox(ImmutableSandboxedEnvironment):
     """
 
     # Size-checked before they run (see evalsuite.chat.budget); intercepted operators are also never folded into
-    # constants at compile time, which is where `'x' * 3000000000` would otherwise allocate.
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    # constants at compile time, which is where `'x' * 3000000000` would otherwise allocate. Every arithmetic
+    # operator is here: integer division and multiplication turn superlinear on wide integers.
+    intercepted_binops = frozenset({"*", "**", "+", "%", "-", "/", "//"})
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
         raise jinja2.exceptions.SecurityError(
@@ -158,17 +166,18 @@ class _StrictSandbox(ImmutableSandboxedEnvironment):
 
 def _environment() -> _StrictSandbox:
     env = _StrictSandbox(
-        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTracker, jinja2.ext.loopcontrols]
+        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTracker, jinja2.ext.loopcontrols],
+        finalize=budget.finalize,
     )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     env.globals["dict"] = _SafeDict()
     env.globals["namespace"] = _SafeNamespace
-    env.globals["lipsum"] = budget.lipsum
+    env.globals["lipsum"] = budget_filters.lipsum
     env.globals[budget.LOOP_HOOK] = budget.loop
     env.globals[budget.CONCAT_HOOK] = budget.concat
-    budget.guard_filters(env.filters)
+    budget_filters.guard_filters(env.filters)
     return env
 
 
@@ -362,6 +371,13 @@ CHATML = (
 )
 
 
+def _exists(p: Any) -> bool:
+    try:
+        return bool(p.exists())
+    except (OSError, ValueError):  # a name too long for the filesystem: template text, not a path
+        return False
+
+
 def resolve_template(setting: str, jinja: str | None, tokenizer_template: str | None, where: str) -> str | None:
     """The template a config selects: ``tokenizer_default``, ``chatml``, ``jinja`` (file or text), or an axolotl
     template name. We do not ship copies of vendors' templates, so a name resolves to the tokenizer's own one."""
@@ -372,10 +388,14 @@ def resolve_template(setting: str, jinja: str | None, tokenizer_template: str | 
     if setting == "jinja":
         assert jinja is not None
         p = Path(jinja).expanduser()
-        if ("{" not in jinja and p.suffix in (".jinja", ".j2", ".txt")) or p.is_file():
-            if not p.is_file():
+        exists = "{" not in jinja and "\n" not in jinja and _exists(p)
+        if ("{" not in jinja and p.suffix in (".jinja", ".j2", ".txt")) or exists:
+            if not exists:
                 raise EvalsuiteError(f"{where}: chat_template_jinja: no such file {jinja}")
-            return read_template_file(p)
+            try:
+                return read_template_file(p)
+            except EvalsuiteError as e:  # a folder, a device, too big: named by the config key too
+                raise EvalsuiteError(f"{where}: chat_template_jinja: {e}") from None
         return named_template(jinja, f"{where}: chat_template_jinja")
     if tokenizer_template is None and setting != "tokenizer_default":
         raise EvalsuiteError(f"{where}: chat_template: {setting!r} is not bundled with evalsuite and the tokenizer "

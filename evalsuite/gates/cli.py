@@ -45,6 +45,8 @@ def add_gate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                    help="gate only this adapter (repeatable; default: every non-base adapter)")
     p.add_argument("--config", type=Path, help="read declared gates from this config YAML (or .toml)")
     p.add_argument("--max-flips", type=int, default=20, help="flipped cases listed per gate and direction")
+    p.add_argument("--accept-partial", action="store_true",
+                   help="gate a results file marked partial (pytest -k/--lf ran only some cases) as it is")
     p.add_argument("--format", choices=("text", "github"), default="text",
                    help="github: also print a workflow-command annotation per failed gate")
     p.add_argument("--summary", type=Path, metavar="FILE",
@@ -96,7 +98,8 @@ def _gate(args: argparse.Namespace) -> int:
     protected = [args.results, *(p for p in (baseline_path, args.config) if p is not None)]
     if summary is not None:
         check_summary_path(summary, protected)
-    report = evaluate_gates(results, baseline, resolved.gates, resolved.alpha, adapters=args.adapter or None)
+    report = evaluate_gates(results, baseline, resolved.gates, resolved.alpha, adapters=args.adapter or None,
+                            accept_partial=args.accept_partial)
     described = None
     if baseline_path is not None and baseline is not None and baseline.baseline:
         described = describe_baseline(baseline_path)

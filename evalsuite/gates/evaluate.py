@@ -13,11 +13,13 @@ or metric, a regression gate without a baseline, nothing to pair) raises ``Evals
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.gates.expr import AbsoluteDrop, Gate, RelativeDrop, Threshold
 from evalsuite.results.aggregate import MetricSpec, sample_values, scaled_mean, spec_of
-from evalsuite.results.schema import Results, Sample
+from evalsuite.results.schema import AdapterInfo, Results, Sample
 from evalsuite.results.stats import BOOTSTRAP_TEST, DEFAULT_SEED, fmt_p, mcnemar_exact_p, paired_bootstrap_p
 
 MAX_FLIPS_SHOWN = 20
@@ -209,6 +211,7 @@ def compare_paired(spec: MetricSpec, ref: list[Sample], cand: list[Sample],
 def _regression(gate: AbsoluteDrop | RelativeDrop, spec: MetricSpec, cand: Results, base: Results,
                 adapter: str, alpha: float, seed: int) -> GateResult:
     base_adapter = pair_adapter(cand, base, adapter)
+    _check_same_base(cand, base, adapter, base_adapter)
     cmp = compare_paired(spec, base.samples_for(gate.battery, base_adapter),
                          cand.samples_for(gate.battery, adapter), seed)
     if cmp is None:
@@ -231,13 +234,53 @@ def _regression(gate: AbsoluteDrop | RelativeDrop, spec: MetricSpec, cand: Resul
                       value=c_value, baseline_value=b_value, p_value=p, test=test, flips=flips)
 
 
+def incomplete(results: Results, battery: str) -> str | None:
+    """Why ``battery``'s numbers in a partial results file are not the full run's (None when it ran in full)."""
+    partial = results.partial or {}
+    counts = (partial.get("batteries") or {}).get(battery)
+    if counts is None:
+        return None
+    return (f"a partial run ({partial.get('selection') or 'a selection'}): battery {battery} ran {counts['ran']} of "
+            f"its {counts['planned']} planned cases")
+
+
+def _check_complete(gate: Gate, sides: list[Results], accept_partial: bool) -> None:
+    for side in sides:
+        why = None if accept_partial else incomplete(side, gate.battery)
+        if why:
+            raise EvalsuiteError(f'{side.path or "results"}: gate "{gate.expr}": {why}; a gate needs the full run '
+                                 "(run every case, or pass --accept-partial to gate these numbers anyway)")
+
+
+def _check_same_base(cand: Results, base: Results, adapter: str, base_adapter: str) -> None:
+    """A regression gate compares one fine-tune with its baseline on the same base model; another base's baseline
+    measures a different model (the adapters' names can still match)."""
+    ours, theirs = cand.adapter(adapter), base.adapter(base_adapter)
+    if ours.kind == "gguf" or theirs.kind == "gguf":
+        return  # a GGUF column's base_model is the file itself
+    if _base_identity(ours) != _base_identity(theirs):
+        raise EvalsuiteError(f"{base.path or 'baseline'}: recorded on base model {theirs.base_model!r} "
+                             f"({base_adapter!r}), but {adapter!r} in {cand.path or 'the results'} runs on "
+                             f"{ours.base_model!r}; record a baseline on the same base")
+
+
+def _base_identity(info: AdapterInfo) -> tuple[str, Any]:
+    """The base's hub id (or folder name: the same base in another folder matches) and its pinned revision."""
+    name = info.base_model
+    if "/" in name and (name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name):
+        name = PurePath(name).name
+    return name, (info.manifest or {}).get("base_model_revision")
+
+
 def evaluate_gates(results: Results, baseline: Results | None, gates: list[Gate], alpha: float = 0.05,
                    adapters: list[str] | None = None, seed: int = DEFAULT_SEED,
-                   skip_missing: bool = False) -> GateReport:
+                   skip_missing: bool = False, accept_partial: bool = False) -> GateReport:
     """Apply ``gates`` to each gated adapter of ``results`` (every non-base one unless ``adapters``).
 
-    ``skip_missing`` turns a gate on a battery absent from the results into a SKIP line instead
-    of an error (the pytest plugin uses it when ``--battery`` selects a subset).
+    ``skip_missing`` turns a gate on a battery absent from the results, or run only in part (pytest ``-k``/``--lf``),
+    into a SKIP line instead of an error (the pytest plugin uses it when ``--battery`` selects a subset). Otherwise a
+    gate on a battery a partial results file (or baseline) holds only some cases of is an error unless
+    ``accept_partial``.
     """
     if not 0.0 < alpha < 1.0:
         raise EvalsuiteError(f"--alpha: expected a level between 0 and 1, got {alpha}")
@@ -248,6 +291,12 @@ def evaluate_gates(results: Results, baseline: Results | None, gates: list[Gate]
     targets = adapters or results.gated_adapters()
     out: list[GateResult] = []
     for gate in gates:
+        why = incomplete(results, gate.battery)
+        if why and skip_missing and not accept_partial:
+            out += [GateResult(gate, a, True, why, skipped=True) for a in targets]
+            continue
+        _check_complete(gate, [results] if isinstance(gate, Threshold) or baseline is None else [results, baseline],
+                        accept_partial)
         ran = [s for s in results.samples if s.battery == gate.battery and s.adapter in targets]
         if ran and not any(s.ran for s in ran):  # nothing to measure: the not-run lines say why (exit 2)
             out += [GateResult(gate, a, True, f"no {gate.battery} sample of this column ran", skipped=True)

@@ -16,6 +16,7 @@ contradict the metric's direction. One class per comparison kind: :class:`Thresh
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -98,6 +99,15 @@ class RelativeDrop:
 Gate = Threshold | AbsoluteDrop | RelativeDrop
 
 
+def _finite(expr: str, text: str) -> float:
+    """A gate's number; 1e999 reads as infinity, and a gate against infinity always passes (or never does)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise EvalsuiteError(f'gate "{expr}": {text} is not a finite number (it reads as {value}, which makes the '
+                             "gate always pass or always fail)")
+    return value
+
+
 def parse_gate(expr: str) -> Gate:
     """Parse one gate expression; the error quotes it and says what was expected where."""
     if not isinstance(expr, str):
@@ -110,9 +120,9 @@ def parse_gate(expr: str) -> Gate:
     if not dot or not battery or not metric:
         raise EvalsuiteError(f'gate "{expr}": expected BATTERY.METRIC (like squad.f1), got "{ref}"')
     if m := _ABSOLUTE.match(rest):
-        return Threshold(expr, battery, metric, m["op"], float(m["num"]))
+        return Threshold(expr, battery, metric, m["op"], _finite(expr, m["num"]))
     if m := _REGRESSION.match(rest):
-        value = float(m["num"])
+        value = _finite(expr, m["num"])
         if m["pct"]:
             return RelativeDrop(expr, battery, metric, value, m["sign"])
         return AbsoluteDrop(expr, battery, metric, value, m["sign"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -78,6 +79,64 @@ def _load_error(path: Path, lines: list[str]) -> str:
     return f"{path}: llama.cpp cannot load this GGUF: {reason}"
 
 
+TEMPLATE_KEY = "tokenizer.chat_template"
+_construct = threading.Lock()
+
+
+class TemplateCompileRefused(EvalsuiteError):
+    """llama-cpp-python reached for a jinja2 chat formatter while evalsuite built ``Llama``."""
+
+
+def _refused_formatter(*args: Any, **kwargs: Any) -> Any:
+    raise TemplateCompileRefused("llama-cpp-python tried to compile the GGUF's chat template at load; evalsuite "
+                                 "renders templates only in its own budgeted sandbox")
+
+
+def _refused_handler(*args: Any, **kwargs: Any) -> Any:
+    raise TemplateCompileRefused("evalsuite renders chat prompts itself; llama-cpp-python's chat completion is off")
+
+
+@contextmanager
+def _templates_hidden() -> Iterator[None]:
+    """While ``Llama`` is built: its metadata reader drops every ``tokenizer.chat_template*`` key, and its jinja2
+    chat formatter cannot be made.
+
+    ``Llama.__init__`` (llama-cpp-python 0.3.x) reads the GGUF's metadata and compiles each embedded template with
+    jinja2's stock sandbox, whatever ``chat_format``/``chat_handler`` says. That compiler folds constant expressions,
+    so a template hiding ``{{ "x" * 4000000000 }}`` in a branch never taken allocates gigabytes at load. A GGUF is
+    untrusted: its template reaches only evalsuite's budgeted sandbox. Hiding the keys keeps the text from ever
+    entering the loop; the refusing formatter makes any other route to the compiler a load error, never a compile.
+    Module attributes are swapped, so one construction at a time (the lock); evalsuite builds ``Llama`` nowhere else.
+    """
+    from llama_cpp import _internals, llama_chat_format
+
+    # Typed as Any: the attributes are swapped for this one construction, which their declared types do not allow.
+    model_class: Any = _internals.LlamaModel
+    formats: Any = llama_chat_format
+    read, formatter = model_class.metadata, formats.Jinja2ChatFormatter
+
+    def metadata(self: Any) -> dict[str, str]:
+        return {k: v for k, v in read(self).items() if not k.startswith(TEMPLATE_KEY)}
+
+    with _construct:
+        model_class.metadata, formats.Jinja2ChatFormatter = metadata, _refused_formatter
+        try:
+            yield
+        finally:
+            model_class.metadata, formats.Jinja2ChatFormatter = read, formatter
+
+
+def _new_llama(lib: Any, path: Path, threads: int) -> Any:
+    with _templates_hidden():
+        llm = lib.Llama(str(path), n_ctx=MAX_CONTEXT, n_threads=threads, n_threads_batch=threads, verbose=False,
+                        seed=0, chat_handler=_refused_handler)
+    # What the guard promises, checked on the object: no template text, no formatter built from one.
+    if getattr(llm, "_chat_handlers", None) or any(k.startswith(TEMPLATE_KEY) for k in llm.metadata):
+        llm.close()
+        raise TemplateCompileRefused("llama-cpp-python kept the GGUF's chat template")
+    return llm
+
+
 @dataclass(frozen=True)
 class Greedy:
     ids: list[int]  # generated ids, the stop id included when one was emitted
@@ -100,8 +159,9 @@ class LlamaCpp:
                         raise ValueError("failed to load the vocabulary")
                 else:
                     n = threads or _threads()
-                    self.llm = lib.Llama(str(path), n_ctx=MAX_CONTEXT, n_threads=n, n_threads_batch=n, verbose=False,
-                                         seed=0)
+                    self.llm = _new_llama(lib, self.path, n)
+            except TemplateCompileRefused as e:
+                raise EvalsuiteError(f"{self.path}: {e}") from None
             except (ValueError, RuntimeError, OSError) as e:
                 lines.append(str(e))
                 raise EvalsuiteError(_load_error(self.path, lines)) from None

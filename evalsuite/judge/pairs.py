@@ -64,6 +64,8 @@ def pair_cases(results: Results, a: str, b: str, batteries: list[str] | None = N
     out: dict[str, list[PairCase]] = {}
     for battery in batteries or names:
         theirs = {s.case: s for s in results.samples_for(battery, b) if s.ran}  # not run: no answer to judge
+        _same_prompts(results, battery, a, b, [(s, theirs[s.case]) for s in results.samples_for(battery, a)
+                                               if s.case in theirs])
         cases = [PairCase(battery, s.case, tuple(s.turns), s.answer, theirs[s.case].answer)
                  for s in results.samples_for(battery, a) if s.case in theirs and s.ran]
         if cases:
@@ -72,6 +74,17 @@ def pair_cases(results: Results, a: str, b: str, batteries: list[str] | None = N
         raise EvalsuiteError(f"columns {a!r} and {b!r} share no case" + (f" in {', '.join(batteries)}"
                                                                            if batteries else ""))
     return out
+
+
+def _same_prompts(results: Results, battery: str, a: str, b: str, pairs: list[tuple[Any, Any]]) -> None:
+    """Judging two answers side by side means nothing when the columns were asked different things (results files
+    merged by hand, a battery edited between two runs): cases pair by id, so the prompts must agree too."""
+    for x, y in pairs:
+        if x.prompt != y.prompt or x.turns != y.turns:
+            where = f"{results.path}: " if results.path is not None else ""
+            raise EvalsuiteError(f"{where}{battery} case {x.case!r}: columns {a!r} and {b!r} were asked different "
+                                 f"prompts ({x.prompt[:60]!r} vs {y.prompt[:60]!r}); a judge would compare answers "
+                                 "to different questions")
 
 
 def asks_for(cases: list[PairCase], rubric: str) -> list[Ask]:

@@ -32,7 +32,7 @@ from typing import Any
 from evalsuite.config.yaml_lines import KeyPath, load_yaml
 from evalsuite.errors import EvalsuiteError
 from evalsuite.limits import MAX_CASES, MAX_MESSAGES, range_problem
-from evalsuite.probe.scorers import ScoreFn, make_scorer
+from evalsuite.probe.scorers import ScoreFn, expected_problem, make_scorer
 from evalsuite.probe.sources import generate_cases
 from evalsuite.results.aggregate import MetricSpec
 
@@ -131,10 +131,13 @@ def load_battery(path: str | Path, overrides: dict[str, Any] | None = None) -> B
     if not cases:
         raise where(("cases",), "the battery has no cases")
     _unique_ids(cases, p)
-    return Battery(name=name, path=p, cases=cases, scorer_name=scorer_name, scorer_args=scorer_args,
-                   scorer=scorer, max_new_tokens=max_new,
-                   description=str(data.get("description", "")).strip(), metrics=_metrics(data, where),
-                   rubric=_string(data["rubric"], ("rubric",), where) if "rubric" in data else None)
+    battery = Battery(name=name, path=p, cases=cases, scorer_name=scorer_name, scorer_args=scorer_args,
+                      scorer=scorer, max_new_tokens=max_new,
+                      description=str(data.get("description", "")).strip(), metrics=_metrics(data, where),
+                      rubric=_string(data["rubric"], ("rubric",), where) if "rubric" in data else None)
+    for case, (keys, _, w) in zip(cases, raw_cases, strict=True):
+        _check_expected(case, scorer_name, keys, w)
+    return battery
 
 
 # A case before validation: its key path in the battery, the raw value, and how to name it in errors.
@@ -258,6 +261,14 @@ def _jsonl_cases(path: Path) -> list[RawCase]:
     if not path.is_file():
         raise EvalsuiteError(f"{path}: no such cases file")
     return [((), record, _LineWhere(path, row)) for row, record in read_records(path)]
+
+
+def _check_expected(case: Case, scorer: str, keys: KeyPath, where: Any) -> None:
+    """A case whose ``expected`` its scorer cannot read is refused where it is written (after the battery's other
+    checks, which name problems that come first in the file)."""
+    problem = expected_problem(scorer, case.expected)
+    if problem:
+        raise where((*keys, "expected"), problem)
 
 
 def _case(raw: Any, keys: KeyPath, where: Any, expect: str | None, system: str | None,

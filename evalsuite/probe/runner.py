@@ -322,9 +322,10 @@ def not_run_sample(battery: str, case: str, adapter: str, prompt: str, expected:
 
 
 def build_results(plan: ProbePlan, samples: list[Sample], device: str, generated: int, cached: int,
-                  cost: SessionCost | None = None) -> Results:
+                  cost: SessionCost | None = None, selection: str = "") -> Results:
     """A results file's content: the plan's columns and engine settings (with the session's ``cost`` when given),
-    the samples and their metric rows."""
+    the samples and their metric rows, and, when a battery has fewer samples than the plan has cases for it (pytest
+    ran a selection: ``selection`` says which), the ``partial`` record gates check."""
     extra = {b.name: b.metrics for b in plan.batteries if b.metrics}
     engine = _engine_info(plan, device, generated, cached)
     if cost is not None:
@@ -334,7 +335,15 @@ def build_results(plan: ProbePlan, samples: list[Sample], device: str, generated
         engine.settings["not_run"] = dict(reasons)  # why, and how many: nothing scored them
     return Results(created=datetime.now(timezone.utc).isoformat(timespec="seconds"), evalsuite_version=__version__,
                    engine=engine, adapters=[t.info for t in plan.targets],
-                   samples=samples, metrics=compute_metrics(samples, extra) if samples else [])
+                   samples=samples, metrics=compute_metrics(samples, extra) if samples else [],
+                   partial=_partial(plan, samples, selection))
+
+
+def _partial(plan: ProbePlan, samples: list[Sample], selection: str) -> dict[str, Any] | None:
+    ran = Counter(s.battery for s in samples)
+    short = {b.name: {"planned": len(b.cases) * len(plan.targets), "ran": ran[b.name]} for b in plan.batteries
+             if ran[b.name] < len(b.cases) * len(plan.targets)}
+    return {"batteries": short, "selection": selection or "a selection of the planned cases"} if short else None
 
 
 def _engine_info(plan: ProbePlan, device: str, generated: int, cached: int) -> EngineInfo:

@@ -12,6 +12,7 @@ The registry is explicit, lazy and loud: a literal name -> "module:attr" map for
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -119,6 +120,34 @@ def make_scorer(name: str, args: dict[str, Any] | None = None, where: str = "") 
         return factory(**args)
     except (TypeError, ValueError) as e:
         raise EvalsuiteError(f"{prefix}scorer {name!r}: {e}") from None
+
+
+def _strings(x: Any, empty: bool = False) -> bool:
+    return isinstance(x, str) or (isinstance(x, list) and (empty or bool(x)) and all(isinstance(a, str) for a in x))
+
+
+# What each built-in scorer reads from a case's ``expected`` (a wrong type would be scored as something else:
+# ``str(None)``, a dict's keys): checked when the battery loads (``expected_problem``). Scorers not listed ignore it.
+EXPECTED: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "exact_match": (lambda x: isinstance(x, str), "a string (the exact answer)"),
+    "cyrillic_case": (lambda x: isinstance(x, str), "a string (the expected text)"),
+    "squad": (_strings, "an answer string or a non-empty list of answer strings"),
+    "contains": (lambda x: _strings(x, empty=True), "a string or a list of strings that must appear"),
+    "open_ended": (lambda x: x is None or (isinstance(x, dict) and set(x) <= {"contains"}
+                                           and _strings(x.get("contains", "x"))),
+                   "nothing, or {contains: [strings]}"),
+    "tool_call": (lambda x: x is None or (isinstance(x, str) and bool(x))
+                  or (isinstance(x, dict) and set(x) == {"name"} and isinstance(x["name"], str)),
+                  "nothing, a tool name, or {name: TOOL}"),
+}
+
+
+def expected_problem(scorer: str, expected: Any) -> str | None:
+    """Why ``expected`` cannot be what ``scorer`` reads (None when it can, or the scorer is not a built-in)."""
+    rule = EXPECTED.get(scorer)
+    if rule is None or rule[0](expected):
+        return None
+    return f"scorer {scorer} expects {rule[1]}, got {json.dumps(expected, default=str)[:80]}"
 
 
 # ---- built-in scorers --------------------------------------------------------------------------------------------

@@ -127,11 +127,12 @@ class ProbeSession:
         self.all_in_cache &= got.cache_dir is not None
         return got.generations
 
-    def results(self, extra: Sequence[Sample] = ()) -> Results:
+    def results(self, extra: Sequence[Sample] = (), selection: str = "") -> Results:
         """The battery samples of this session (if they ran) and ``extra`` ones, in one results file, with what the
-        whole session cost (``engine.session``, as ``evalsuite probe`` records it)."""
+        whole session cost (``engine.session``, as ``evalsuite probe`` records it); ``selection`` names what chose
+        the cases when not all of them ran (the file is then marked partial)."""
         samples = [*(self.run.results.samples if self.run else []), *extra]
-        return build_results(self.plan, samples, self.device, self.generated, self.cached, self.cost)
+        return build_results(self.plan, samples, self.device, self.generated, self.cached, self.cost, selection)
 
     @property
     def cache_dir(self) -> Path | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from evalsuite.errors import EvalsuiteError
 from evalsuite.gates.evaluate import GateResult, evaluate_gates
 from evalsuite.gates.expr import Gate
 from evalsuite.report import plots
@@ -50,9 +51,28 @@ def gate_section(cols: list[Column], files: list[tuple[str, Results]], baseline:
     return section
 
 
+def _distinct(paths: list[Path]) -> None:
+    """The same results file twice would show one run as two columns that agree with each other perfectly."""
+    from evalsuite.files import sha256_file
+
+    seen: dict[object, Path] = {}
+    for p in paths:
+        try:
+            keys: list[object] = [p.resolve(), ("sha256", sha256_file(p))] if p.is_file() else [p.resolve()]
+        except (OSError, RuntimeError):
+            continue  # unreadable, a symlink loop: load_results names the problem
+        for key in keys:
+            if key in seen:
+                same = "is" if key == p.resolve() else "has the same content as"
+                raise EvalsuiteError(f"{p}: {same} {seen[key]}, given before; a report compares different runs "
+                                     "(give each results file once)")
+            seen[key] = p
+
+
 def build_model(paths: list[Path], baseline_path: Path | None = None, gates: list[Gate] | None = None,
                 alpha: float = 0.05, with_plots: bool = True) -> ReportModel:
     """Load the files and compute everything the templates show."""
+    _distinct(paths)
     loaded = [load_results(p) for p in paths]
     labels = _labels(paths + ([baseline_path] if baseline_path else []))
     files = list(zip(labels, loaded, strict=False))

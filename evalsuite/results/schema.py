@@ -12,7 +12,8 @@ One JSON object::
      "metrics": [{"battery", "adapter", "name", "value", "ci_low", "ci_high", "n", "method",
                   "source", "scale", "higher_is_better"}],
      "baseline": {...},  # only in files written by ``evalsuite baseline record``
-     "judgements": {"version": 1, "runs": [...]}}  # only after ``evalsuite judge`` (evalsuite.results.judgements)
+     "judgements": {"version": 1, "runs": [...]},  # only after ``evalsuite judge`` (evalsuite.results.judgements)
+     "partial": {"batteries": {name: {"planned", "ran"}}, "selection"}}  # only when a selection of the cases ran
 
 ``source``/``scale``/``higher_is_better`` on a metric row are optional: they say how the metric is
 computed from the samples (``scale * mean`` of ``passed``, ``not passed`` or ``score``) so a gate can
@@ -165,6 +166,9 @@ class Results:
     schema_version: int = SCHEMA_VERSION
     baseline: dict[str, Any] | None = None
     judgements: list[Judgement] = field(default_factory=list)
+    # Set when the run generated only a selection of its planned cases (pytest -k/--lf/node ids): per battery,
+    # {"planned": n, "ran": n}, and what selected them. Gates refuse its incomplete batteries (evalsuite.gates.cli).
+    partial: dict[str, Any] | None = None
     path: Path | None = field(default=None, compare=False, repr=False)
 
     def adapter(self, name: str) -> AdapterInfo:
@@ -214,6 +218,8 @@ class Results:
             out["baseline"] = self.baseline
         if self.judgements:
             out["judgements"] = judgements_dict(self.judgements)
+        if self.partial is not None:
+            out["partial"] = self.partial
         return out
 
     def judgements_for(self, battery: str) -> list[Judgement]:

@@ -13,6 +13,7 @@ import os
 from typing import Any, NoReturn
 
 from evalsuite.errors import EvalsuiteError, located
+from evalsuite.results.consistency import check_consistency
 from evalsuite.results.judgements import JUDGEMENTS_VERSION, REASONS, SIDES, Judgement, PairVerdict
 from evalsuite.results.schema import (
     ADAPTER_KINDS,
@@ -100,6 +101,12 @@ class Validator:
             self.fail(f"{where}.{key}" if where else key, f"expected a finite number, got {_show(value)}")
         return float(value)
 
+    def nonnegative(self, d: dict[str, Any], key: str, where: str) -> float:
+        value = self.num(d, key, where)
+        if value < 0:
+            self.fail(f"{where}.{key}", f"expected a number >= 0, got {_show(d[key])}")
+        return float(value)
+
     def bool_(self, d: dict[str, Any], key: str, where: str, *, default: Any = _MISSING) -> bool:
         value = self._get(d, key, where, default)
         if not isinstance(value, bool):
@@ -139,7 +146,7 @@ class Validator:
         self._unique([(s.battery, s.case, s.adapter) for s in samples], "samples", "(battery, case, adapter)")
         metrics = [self.metric(m, f"metrics[{i}]", names) for i, m in enumerate(self.list_(top, "metrics"))]
         self._unique([(m.battery, m.adapter, m.name) for m in metrics], "metrics", "(battery, adapter, name)")
-        return Results(
+        results = Results(
             schema_version=SCHEMA_VERSION,
             created=self.str_(top, "created", ""),
             evalsuite_version=self.str_(top, "evalsuite_version", ""),
@@ -147,7 +154,24 @@ class Validator:
             adapters=adapters, samples=samples, metrics=metrics,
             baseline=self.dict_(top, "baseline", "", nullable=True),
             judgements=self.judgements(top.get("judgements"), names),
+            partial=self.partial(top.get("partial")),
         )
+        check_consistency(results, self.fail)  # the metrics are what the samples give
+        return results
+
+    def partial(self, value: Any) -> dict[str, Any] | None:
+        """``partial`` (a run that generated a selection of its planned cases): per battery, planned and ran."""
+        if value is None:
+            return None
+        d = self.obj(value, "partial")
+        batteries = self.dict_(d, "batteries", "partial")
+        for name, counts in batteries.items():
+            where = f"partial.batteries.{name}"
+            self.obj(counts, where)
+            self.int_(counts, "planned", where, minimum=1)
+            self.int_(counts, "ran", where)
+        self.str_(d, "selection", "partial", default="")
+        return d
 
     def _unique(self, keys: list[Any], where: str, what: str) -> list[Any]:
         first: dict[Any, int] = {}
@@ -218,7 +242,7 @@ class Validator:
             expected=d.get("expected"),
             finish_reason=reason,
             tokens=self.int_(d, "tokens", where),
-            latency_s=self.num(d, "latency_s", where),
+            latency_s=self.nonnegative(d, "latency_s", where),
             scorer=ScorerRef(name=self.name(scorer, "name", f"{where}.scorer"),
                              args=self.dict_(scorer, "args", f"{where}.scorer")),
             **self._verdict(d, where, reason == NOT_RUN),
