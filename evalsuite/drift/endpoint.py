@@ -22,7 +22,7 @@ from evalsuite.chat.template import TemplateRaised, render
 from evalsuite.drift.findings import Finding, first_difference
 from evalsuite.drift.static import Messages, SourceSide
 from evalsuite.errors import EvalsuiteError
-from evalsuite.probe.endpoint_client import EndpointClient
+from evalsuite.probe.endpoint_client import EndpointClient, server_root
 from evalsuite.probe.generation import PromptCodec
 from evalsuite.results.schema import Results, Sample
 
@@ -45,8 +45,10 @@ def template_check(client: EndpointClient, src: SourceSide, conversations: Seque
             served = client.post("/apply-template", {"messages": [dict(m) for m in messages]}, root=True)
         except EvalsuiteError as e:
             if i == 0:
-                return TemplateCheck([], f"template check not possible: the server does not show its rendering "
-                                         f"(llama.cpp's POST /apply-template: {e})")
+                why = "HTTP 404" if getattr(e, "status", None) == 404 else str(e)
+                return TemplateCheck([], "template check not possible: the server does not show its rendering "
+                                         f"(llama-server's POST {server_root(client.url)}/apply-template: "
+                                         f"{why})")
             raise
         prompt = served.get("prompt") if isinstance(served, dict) else None
         if not isinstance(prompt, str):

@@ -154,15 +154,20 @@ def endpoint_column(url: str, name: str, settings: EndpointSettings, reference: 
                           engine="endpoint", engine_info=facts)
 
 
-def endpoint_columns(urls: Sequence[str], taken: set[str], settings: EndpointSettings,
-                     reference: PromptCodec | None, base: str | None,
-                     reference_from: str = "the run dir's tokenizer") -> list[EndpointTarget]:
-    """One column per URL, named ``endpoint-MODEL`` (``@host:port`` added when two would clash)."""
+def endpoint_columns(urls: Sequence[str], columns: Sequence[Target],
+                     settings: EndpointSettings) -> list[EndpointTarget]:
+    """One column per URL, named ``endpoint-MODEL`` (``@host:port`` added when two would clash). Beside the other
+    ``columns``: the base model they record (the run dirs', else the GGUF's), and for the leak markers the training
+    column's tokenizer, else the first column's."""
     if len(set(u.rstrip("/") for u in urls)) != len(urls):
         raise EvalsuiteError("the same endpoint URL is given twice")
+    source = next((t for t in columns if t.kind == "adapter"), columns[0] if columns else None)
+    base = columns[0].info.base_model if columns else None
+    taken = {t.name for t in columns}
     out: list[EndpointTarget] = []
     for url in urls:
-        column = endpoint_column(url, "endpoint", settings, reference, base, reference_from)
+        column = endpoint_column(url, "endpoint", settings, source.codec if source else None, base,
+                                 f"the tokenizer of column {source.name}" if source else "")
         model = str(column.engine_info["served_model"]).rstrip("/").rsplit("/", 1)[-1] if column.engine_info else ""
         name = f"endpoint-{model}"
         if name in taken or any(t.name == name for t in out) or len(urls) > 1:

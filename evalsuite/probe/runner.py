@@ -100,8 +100,7 @@ def plan_probes(run_dirs: Iterable[str | Path], options: ProbeOptions) -> ProbeP
 
 
 def _columns(args: list[str | Path], options: ProbeOptions) -> list[Target]:
-    """The run dirs' columns (and the base), then one column per ``.gguf`` file, run by the gguf engine, then one per
-    ``http(s)://`` endpoint, run by the endpoint engine."""
+    """Run dirs' columns (and the base), one per ``.gguf`` (gguf engine), one per ``http(s)://`` URL (endpoint)."""
     from evalsuite.probe.endpoint_client import is_url
     from evalsuite.probe.endpoint_target import endpoint_columns
     from evalsuite.probe.gguf_target import gguf_columns, split_columns
@@ -109,19 +108,13 @@ def _columns(args: list[str | Path], options: ProbeOptions) -> list[Target]:
     urls = [str(a) for a in args if is_url(str(a))]
     run_dirs, ggufs = split_columns([Path(a) for a in args if not is_url(str(a))])
     if (ggufs or urls) and options.include_base and not run_dirs:
-        raise EvalsuiteError("--base: a GGUF or endpoint column has no base model to compare with; give its run dir "
-                             "too")
+        raise EvalsuiteError("--base: a GGUF or endpoint column has no base model to compare with; give its run dir")
     targets = build_targets(run_dirs, options.include_base, options.base_model, options.allow_pickle) \
         if run_dirs or not (ggufs or urls) else []
     training = next((t.codec.template for t in targets if t.kind == "adapter"), None)
     base = targets[0].info.base_model if targets else None
     targets += gguf_columns(ggufs, {t.name for t in targets}, options.gguf_template, training, base)
-    # What scoring reads of a tokenizer (leak markers): the training column's, else the first column's (a GGUF's)
-    source = next((t for t in targets if t.kind == "adapter"), targets[0] if targets else None)
-    base = base or (targets[0].info.base_model if targets else None)  # beside a GGUF alone: the GGUF's
-    return targets + endpoint_columns(urls, {t.name for t in targets}, options.endpoint,
-                                      source.codec if source else None, base,
-                                      f"the tokenizer of column {source.name}" if source else "")
+    return targets + endpoint_columns(urls, targets, options.endpoint)
 
 
 def _load_batteries(options: ProbeOptions) -> tuple[list[Battery], dict[str, str]]:
@@ -215,8 +208,10 @@ def generate_cached(plan: ProbePlan, wants: list[Want], device: str, engine: Eng
         try:
             fresh = _generate(plan, [wants[i] for i, _ in misses], device, engine, stops, cost or SessionCost(),
                               progress)
-        except GenerationInterrupted as e:
-            raise _kept_before(e, cache, keys, [(wants[i].target.name, k) for i, k in misses]) from None
+        except GenerationInterrupted as e:  # keep what was generated before the fault
+            saved = _save(cache, keys, [(wants[misses[j][0]].target.name, misses[j][1]) for j in e.done],
+                          list(e.done.values()))
+            raise EvalsuiteError(e.kept(len(misses), saved)) from None
         found.update((i, g) for (i, _), g in zip(misses, fresh, strict=True))
         cached = _save(cache, keys, [(wants[i].target.name, k) for i, k in misses], fresh)
     else:
@@ -243,25 +238,12 @@ def _generate(plan: ProbePlan, misses: list[Want], device: str, factory: EngineF
                 gens = guard.generate_guarded(engine, jobs, settings, parallel.generate,
                                               retry=parallel.world()[1] == 1)
             except GenerationInterrupted as e:  # what this and the earlier bases finished, by index in ``misses``
-                out.update((mine[j], g) for j, g in e.done.items())
-                raise GenerationInterrupted(str(e), out) from None
+                raise GenerationInterrupted(str(e), {**out, **{mine[j]: g for j, g in e.done.items()}}) from None
             progress.settle([(a, g) for (a, _), g in zip(jobs, gens, strict=True)])
             out.update(zip(mine, gens, strict=True))
             cost.load_s += t1 - t0
             cost.generate_s += time.perf_counter() - t1
     return [out[i] for i in range(len(misses))]
-
-
-def _kept_before(e: GenerationInterrupted, cache: GenerationCache, keys: dict[str, str],
-                 misses: list[tuple[str, str]]) -> EvalsuiteError:
-    """The engine's error, saying that what it generated before the fault is in the cache (saved here)."""
-    done = sorted(e.done)
-    saved = bool(done) and _save(cache, keys, [misses[i] for i in done], [e.done[i] for i in done])
-    if not done:
-        return EvalsuiteError(f"{e}; nothing was generated")
-    how = (f"kept in the generation cache: the same command sends only the {len(misses) - len(done)} missing"
-           if saved else "not cached (--no-cache, or the cache could not be written)")
-    return EvalsuiteError(f"{e}; {len(done)} of {len(misses)} generation(s) finished before it, {how}")
 
 
 def registry_factory(plan: ProbePlan) -> EngineFactory:

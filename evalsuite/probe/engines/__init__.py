@@ -42,6 +42,14 @@ class GenerationInterrupted(EvalsuiteError):
         super().__init__(message)
         self.done = dict(done)
 
+    def kept(self, total: int, saved: bool) -> str:
+        """The message, with how many of ``total`` generations finished before the fault and where they are."""
+        if not self.done:
+            return f"{self}; nothing was generated"
+        how = (f"kept in the generation cache: the same command sends only the {total - len(self.done)} missing"
+               if saved else "not cached (--no-cache, or the cache could not be written)")
+        return f"{self}; {len(self.done)} of {total} generation(s) finished before it, {how}"
+
 
 @dataclass(frozen=True)
 class EngineSpec:
