@@ -351,7 +351,7 @@ def test_finish_reasons_per_battery_beside_its_cap(reading: Report) -> None:
     assert short.texts[1] == "16"  # rows after the first of a battery have no battery cell (rowspan)
     assert "max_new_tokens 32 / 16 · ran into the cap:" in reading.html
     assert "caps 32–160 (per battery)" in reading.html and "max 160 tokens" not in reading.html
-    assert "| squad | base | 32 | 1 (3%) | 0 (0%) | **29 (97%)** | 0 (0%) | 3.0 |" in reading.md
+    assert "| squad | base | 32 | 1 (3%) | 0 (0%) | **29 (97%)** | 0 (0%) | 0 (0%) | 3.0 |" in reading.md
     assert "_max\\_new\\_tokens 32 / 16; ran into the cap: base 97%" in reading.md
 
 
