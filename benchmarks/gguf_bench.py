@@ -60,13 +60,13 @@ def run(adapter: Path, gguf: Path) -> dict[str, Any]:
     hf_engine = engine_class("hf")(hf_spec)
     jobs_hf = [(hf_t.adapter_name, Request(c.messages, battery.max_new_tokens)) for c in battery.cases]
     for batch in (64, 1):
-        seconds, out = timed(hf_engine, jobs_hf, GenerationSettings(batch_size=batch, max_batch_seconds=None))
+        seconds, out = timed(hf_engine, jobs_hf, GenerationSettings(batch_size=batch, stall_seconds=None))
         rows[f"HF engine, batch {batch}"] = (seconds, out)
     jobs_gg = [(gg_t.adapter_name, Request(c.messages, battery.max_new_tokens)) for c in battery.cases]
     for threads in ("1", str(len(os.sched_getaffinity(0)))):
         os.environ["EVALSUITE_GGUF_THREADS"] = threads
         engine = engine_class("gguf")(EngineSpec(gg_t.base_model, {gg_t.adapter_name: gg_t.codec}))
-        seconds, out = timed(engine, jobs_gg, GenerationSettings(max_batch_seconds=None))
+        seconds, out = timed(engine, jobs_gg, GenerationSettings(stall_seconds=None))
         rows[f"llama.cpp engine, {threads} thread(s)"] = (seconds, out)
     reference = rows["HF engine, batch 64"][1]
     report = {}

@@ -109,7 +109,7 @@ def bench_naive_vs_batched(adapter: Path, prompts: list[str], max_new: int, batc
     naive_s = time.perf_counter() - t0
     engine = HFEngine(EngineSpec(target.base_model, {"a": target.codec}, {"a": adapter}))
     requests = [Request(({"role": "user", "content": p},), max_new) for p in prompts]
-    settings = GenerationSettings(batch_size=batch, max_batch_seconds=None)
+    settings = GenerationSettings(batch_size=batch, stall_seconds=None)
     engine.generate(requests[:2], "a", settings)  # first-call warm-up, as above
     t0 = time.perf_counter()
     gens = engine.generate(requests, "a", settings)
@@ -187,7 +187,7 @@ def bench_limit(target: Any, adapter: Path, requests: list[Any], fp32: list[Any]
     if has_avx512_bf16():
         engine = HFEngine(EngineSpec(target.base_model, {"a": target.codec}, {"a": adapter},
                                      options={"dtype": "bfloat16"}))
-        settings = GenerationSettings(batch_size=batch, max_batch_seconds=None)
+        settings = GenerationSettings(batch_size=batch, stall_seconds=None)
         engine.generate(requests[:2], "a", settings)
         runs = [timed_run(engine, requests, settings) for _ in range(3)]
         seconds, gens, calls = min(runs, key=lambda r: r[0])

@@ -13,13 +13,21 @@ from cli_helpers import call_main, tree_digest
 
 from evalsuite.cli import build_parser
 from evalsuite.errors import EvalsuiteError
-from evalsuite.probe.options import OPTIONS, PLUGIN_DEST_PREFIX, ProbeOptions, options_from, validate
+from evalsuite.probe.options import (
+    OPTIONS,
+    PLUGIN_DEST_PREFIX,
+    ProbeOptions,
+    batch_size_arg,
+    options_from,
+    validate,
+)
 
 pytest_plugins = ["pytester"]
 
 CLI_ONLY = {"--out", "--help"}  # the columns are positional DIRs; results default to results.json
 PLUGIN_ONLY = {"--adapter", "--probe-out", "--gate", "--gate-baseline", "--gate-alpha", "--gate-config"}
-SAMPLE = {int: "3", float: "2.5", str: "x"}  # a value of each type, to see it land in the right field
+# a value of each type, to see it land in the right field
+SAMPLE = {int: "3", float: "2.5", str: "x", batch_size_arg: "3"}
 
 
 def flags_in(help_text: str) -> set[str]:

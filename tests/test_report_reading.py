@@ -240,12 +240,12 @@ def test_delta_plot_marks_zero_and_the_verdicts() -> None:
 
 def test_fail_reasons_are_shown_under_the_badges(reading: Report) -> None:
     why = reading.doc.texts["why"]
-    assert "did not stop within the token budget; loop: ' quantum computin' repeated 9 times" in why
+    assert "did not stop within the token/time budget; loop: ' quantum computin' repeated 9 times" in why
     assert "missing expected answer(s): Paris" in why
     assert any(w.startswith("no exact match (F1 ") for w in why)
     assert '<span class="badge fail">fail</span>' in reading.html
     ten = _md_table(reading.md, "| prompt |")[1]
-    assert any("❌ _did not stop within the token budget; loop: ' quantum computin' repeated 9 times_" in r
+    assert any("❌ _did not stop within the token/time budget; loop: ' quantum computin' repeated 9 times_" in r
                for r in ten)
     assert any("❌ _missing expected answer(s): Paris_" in r for r in ten)
 
@@ -344,14 +344,14 @@ def test_multi_turn_cases_show_the_whole_conversation(reading: Report) -> None:
 def test_finish_reasons_per_battery_beside_its_cap(reading: Report) -> None:
     rows = reading.doc.table("budgets").rows
     assert rows[0].texts == ["battery", "column", "cap", "eos", "stop-string", "max-tokens", "new-turn",
-                             "mean tokens"]
+                             "not-run", "mean tokens"]
     squad_base = next(r for r in rows if r.texts[:3] == ["squad", "base", "32"])
     assert squad_base.texts[5] == "29 (97%)" and "warn" in squad_base.cells[5].classes
     short = next(r for r in rows[1:] if r.texts[0] == "demo-16" and r.cells[0].tag == "td")
     assert short.texts[1] == "16"  # rows after the first of a battery have no battery cell (rowspan)
     assert "max_new_tokens 32 / 16 · ran into the cap:" in reading.html
     assert "caps 32–160 (per battery)" in reading.html and "max 160 tokens" not in reading.html
-    assert "| squad | base | 32 | 1 (3%) | 0 (0%) | **29 (97%)** | 0 (0%) | 3.0 |" in reading.md
+    assert "| squad | base | 32 | 1 (3%) | 0 (0%) | **29 (97%)** | 0 (0%) | 0 (0%) | 3.0 |" in reading.md
     assert "_max\\_new\\_tokens 32 / 16; ran into the cap: base 97%" in reading.md
 
 

@@ -59,7 +59,7 @@ def test_version_1_files_load_and_version_2_columns_carry_provenance(tmp_path: P
     res.adapters[-1].provenance = {"base": {"name": "/m", "from": "itself (merged model)"}}
     write_results(res, tmp_path / "new.json")
     data = json.loads((tmp_path / "new.json").read_text())
-    assert data["schema_version"] == 2 and data["adapters"][-1]["external"] is True
+    assert data["schema_version"] == 3 and data["adapters"][-1]["external"] is True
     again = load_results(tmp_path / "new.json")
     assert again.adapters[-1].provenance == {"base": {"name": "/m", "from": "itself (merged model)"}}
     assert again.adapters[-1].kind == "merged" and res.adapters[-1].name in again.gated_adapters()
@@ -76,12 +76,12 @@ def test_finish_reason_error_names_file_and_field() -> None:
     data = _good_dict()
     data["samples"][12]["finish_reason"] = "foo"
     _expect_error(data, 'samples[12].finish_reason: expected one of eos, stop-string, max-tokens, '
-                        'new-turn, got "foo"')
+                        'new-turn, not-run, got "foo"')
 
 
 @pytest.mark.parametrize(("mutate", "fragment"), [
     (lambda d: d.pop("engine"), "results.json: engine: missing"),
-    (lambda d: d.update(schema_version=3), "schema_version: expected 1 or 2, got 3 (written by a newer"),
+    (lambda d: d.update(schema_version=4), "schema_version: expected 1 or 2 or 3, got 4 (written by a newer"),
     (lambda d: d["adapters"][0].update(external="no"), 'adapters[0].external: expected true or false, got "no"'),
     (lambda d: d["adapters"][0].update(provenance=[]), "adapters[0].provenance: expected an object, got []"),
     (lambda d: d["samples"][0].update(passed="yes"), 'samples[0].passed: expected true or false, got "yes"'),

@@ -143,6 +143,19 @@ def not_run(reason: str, latency: float = 0.0) -> Generation:
     return Generation("", NOT_RUN, 0, latency, "", not_run=reason)
 
 
+def stuck(settings: GenerationSettings) -> bool:
+    """The pass's engine is stuck: a batch not started yet is not started (its prefill would only be waited for),
+    its rows come back as stopped (:func:`stopped`)."""
+    return settings.guard is not None and settings.guard.stuck
+
+
+def stopped(n: int) -> list[Generation]:
+    """``n`` generations the stall guard stopped before they began."""
+    from evalsuite.probe.generation import Generation
+
+    return [Generation("", "max-tokens", 0, 0.0, "", time_capped=True) for _ in range(n)]
+
+
 def generate_guarded(engine: Engine, jobs: Sequence[Job], settings: GenerationSettings,
                      generate: Callable[[Engine, Sequence[Job], GenerationSettings], list[Generation]],
                      retry: bool = True) -> list[Generation]:

@@ -90,6 +90,11 @@ class Option:
         return {**kw, "default": self.default}
 
 
+def batch_size_arg(text: str) -> int | None:
+    """``--batch-size``: ``auto`` (None: planned from memory) or a number (checked by :func:`validate`)."""
+    return None if text == "auto" else int(text)
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("include_base", "--base", "--probe-base", "also probe the plain base model as a control column"),
     Option("batteries", "--battery", "--battery", "battery name or .yaml path (repeatable; default: every built-in "
@@ -101,7 +106,7 @@ OPTIONS: tuple[Option, ...] = (
            "allow model code from the hub (off by default)"),
     Option("batch_size", "--batch-size", "--probe-batch-size", "prompts per generation batch: auto (the default: "
            "planned per battery from --max-memory and the battery's prompt and answer lengths, at most 64) or N",
-           lambda v: None if v == "auto" else int(v), None, metavar="auto|N"),
+           batch_size_arg, None, metavar="auto|N"),
     Option("max_memory", "--max-memory", "--probe-max-memory", "memory the auto batch plan may fill, weights "
            "included: 2G, 800M, or a share of what is free, 40%% (default: half of the free RAM, on CPU at most the "
            "weights again per batch decoded at once; 90%% of the free GPU memory on CUDA)", str, metavar="SIZE"),

@@ -9,6 +9,13 @@ Engines are looked up by name in :data:`ENGINES`: the built-ins below, plus any 
 the ``evalsuite.engines`` group (``name = "package.module:EngineClass"``). A new engine is a class with this
 constructor and these methods, and one line in :data:`BUILTIN`. Nothing heavy (torch, vLLM) is imported until an
 engine is built.
+
+What a run may cost is the runner's, not each engine's (:mod:`evalsuite.probe.guard`): an engine that decodes step
+by step takes ``watch = settings.watch()`` per batch (or prompt), calls ``watch.token()`` on progress, stops when
+``watch.stalled()`` is true and returns what it stopped with ``time_capped=True``; the runner retries those rows or
+records them ``not-run``. An engine with batches of its own runs them through
+:class:`~evalsuite.probe.guard.OomSplitter` (an out-of-memory batch split in halves) and honours
+``settings.batch_size`` (the runner halves it for a retry; ``settings.auto_batch``: a cap for a memory plan).
 """
 
 from __future__ import annotations

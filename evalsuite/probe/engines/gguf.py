@@ -18,6 +18,7 @@ from typing import ClassVar
 from evalsuite.gguf.llama import LlamaCpp
 from evalsuite.probe.engines import EngineSpec, Job, shard_by_prompt
 from evalsuite.probe.generation import Generation, GenerationSettings, Request
+from evalsuite.probe.guard import stopped, stuck
 
 
 class GGUFEngine:
@@ -36,6 +37,8 @@ class GGUFEngine:
         return shard_by_prompt(self, jobs, settings, rank, world)
 
     def _one(self, adapter: str | None, request: Request, settings: GenerationSettings) -> Generation:
+        if stuck(settings):  # the engine is stuck: a prompt not started yet is not started
+            return stopped(1)[0]
         codec = self.spec.codec(adapter)
         t0 = time.perf_counter()
         out = self.llama.greedy(codec.prompt_ids(request.messages, request.tools), request.max_new_tokens,

@@ -31,7 +31,7 @@ from evalsuite.probe.engines.decode import greedy_decode, watch_layers
 from evalsuite.probe.engines.merged import mergeable_layers, merged_weights
 from evalsuite.probe.engines.workers import batch_sizes, cpu_workers, run_batches
 from evalsuite.probe.generation import Generation, GenerationSettings, PromptCodec, Request
-from evalsuite.probe.guard import OomSplitter, not_run, oom_reason
+from evalsuite.probe.guard import OomSplitter, not_run, oom_reason, stopped, stuck
 
 
 class HFEngine:
@@ -139,6 +139,8 @@ class HFEngine:
 
     def _batch(self, prompts: list[list[int]], adapters: list[str | None], codecs: list[PromptCodec], max_new: int,
                settings: GenerationSettings, cancel: threading.Event | None = None) -> list[Generation]:
+        if stuck(settings):  # the engine is stuck: a batch not started yet is not started
+            return stopped(len(prompts))
         torch = self.torch
         width = max(len(p) for p in prompts)
         pad = codecs[0].tk.token_id(codecs[0].tk.pad_token)
