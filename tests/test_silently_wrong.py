@@ -244,3 +244,24 @@ def test_battery_expected_of_the_wrong_type_is_refused_at_load(scorer: str, expe
     with pytest.raises(EvalsuiteError) as e:
         load_battery(battery)
     assert str(e.value).startswith(f"{battery}:6: cases[1].expected: {words}"), str(e.value)
+
+
+def test_a_run_of_some_planned_cases_is_marked_partial() -> None:
+    """What the runner records (the plugin test in test_plugin.py runs it through pytest -k): per battery, the cases
+    planned (cases x columns) and the samples present, only for batteries that fell short."""
+    from types import SimpleNamespace
+
+    from evalsuite.probe.runner import _partial
+
+    results = load_results(GOOD)
+    columns = len(results.adapters)
+    plan = SimpleNamespace(batteries=[SimpleNamespace(name="uppercase-echo", cases=[None] * 25),
+                                      SimpleNamespace(name="runaway-turns", cases=[None] * 20)],
+                           targets=[None] * columns)
+    have = {b: sum(s.battery == b for s in results.samples) for b in ("uppercase-echo", "runaway-turns")}
+    assert have == {"uppercase-echo": 20 * columns, "runaway-turns": 20 * columns}  # 20 cases per column in the file
+    partial = _partial(plan, results.samples, "pytest --lf")  # type: ignore[arg-type]
+    assert partial == {"batteries": {"uppercase-echo": {"planned": 25 * columns, "ran": 20 * columns}},
+                       "selection": "pytest --lf"}
+    plan.batteries.pop(0)
+    assert _partial(plan, results.samples, "") is None  # type: ignore[arg-type]
