@@ -230,7 +230,8 @@ def run_demo(args: argparse.Namespace) -> int:
     out, report = demo_paths(args)
     if args.results is not None:
         check_output_path(args.results, "--results file", protected_dirs=[out], kind="results")
-    check_output_path(report, "--report file", protected_dirs=[out], kind="html", inputs=[args.results] if args.results else [])
+    check_output_path(report, "--report file", protected_dirs=[out], kind="html",
+                      inputs=[args.results] if args.results else [])
     plan = MODELS[args.model]
     r = run_pipeline(out, args.max_steps, args.reuse, args.model)
     t = time.time()

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from evalsuite.fixtures import smollm2 as sm
 
 from evalsuite import demo
 from evalsuite.config.load import load_config
-from evalsuite.fixtures import smollm2 as sm
 from evalsuite.probe.batteries import builtin_dir, load_battery
 
 

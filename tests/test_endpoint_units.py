@@ -5,10 +5,10 @@ and the finding that names the trained end of turn."""
 from __future__ import annotations
 
 import pytest
+from evalsuite.fixtures.tiny_model import tiny_tokenizer_dir
 
 from evalsuite.chat.tokenizer import load_tokenizer
 from evalsuite.drift.endpoint import continuation, header_in, stop_finding
-from evalsuite.fixtures.tiny_model import tiny_tokenizer_dir
 from evalsuite.probe.endpoint_client import EndpointClient, is_url, server_root
 from evalsuite.probe.generation import PromptCodec
 from evalsuite.results.schema import AdapterInfo, EngineInfo, Results, Sample, ScorerRef

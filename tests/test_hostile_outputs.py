@@ -252,9 +252,8 @@ def test_write_failure_knows_safetensors_and_torch_writers() -> None:
 def test_a_checkpoint_save_that_fills_the_disk_in_safetensors_is_one_error(tmp_path: Path) -> None:
     """safetensors reports a full disk as its own SafetensorError (not an OSError): training still ends with one
     error saying what is left and how to go on (the torch.save case trains for real in test_faults_train)."""
-    from safetensors import SafetensorError
-
     from evalsuite.trainers.common import write_failures_explained
+    from safetensors import SafetensorError
 
     out = tmp_path / "run"
     (out / "checkpoint-2").mkdir(parents=True)

@@ -18,9 +18,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from evalsuite.fixtures import smollm2 as sm
 
 from evalsuite.errors import EvalsuiteError
-from evalsuite.fixtures import smollm2 as sm
 
 ROOT = Path(__file__).resolve().parents[1]
 GGUF_BYTES = b"GGUF" + bytes(range(256)) * 64
