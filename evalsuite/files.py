@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+from evalsuite.config.limits import InputLimit, loads_json
 from evalsuite.errors import EvalsuiteError
-from evalsuite.limits import InputLimit, loads_json
 
 
 def sha256_bytes(data: bytes) -> str:

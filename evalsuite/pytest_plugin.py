@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from evalsuite.probe.plugin_nodes import MARKER, BatteryNode, ProbeFailure, UnavailableBattery, selection
+
 if TYPE_CHECKING:
     from evalsuite.gates.declared import ResolvedGates
     from evalsuite.probe.options import ProbeOptions
@@ -35,7 +37,6 @@ if TYPE_CHECKING:
     from evalsuite.probe.session import ProbeModel, ProbeSession
     from evalsuite.results.schema import Results, Sample
 
-MARKER = "probes"
 
 
 @dataclass
@@ -125,21 +126,6 @@ def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
-class ProbeFailure(AssertionError):
-    """A probe case that did not pass; carries the sample for the failure report."""
-
-    def __init__(self, sample: Any) -> None:
-        super().__init__(f"{sample.battery}[{sample.adapter}-{sample.case}] failed")
-        self.sample = sample
-
-
-class BatteryNode(pytest.Collector):
-    """One battery; its children are created by the plugin at collection, not by reading files."""
-
-    def collect(self) -> list[pytest.Item]:  # pragma: no cover - items are attached directly
-        return []
-
-
 class ProbeItem(pytest.Item):
     def __init__(self, *, battery: Any, target: Any, case: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -166,21 +152,6 @@ class ProbeItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.battery.path, None, f"{self.battery.name}[{self.target.name}-{self.case.id}]"
-
-
-class UnavailableBattery(pytest.Item):
-    """Stands in for a battery whose data is missing (the SQuAD dev set): one skip with the reason."""
-
-    def __init__(self, *, reason: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.reason = reason
-        self.add_marker(MARKER)
-
-    def runtest(self) -> None:
-        pytest.skip(self.reason)
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, self.name
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -352,7 +323,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from evalsuite.errors import EvalsuiteError
 
-    state.results = results = state.probe.results(state.user_samples, _selection(session.config))
+    state.results = results = state.probe.results(state.user_samples, selection(session.config))
     try:
         if state.out is not None:
             from evalsuite.probe.runner import write_run
@@ -366,7 +337,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if not state.gates_passed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    from evalsuite.probe.runner import not_run_lines
+    from evalsuite.probe.outcome import not_run_lines
 
     state.not_run = not_run_lines(results.samples)
     if state.not_run and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
@@ -380,16 +351,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if xml is not None and state.not_run:
         xml.add_global_property("evalsuite_not_run", str(len(results.not_run())))
         xml.add_global_property("evalsuite_not_run_reasons", "\n".join(state.not_run))
-
-
-def _selection(config: pytest.Config) -> str:
-    """What chose this session's items, for a results file that holds only some of the planned cases."""
-    parts = [f"-k {config.option.keyword!r}" if config.option.keyword else "",
-             f"-m {config.option.markexpr!r}" if config.option.markexpr else "",
-             "--lf" if config.getoption("lf", False) else "", "--ff" if config.getoption("failedfirst", False) else "",
-             "--sw" if config.getoption("stepwise", False) else "",
-             "--deselect" if config.getoption("deselect", None) else ""]
-    return "pytest " + " ".join(p for p in parts if p) if any(parts) else "pytest's selection"
 
 
 def _apply_gates(state: _State, results: Results) -> None:

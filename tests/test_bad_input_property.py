@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from evalsuite.chat import budget
 from evalsuite.cli import main
 from evalsuite.config.fields import FIELDS
+from evalsuite.config.limits import RANGES
 from evalsuite.config.load import load_config
 from evalsuite.config.rows import load_samples
 from evalsuite.errors import EvalsuiteError
-from evalsuite.limits import RANGES
 
 TINY = ROOT / "fixtures" / "tiny-base"
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

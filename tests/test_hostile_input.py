@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import ROOT, call_main, run_cli, tree_digest
 
-from evalsuite.errors import EvalsuiteError
-from evalsuite.limits import (
+from evalsuite.config.limits import (
     INT_DIGITS,
     MAX_CASES,
     MAX_DEPTH,
@@ -28,6 +27,7 @@ from evalsuite.limits import (
     check_range,
     loads_json,
 )
+from evalsuite.errors import EvalsuiteError
 
 TINY = ROOT / "fixtures" / "tiny-base"
 DEEP = "[" * 5000 + "]" * 5000  # past Python's recursion limit (1,000)

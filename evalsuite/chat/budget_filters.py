@@ -13,8 +13,10 @@ Every filter of the sandbox is wrapped once, when the environment is made:
 
 from __future__ import annotations
 
+import json
 import types
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import jinja2
@@ -154,3 +156,15 @@ def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> Any:
         if isinstance(value, int):
             check_size(value * 1000, "lorem ipsum")
     return generate_lorem_ipsum(n=n, html=html, min=min, max=max)
+
+
+def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
+           sort_keys: bool = False) -> str:
+    # jinja's own tojson HTML-escapes (&, <, >), which would change what the model is trained on.
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def strftime_now(fmt: str) -> str:
+    if len(fmt) > 1000:  # each directive can write dozens of characters in one C call; real formats are short
+        raise OverBudget(f"strftime_now: a format of {len(fmt):,} characters, over the render budget of 1,000")
+    return datetime.now().strftime(fmt)

@@ -8,10 +8,8 @@ sees is exactly what the trainer and the inference server see. This module impor
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -78,18 +76,6 @@ class _GenerationTracker(jinja2.ext.Extension):
 def _raise_exception(message: str) -> None:
     text = message if isinstance(message, str) else f"({type(message).__name__})"
     raise _Refusal(text if len(text) <= 500 else text[:500] + "...")
-
-
-def _tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
-            sort_keys: bool = False) -> str:
-    # jinja's own tojson HTML-escapes (&, <, >), which would change what the model is trained on.
-    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-
-def _strftime_now(fmt: str) -> str:
-    if len(fmt) > 1000:  # each directive can write dozens of characters in one C call; real formats are short
-        raise budget.OverBudget(f"strftime_now: a format of {len(fmt):,} characters, over the render budget of 1,000")
-    return datetime.now().strftime(fmt)
 
 
 class _SafeNamespace(jinja2.utils.Namespace):
@@ -169,9 +155,9 @@ def _environment() -> _StrictSandbox:
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTracker, jinja2.ext.loopcontrols],
         finalize=budget.finalize,
     )
-    env.filters["tojson"] = _tojson
+    env.filters["tojson"] = budget_filters.tojson
     env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
+    env.globals["strftime_now"] = budget_filters.strftime_now
     env.globals["dict"] = _SafeDict()
     env.globals["namespace"] = _SafeNamespace
     env.globals["lipsum"] = budget_filters.lipsum

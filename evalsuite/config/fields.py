@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from evalsuite.config.limits import range_problem
 from evalsuite.errors import EvalsuiteError
-from evalsuite.limits import range_problem
 
 # The enum keys' choices, as types (``Config`` declares its attributes with them) and as the tuples checked here.
 Optimizer = Literal[
@@ -128,7 +128,7 @@ def _describe(raw: Any) -> str:
 
 def check_value(spec: Field, raw: Any, where: Callable[[str], str], key: str = "") -> Any:
     """Validate one raw YAML value against its field (and, for ``key``, its range in
-    :data:`evalsuite.limits.RANGES`); ``where(msg)`` formats the located error."""
+    :data:`evalsuite.config.limits.RANGES`); ``where(msg)`` formats the located error."""
     if raw is None:
         return spec.default
     kind = KINDS.get(spec.kind)

@@ -15,8 +15,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from evalsuite.config.limits import InputLimit, loads_json
 from evalsuite.errors import EvalsuiteError
-from evalsuite.limits import InputLimit, loads_json
 
 Message = dict[str, Any]
 Tools = tuple[dict[str, Any], ...]

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from evalsuite.config.limits import MAX_DEPTH, MAX_ROW_CHARS, InputLimit, check_value, loads_json, number_error
 from evalsuite.errors import EvalsuiteError
-from evalsuite.limits import MAX_DEPTH, MAX_ROW_CHARS, InputLimit, check_value, loads_json, number_error
 
 BLOCK = 1 << 20  # characters read at a time from a JSON array file
 _WS = " \t\n\r"

@@ -18,10 +18,10 @@ from typing import Any
 
 from evalsuite.config.datasets import DEFAULT_ROLE_MAP, CustomFormat, DatasetSpec
 from evalsuite.config.hub import cached_snapshot
+from evalsuite.config.limits import MAX_MESSAGES
 from evalsuite.config.messages import MISSING, Message, Tools, call_names, expect_str, message, sharegpt_calls, tools
 from evalsuite.config.records import iter_records
 from evalsuite.errors import EvalsuiteError
-from evalsuite.limits import MAX_MESSAGES
 
 
 @dataclass(frozen=True)

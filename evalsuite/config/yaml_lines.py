@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
+from evalsuite.config.limits import MAX_DEPTH, InputLimit, check_value, number_error
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import read_text
-from evalsuite.limits import MAX_DEPTH, InputLimit, check_value, number_error
 
 KeyPath = tuple[str | int, ...]
 MAX_VALUES = 1_000_000  # values after expanding aliases; a real config has hundreds

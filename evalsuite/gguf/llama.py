@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from evalsuite.errors import EvalsuiteError
 
 if TYPE_CHECKING:
-    from evalsuite.probe.guard import Watch
+    from evalsuite.probe.stall import Watch
 
 INSTALL = "pip install 'evalsuite[gguf]'"
 # Context allocated for generation, whatever the trained length (llama.cpp's n_ctx=0 would allocate a 128k-token

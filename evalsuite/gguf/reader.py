@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from evalsuite.config.limits import MAX_DEPTH
 from evalsuite.errors import EvalsuiteError
-from evalsuite.limits import MAX_DEPTH
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32

@@ -18,7 +18,7 @@ from typing import Any
 from evalsuite.chat.messages import REASONING_KEYS, text_of
 from evalsuite.chat.reasoning import split_reasoning
 from evalsuite.chat.template import TemplateRaised
-from evalsuite.limits import InputLimit, loads_json
+from evalsuite.config.limits import InputLimit, loads_json
 
 Span = tuple[int, int]
 RenderRow = Callable[[Sequence[Mapping[str, Any]], Any], str]  # (messages, tools) -> render

@@ -14,7 +14,7 @@ from typing import Any
 
 from evalsuite.chat.messages import reasoning_of, text_of, trained_turn
 from evalsuite.chat.reasoning import MARKERS
-from evalsuite.limits import InputLimit, loads_json
+from evalsuite.config.limits import InputLimit, loads_json
 from evalsuite.lint.locate import find_text
 from evalsuite.lint.terminators import ANSWER_ROLES
 

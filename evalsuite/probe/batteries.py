@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalsuite.config.limits import MAX_CASES, MAX_MESSAGES, range_problem
 from evalsuite.config.yaml_lines import KeyPath, load_yaml
 from evalsuite.errors import EvalsuiteError
-from evalsuite.limits import MAX_CASES, MAX_MESSAGES, range_problem
 from evalsuite.probe.scorers import ScoreFn, expected_problem, make_scorer
 from evalsuite.probe.sources import generate_cases
 from evalsuite.results.aggregate import MetricSpec

@@ -44,7 +44,8 @@ GENERATION_MODULES = ("evalsuite.chat.template", "evalsuite.chat.tokenizer", "ev
                       "evalsuite.probe.engines.attention", "evalsuite.probe.engines.workers",
                       "evalsuite.probe.engines.vllm",
                       "evalsuite.probe.engines.gguf", "evalsuite.probe.gguf_target", "evalsuite.gguf.llama",
-                      "evalsuite.gguf.tokenizer", "evalsuite.probe.engines.endpoint", "evalsuite.probe.endpoint_target",
+                      "evalsuite.gguf.tokenizer", "evalsuite.probe.stall", "evalsuite.probe.engines.endpoint",
+                      "evalsuite.probe.endpoint_target",
                       "evalsuite.probe.cache", "evalsuite.probe.guard")
 LARGE_FILE = 256 * 2**20  # weight files above this are fingerprinted by size + mtime instead of content
 

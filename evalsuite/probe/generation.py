@@ -22,7 +22,7 @@ from typing import Any
 from evalsuite.chat.template import ROLE_WORDS, render
 from evalsuite.chat.tokenizer import TokenizerInfo
 from evalsuite.errors import EvalsuiteError
-from evalsuite.probe.guard import StallGuard, Watch
+from evalsuite.probe.stall import StallGuard, Watch
 
 Messages = Sequence[dict[str, str]]
 Tools = Sequence[dict[str, Any]]  # tool declarations, passed to the template as ``tools=`` (empty: none)
@@ -96,10 +96,10 @@ class PromptCodec:
         return text
 
     def _check_fits(self, text: str, messages: Messages) -> None:
-        """Refuse, before anything is generated, a prompt past :func:`evalsuite.limits.prompt_limit` tokens: a 1M
+        """Refuse, before anything is generated, a prompt past :func:`evalsuite.config.limits.prompt_limit` tokens: a 1M
         character prompt otherwise runs attention over a quarter of a million positions. Tokenized only when it
         may be too long (a token is at least one byte, a character at most four)."""
-        from evalsuite.limits import prompt_limit
+        from evalsuite.config.limits import prompt_limit
 
         limit = prompt_limit(self.context)
         if len(text) * 4 <= limit:
@@ -149,7 +149,7 @@ class PromptCodec:
 
 
 def _context_text(context: int | None) -> str:
-    from evalsuite.limits import MIN_PROMPT_LIMIT
+    from evalsuite.config.limits import MIN_PROMPT_LIMIT
 
     if context is None:
         return "its config gives no context length"

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from evalsuite.config.limits import check_range
 from evalsuite.errors import EvalsuiteError
-from evalsuite.limits import check_range
 
 Surface = Literal["cli", "plugin"]
 PLUGIN_DEST_PREFIX = "evalsuite_"  # pytest dests live in one namespace with every other plugin's
@@ -191,7 +191,7 @@ def validate(options: ProbeOptions, surface: Surface = "cli") -> None:
         raise EvalsuiteError(f"{flag('squad_n')}: expected 0 (all) or a positive integer, got {options.squad_n}")
     for dest in ("batch_size", "max_new_tokens", "max_batch_seconds", "seed", "squad_n", "tensor_parallel_size",
                  "num_processes"):
-        check_range(dest, getattr(options, dest), flag(dest))  # upper bounds, nan and inf (evalsuite.limits)
+        check_range(dest, getattr(options, dest), flag(dest))  # upper bounds, nan and inf (evalsuite.config.limits)
     if options.device is not None:
         _check_device(options.device, flag("device"))
     if surface == "plugin" and options.num_processes > 1:
@@ -242,7 +242,7 @@ def check_out(out: Path | None, run_dirs: Iterable[Path], options: ProbeOptions,
 def _manifest_base(run_dir: Path) -> str | None:
     """The base model a run dir names (its manifest, else its adapter config), read without loading anything; a
     missing or broken file is the plan's to report, not this check's."""
-    from evalsuite.limits import loads_json
+    from evalsuite.config.limits import loads_json
 
     for name, key in (("evalsuite_manifest.json", "base_model"), ("adapter_config.json", "base_model_name_or_path")):
         try:

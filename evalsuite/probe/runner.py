@@ -14,8 +14,6 @@ Two steps so the pytest plugin can collect without loading a model:
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -34,13 +32,13 @@ from evalsuite.probe.cache import GenerationCache, base_fingerprint, column_key,
 from evalsuite.probe.engines import Engine, EngineFactory, EngineSpec, GenerationInterrupted, engine_class
 from evalsuite.probe.generation import Generation, GenerationSettings, Request
 from evalsuite.probe.options import ProbeOptions, validate
+from evalsuite.probe.outcome import summary_lines, write_run
 from evalsuite.probe.progress import ProbeProgress, SessionCost
 from evalsuite.probe.reasoning import final_answer, prompt_opens_reasoning, reasoning_details
 from evalsuite.probe.scorers import Output
 from evalsuite.probe.sources import BatteryUnavailable
 from evalsuite.probe.targets import Target, build_targets
 from evalsuite.results.aggregate import compute_metrics
-from evalsuite.results.io import write_results
 from evalsuite.results.schema import EngineInfo, Results, Sample, ScorerRef
 
 __all__ = ["Generated", "ProbeOptions", "ProbePlan", "ProbeRun", "Want", "build_results", "execute", "generate_cached",
@@ -372,67 +370,3 @@ def run_probes(run_dirs: Iterable[str | Path], options: ProbeOptions, out: Path 
     if out is not None and parallel.is_main():  # data-parallel runs gather everything; rank 0 writes one file
         write_run(run.results, out, run.cache_dir)
     return run
-
-
-def write_run(results: Results, out: Path, cache_dir: Path | None) -> None:
-    """Write the results; when the disk refuses them (full, read-only), one error that says where the generations
-    are kept, so minutes of generation are not lost: the cache (rerunning writes the results without generating),
-    else a side file in the temp folder. ``cache_dir``: where every generation is cached (None: not all are)."""
-    try:
-        write_results(results, out)
-    except OSError as e:
-        failure = write_failure(e)
-        if failure is None:
-            raise
-        raise EvalsuiteError(f"{failure}; the results were not written. {_kept(results, cache_dir)}") from None
-
-
-def _kept(results: Results, cache_dir: Path | None) -> str:
-    if cache_dir is not None:
-        return (f"The generations are kept in the generation cache ({cache_dir}): the same command with a "
-                "writable output writes the results without generating again")
-    fd, side = tempfile.mkstemp(prefix="evalsuite-results-", suffix=".json")
-    os.close(fd)
-    try:
-        write_results(results, side)
-    except OSError:
-        Path(side).unlink(missing_ok=True)
-        return "They could not be kept anywhere either (is the temp folder on the same full disk?)"
-    return f"They are kept in {side}"
-
-
-def summary_lines(results: Results) -> list[str]:
-    """One line per battery and column: accuracy with its CI, the other metrics, the finish reasons; then, when some
-    samples were not run, how many and why."""
-    lines = []
-    for battery in results.batteries():
-        for a in results.adapters:
-            samples = results.samples_for(battery, a.name)
-            if samples:
-                lines.append(_summary_line(results, battery, a.name, samples))
-    return lines + not_run_lines(results.samples)
-
-
-def not_run_lines(samples: Iterable[Sample]) -> list[str]:
-    """``NOT RUN: n sample(s) ...: why`` per reason (empty when every sample ran): they have no verdict, count in no
-    metric, and make the run's exit status 2."""
-    reasons = Counter(s.not_run_reason for s in samples if not s.ran)
-    return [f"NOT RUN: {n} sample(s) were not generated to the end and are not scored: {why}"
-            for why, n in reasons.items()]
-
-
-def _summary_line(results: Results, battery: str, adapter: str, samples: list[Sample]) -> str:
-    metrics = [m for m in results.metrics if m.battery == battery and m.adapter == adapter]
-    parts = [f"{m.name} {m.value:.3g}" + (f" [{m.ci_low:.3g}, {m.ci_high:.3g}]"
-                                          if m.ci_low is not None and m.ci_high is not None else "")
-             for m in metrics]
-    reasons: dict[str, int] = {}
-    for s in samples:
-        reasons[s.finish_reason] = reasons.get(s.finish_reason, 0) + 1
-    finish = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
-    open_blocks = sum(bool(s.details.get("in_reasoning")) for s in samples)
-    finish += f"; in-reasoning {open_blocks}" if open_blocks else ""
-    ran = [s for s in samples if s.ran]
-    skipped = f" +{len(samples) - len(ran)} not run" if len(ran) < len(samples) else ""
-    return (f"{battery:<17} {adapter:<14} {sum(bool(s.passed) for s in ran):>4}/{len(ran):<4} "
-            f"{'; '.join(parts)}  (finish: {finish}){skipped}")

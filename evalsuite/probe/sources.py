@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from evalsuite.config.limits import check_range, loads_json
 from evalsuite.errors import EvalsuiteError
-from evalsuite.limits import check_range, loads_json
 
 PHI3_SYSTEM_PROMPT = "Read the following context and concisely answer my question."
 SQUAD_FORMAT = "{system} {context} {question}"  # the seeds' Phi-3 `format`: "<|user|>\n{system} {input} {instruction}"

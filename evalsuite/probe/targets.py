@@ -19,9 +19,9 @@ from typing import Any
 
 from evalsuite.chat.encode import end_of_turn_token
 from evalsuite.chat.tokenizer import TokenizerInfo, _chat_template, load_tokenizer
+from evalsuite.config.limits import context_of
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import read_json, sha256_file, sha256_files, sha256_text
-from evalsuite.limits import context_of
 from evalsuite.probe.generation import PromptCodec
 from evalsuite.probe.hub import BaseRef, resolve_base
 from evalsuite.probe.kinds import Source, locate

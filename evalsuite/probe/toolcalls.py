@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalsuite.limits import InputLimit, loads_json, number_error
+from evalsuite.config.limits import InputLimit, loads_json, number_error
 
 _DECODER = json.JSONDecoder()
 

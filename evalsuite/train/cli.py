@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite import launch
+from evalsuite.config.limits import check_range
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import remove_if_empty
-from evalsuite.limits import check_range
 
 if TYPE_CHECKING:
     from evalsuite.config.load import Config

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evalsuite.probe.guard import Watch
+    from evalsuite.probe.stall import Watch
 
 
 @dataclass
@@ -35,7 +35,7 @@ def greedy_decode(model: Any, input_ids: Any, attention_mask: Any, max_new: int,
     """Greedy tokens for each row; stops early, ``capped``, when ``watch`` says the engine stalled (no new token for
     the stall guard's seconds, the prefill included: :mod:`evalsuite.probe.guard`) or once ``cancel`` is set
     (another batch of the same run failed, :func:`evalsuite.probe.engines.workers.run_batches`)."""
-    from evalsuite.probe.guard import watching
+    from evalsuite.probe.stall import watching
 
     with watching(watch):  # the layers' forward hooks (:func:`watch_layers`) wind it during the prefill
         return _greedy(model, input_ids, attention_mask, max_new, stop_ids, adapter_names, watch, cancel)
@@ -89,7 +89,7 @@ def watch_layers(model: Any) -> int:
     number of layers hooked."""
     import torch
 
-    from evalsuite.probe.guard import progress
+    from evalsuite.probe.stall import progress
 
     lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
     if not lists:
