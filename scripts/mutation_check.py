@@ -220,7 +220,7 @@ MUTATIONS = [
              "a.output == b.output and a.finish_reason == b.finish_reason", "a.output == b.output", (ARTIFACTS,),
              without_fixtures=True),
     Mutation("drift-flips-error-at-p-equal-alpha", "evalsuite/drift/dynamic.py",
-             'severity = "error" if p < alpha else "warning"', 'severity = "error" if p <= alpha else "warning"',
+             'severity = "error" if p < alpha and not moved', 'severity = "error" if p <= alpha and not moved',
              (ARTIFACTS,), without_fixtures=True),
     Mutation("gguf-bad-utf8-dropped", "evalsuite/gguf/reader.py",
              'raw.decode("utf-8", errors="replace")', 'raw.decode("utf-8", errors="ignore")', (ARTIFACTS,),
