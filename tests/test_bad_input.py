@@ -246,12 +246,13 @@ def test_demo_refuses_a_folder_it_did_not_create(tmp_path: Path, capsys: pytest.
     assert tree_digest(run) == before
 
 
-def test_demo_default_out_is_not_the_demo_configs_output_dir() -> None:
+@pytest.mark.parametrize("model", ["tiny", "smollm2"])
+def test_demo_default_out_is_not_the_demo_configs_output_dir(model: str) -> None:
     from evalsuite.cli import build_parser
-    from evalsuite.demo import demo_config_path
+    from evalsuite.demo import demo_config_path, demo_paths
 
-    default = build_parser().parse_args(["demo"]).out
-    assert Path(load_config(demo_config_path()).output_dir).resolve() != default.resolve()
+    default, _ = demo_paths(build_parser().parse_args(["demo", "--model", model]))
+    assert Path(load_config(demo_config_path(model)).output_dir).resolve() != default.resolve()
 
 
 def test_demo_marker_lets_the_demo_clear_only_its_own_folder(tmp_path: Path) -> None:

@@ -42,3 +42,13 @@ def test_demo_command_prints_the_table_and_exits_0(demo_adapter: Path, tmp_path:
     assert "uppercase-echo    accuracy" in out and "runaway-turns     rate" in out
     assert "  base     " in out and "ok" in out and "MISSED" not in out
     assert (tmp_path / "demo.json").is_file()
+    # the side-by-side report, beside the run dir by default, its path printed; every stage timed
+    report = tmp_path / "demo-report.html"
+    assert f"report:  {report}" in out
+    html = report.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") or html.lstrip().lower().startswith("<!doctype html>")
+    assert "uppercase-echo" in html and "cyrillic" in html
+    stages = next(line for line in out.splitlines() if line.startswith("time by stage: "))
+    assert [part.split()[0] for part in stages.removeprefix("time by stage: ").split(", ")][:4] == \
+        ["base", "train", "probe", "report"]
+    assert "cyrillic answers by kind" in out
