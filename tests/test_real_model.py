@@ -77,7 +77,7 @@ def test_base_answers_stops_and_loops_on_cyrillic(base_drift: dict[str, Any]) ->
     assert "Paris" in hf["capital"].output and hf["capital"].finish_reason == "eos" and hf["capital"].passed
     assert hf["hello"].output.startswith("Hello") and hf["hello"].finish_reason == "eos" and hf["hello"].passed
     privet = hf["privet"]
-    assert privet.finish_reason == "max-tokens" and privet.tokens == 48 and not privet.passed
+    assert privet.finish_reason == "max-tokens" and privet.tokens == 32 and not privet.passed
     assert privet.output.count("Привет") >= 5  # the loop, not one long answer
     assert any("loop" in p for p in privet.details["problems"])
 
