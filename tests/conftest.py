@@ -202,7 +202,7 @@ REAL_TRAIN = {"sequence_len": 64, "micro_batch_size": 4, "max_steps": 4, "learni
 @pytest.fixture(scope="session")
 def smollm2_adapter(smollm2: Any) -> Path:
     """A short LoRA run on SmolLM2-135M-Instruct (the root conftest's ``smollm2`` fixture), with its own template."""
-    data = ROOT / "evalsuite" / "fixtures" / "data" / "uppercase_echo_train.jsonl"
+    data = ROOT / "fixtures" / "data" / "uppercase_echo_train.jsonl"
     rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()[:32]]
     spec = {"rows": rows, "template": None, "train": REAL_TRAIN}
     return cached_adapter("smollm2-upper", spec, smollm2.folder,

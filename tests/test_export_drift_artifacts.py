@@ -18,7 +18,7 @@ from evalsuite.export.merge import ExportSource, _write_tokenizer, open_source
 from evalsuite.gguf.reader import read_gguf
 from evalsuite.results.schema import AdapterInfo, EngineInfo, Results, Sample, ScorerRef
 
-TINY = Path(__file__).resolve().parents[1] / "evalsuite" / "fixtures" / "tiny-base"
+TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-base"
 IM_END, END_OF_TEXT = 2, 0  # the tiny base's ids of <|im_end|> (its template's end of turn) and <|endoftext|>
 
 

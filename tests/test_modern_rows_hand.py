@@ -19,7 +19,7 @@ from evalsuite.lint.setup import from_options
 from evalsuite.lint.turns import TurnChecks, check_turns
 from evalsuite.probe.toolcalls import call_problems
 
-TINY = Path(__file__).resolve().parents[1] / "evalsuite" / "fixtures" / "tiny-base"
+TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny-base"
 
 
 def _trained(messages: tuple[dict[str, Any], ...], **opts: Any) -> tuple[str, set[str]]:

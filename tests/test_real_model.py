@@ -26,7 +26,7 @@ from evalsuite.results.schema import Results, Sample
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 BATTERY = ROOT / "tests" / "data" / "real_model_stops.yaml"
-DATA = ROOT / "evalsuite" / "fixtures" / "data" / "uppercase_echo_train.jsonl"
+DATA = ROOT / "fixtures" / "data" / "uppercase_echo_train.jsonl"
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 Q4_1 = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
