@@ -150,7 +150,8 @@ def test_agreement_needs_the_same_text_and_the_same_finish_reason() -> None:
 
 @pytest.mark.parametrize(("p", "severity"), [(0.0624, "error"), (0.0625, "warning"), (0.0626, "warning")])
 def test_flips_are_an_error_only_below_alpha(p: float, severity: str) -> None:
-    summary = {"flips": 5, "cases": 10, "pass_to_fail": 5, "fail_to_pass": 0, "mcnemar_p": p,
+    summary = {"columns": {"source": "hf", "gguf": "m.gguf"}, "flips": 5, "cases": 10, "pass_to_fail": 5,
+               "fail_to_pass": 0, "mcnemar_p": p,
                "flipped": [{"direction": "pass->fail", "battery": "b", "case": "c0", "source_output": "A",
                             "gguf_output": "B"}]}
     finding = flip_finding(summary, alpha=0.0625)
