@@ -298,7 +298,7 @@ def lint_case(name: str, fx: Path, tmp: Path, **run_options: Any) -> Any:
     else:
         assert built.tok is not None
         setup = from_options(str(built.tok), [str(d) for d in built.data], **built.options)
-    with mock.patch("evalsuite.chat.template.datetime", _GoldenClock):
+    with mock.patch("evalsuite.chat.budget_filters.datetime", _GoldenClock):
         return run_lint(setup, show=built.show, **run_options), built
 
 

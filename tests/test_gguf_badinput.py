@@ -103,7 +103,7 @@ def test_llama_cpp_python_absent_is_one_line(tmp_path: Path, demo_adapter: Path)
 def test_gguf_column_options_are_checked_before_anything_loads(tmp_path: Path) -> None:
     gguf = tiny_gguf(tmp_path / "t.gguf")
     cases = ((["probe", str(gguf), "--gguf-template", "mine"], "--gguf-template: expected one of embedded, training"),
-             (["probe", str(gguf), "--base"], "--base: a GGUF column has no base model"),
+             (["probe", str(gguf), "--base"], "--base: a GGUF or endpoint column has no base model"),
              (["probe", str(gguf), "--gguf-template", "training"], "--gguf-template training needs a run dir"),
              (["probe", str(tmp_path / "absent.gguf")], "no such GGUF file"))
     for argv, words in cases:

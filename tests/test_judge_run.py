@@ -177,5 +177,5 @@ def test_rubric_from_the_battery_or_a_file(results_file: Path, tiny_base: Path, 
     assert run.judgements[0].rubric == "Prefer the answer a ten-year-old understands."
     assert seen and all("a ten-year-old understands" in s for s in seen)
     data = json.loads(results_file.read_text())
-    assert data["judgements"]["version"] == 1 and data["schema_version"] == 2  # issue 10: results v2
+    assert data["judgements"]["version"] == 1 and data["schema_version"] == 3  # issue 29: results v3 (not-run samples)
     assert replace(run.judgements[0]) == load_results(results_file).judgements[0]
