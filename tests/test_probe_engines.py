@@ -42,12 +42,14 @@ def test_builtin_engines_resolve_and_an_unknown_name_lists_the_known_ones(fake: 
     from evalsuite.probe.engines.vllm import VLLMEngine
 
     assert engine_class("hf") is HFEngine and engine_class("vllm") is VLLMEngine  # vllm itself is not imported
-    assert engine_class("gguf") is GGUFEngine
+    from evalsuite.probe.engines.endpoint import EndpointEngine
+
+    assert engine_class("gguf") is GGUFEngine and engine_class("endpoint") is EndpointEngine
     assert engine_class("fake") is FakeEngine
     assert engines.ENGINES.group == engines.ENTRY_POINT_GROUP == "evalsuite.engines"
-    with pytest.raises(EvalsuiteError, match=r"unknown engine 'llamafile'; known engines: fake, gguf, hf, vllm"):
+    with pytest.raises(EvalsuiteError, match=r"unknown engine 'llamafile'; known engines: endpoint, fake, gguf, hf, vllm"):
         engine_class("llamafile")
-    with pytest.raises(EvalsuiteError, match=r"^--probe-engine: unknown engine 'llama'; known engines: fake, gguf, hf"):
+    with pytest.raises(EvalsuiteError, match=r"^--probe-engine: unknown engine 'llama'; known engines: endpoint, fake, gguf, hf"):
         check_engine_name("llama", "--probe-engine")
 
 
