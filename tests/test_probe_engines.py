@@ -47,9 +47,10 @@ def test_builtin_engines_resolve_and_an_unknown_name_lists_the_known_ones(fake: 
     assert engine_class("gguf") is GGUFEngine and engine_class("endpoint") is EndpointEngine
     assert engine_class("fake") is FakeEngine
     assert engines.ENGINES.group == engines.ENTRY_POINT_GROUP == "evalsuite.engines"
-    with pytest.raises(EvalsuiteError, match=r"unknown engine 'llamafile'; known engines: endpoint, fake, gguf, hf, vllm"):
+    known = "endpoint, fake, gguf, hf"
+    with pytest.raises(EvalsuiteError, match=rf"unknown engine 'llamafile'; known engines: {known}, vllm"):
         engine_class("llamafile")
-    with pytest.raises(EvalsuiteError, match=r"^--probe-engine: unknown engine 'llama'; known engines: endpoint, fake, gguf, hf"):
+    with pytest.raises(EvalsuiteError, match=rf"^--probe-engine: unknown engine 'llama'; known engines: {known}"):
         check_engine_name("llama", "--probe-engine")
 
 
