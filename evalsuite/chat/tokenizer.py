@@ -19,6 +19,22 @@ from evalsuite.files import read_json, sha256_json, sha256_text
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 
+
+@dataclass(frozen=True)
+class BackendAddedToken:
+    """An added token as ``get_added_tokens_decoder`` gives it, for backends that stand in for a ``tokenizers``
+    object (a GGUF's vocabulary, an endpoint's server-side tokenizer)."""
+
+    content: str
+    special: bool
+
+
+@dataclass(frozen=True)
+class BackendEncoding:
+    """What ``encode`` gives, for the same stand-in backends: only the ids are read."""
+
+    ids: list[int]
+
 @dataclass
 class TokenizerInfo:
     path: Path

@@ -9,23 +9,11 @@ feeds the model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from evalsuite.chat.tokenizer import SPECIAL_NAMES, TokenizerInfo
+from evalsuite.chat.tokenizer import SPECIAL_NAMES, BackendAddedToken, BackendEncoding, TokenizerInfo
 from evalsuite.gguf.llama import LlamaCpp
 from evalsuite.gguf.reader import GGUFFile
-
-
-@dataclass(frozen=True)
-class _Added:
-    content: str
-    special: bool
-
-
-@dataclass(frozen=True)
-class _Encoding:
-    ids: list[int]
 
 
 class LlamaCppBackend:
@@ -42,14 +30,14 @@ class LlamaCppBackend:
         ids = self.llama.tokenize(token, add_special=False)
         return ids[0] if len(ids) == 1 else None
 
-    def encode(self, text: str, add_special_tokens: bool = False) -> _Encoding:
-        return _Encoding(self.llama.tokenize(text, add_special=add_special_tokens))
+    def encode(self, text: str, add_special_tokens: bool = False) -> BackendEncoding:
+        return BackendEncoding(self.llama.tokenize(text, add_special=add_special_tokens))
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         return self.llama.detokenize(ids, special=not skip_special_tokens)
 
-    def get_added_tokens_decoder(self) -> dict[int, _Added]:
-        return {tid: _Added(text, control) for text, (tid, control) in self._specials.items()}
+    def get_added_tokens_decoder(self) -> dict[int, BackendAddedToken]:
+        return {tid: BackendAddedToken(text, control) for text, (tid, control) in self._specials.items()}
 
     def get_vocab_size(self, with_added_tokens: bool = True) -> int:
         return self.llama.n_vocab

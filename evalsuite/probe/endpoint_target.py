@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.chat.template import CHATML
-from evalsuite.chat.tokenizer import SPECIAL_NAMES, TokenizerInfo
+from evalsuite.chat.tokenizer import SPECIAL_NAMES, BackendAddedToken, BackendEncoding, TokenizerInfo
 from evalsuite.errors import EvalsuiteError
 from evalsuite.files import sha256_text
 from evalsuite.probe.endpoint_client import EndpointClient, EndpointError
@@ -42,15 +42,6 @@ class EndpointCodec(PromptCodec):
         raise EvalsuiteError("an endpoint column is rendered and tokenized by its server")
 
 
-@dataclass(frozen=True)
-class _Added:
-    content: str
-    special: bool
-
-
-@dataclass(frozen=True)
-class _Words:
-    ids: list[int]
 
 
 class _NoVocab:
@@ -59,13 +50,13 @@ class _NoVocab:
     def token_to_id(self, token: str) -> int | None:
         return None
 
-    def encode(self, text: str, add_special_tokens: bool = False) -> _Words:
-        return _Words(list(range(len(text.split()))))
+    def encode(self, text: str, add_special_tokens: bool = False) -> BackendEncoding:
+        return BackendEncoding(list(range(len(text.split()))))
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         return ""
 
-    def get_added_tokens_decoder(self) -> dict[int, _Added]:
+    def get_added_tokens_decoder(self) -> dict[int, BackendAddedToken]:
         return {}
 
     def get_vocab_size(self, with_added_tokens: bool = True) -> int:
