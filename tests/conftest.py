@@ -229,3 +229,13 @@ def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("no unwritable folder on this machine")
     finally:
         folder.chmod(0o700)
+
+
+@pytest.fixture
+def mini(tmp_path: Path) -> Path:
+    """The fake engine's three-case uppercase battery (``fake_engine.MINI``) as a file."""
+    from fake_engine import MINI
+
+    p = tmp_path / "mini.yaml"
+    p.write_text(MINI, encoding="utf-8")
+    return p

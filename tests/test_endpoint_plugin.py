@@ -8,19 +8,10 @@ from typing import Any
 
 import pytest
 from endpoint_support import StubServer, completion
+from fake_engine import MINI
 
 pytest_plugins = ["pytester"]
 
-MINI = """\
-name: mini
-scorer: exact_match
-expect: upper
-max_new_tokens: 24
-cases:
-  - prompt: hello
-  - prompt: abc def
-  - prompt: hellow world
-"""
 
 
 def test_an_endpoint_is_a_column_in_the_plugin(pytester: pytest.Pytester) -> None:

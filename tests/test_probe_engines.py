@@ -16,20 +16,11 @@ from evalsuite.probe.engines import EngineSpec, check_engine_name, engine_class,
 from evalsuite.probe.generation import GenerationSettings, Request
 from evalsuite.probe.runner import ProbeOptions, execute, plan_probes
 
-MINI = "name: mini\nscorer: exact_match\nexpect: upper\nmax_new_tokens: 24\ncases: [hello, abc def, hellow world]\n"
-
 
 @pytest.fixture
 def fake() -> type[FakeEngine]:
     FakeEngine.reset()
     return register()
-
-
-@pytest.fixture
-def mini(tmp_path: Path) -> Path:
-    p = tmp_path / "mini.yaml"
-    p.write_text(MINI, encoding="utf-8")
-    return p
 
 
 def options(battery: Path, tmp: Path, **kw: object) -> ProbeOptions:

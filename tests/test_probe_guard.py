@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import call_main
-from fake_engine import FakeEngine, Messages, last_user_turn, no_delay, register
+from fake_engine import MINI, FakeEngine, Messages, last_user_turn, no_delay, register
 
 from evalsuite.errors import EvalsuiteError
 from evalsuite.probe.runner import ProbeOptions, execute, plan_probes, summary_lines
 from evalsuite.results.io import load_results, write_results
 from evalsuite.results.schema import NOT_RUN
 
-MINI = "name: mini\nscorer: exact_match\nexpect: upper\nmax_new_tokens: 24\ncases: [hello, abc def, hellow world]\n"
 pytest_plugins = ["pytester"]
 
 STALL = 1.5  # --max-batch-seconds in these tests: a step slower than this is a stall (slack for a loaded machine)
@@ -40,13 +39,6 @@ def fake() -> type[FakeEngine]:
 def model(tiny_base: Path) -> Path:
     """The column: the tiny base as a merged model folder (the fake engine loads no weights)."""
     return tiny_base
-
-
-@pytest.fixture
-def mini(tmp_path: Path) -> Path:
-    p = tmp_path / "mini.yaml"
-    p.write_text(MINI, encoding="utf-8")
-    return p
 
 
 def options(battery: Path, tmp: Path, **kw: object) -> ProbeOptions:
