@@ -104,6 +104,30 @@ def test_base_dtype_follows_the_device_and_precision(tmp_path: Path, tiny_base: 
     assert common.train_dtype(load_config(write_config(tmp_path, tiny_base, **overrides))) == getattr(torch, expected)
 
 
+@pytest.mark.parametrize(("native", "bf16", "expected", "warned"), [
+    (False, "auto", False, False),  # AVX2 only: emulated bf16 was 20x slower per step, so auto stays fp32
+    (True, "auto", True, False),    # AVX512-BF16 / AMX: auto takes bf16 autocast
+    (False, True, True, True),      # asked for explicitly: kept, with a warning naming the file:line
+    (True, True, True, False),
+    (False, False, False, False),
+])
+def test_cpu_mixed_precision_follows_native_bf16(tmp_path: Path, tiny_base: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture, native: bool, bf16: Any,
+                                                 expected: bool, warned: bool) -> None:
+    import torch
+    from evalsuite.trainers import common
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(common, "cpu_has_native_bf16", lambda: native)
+    config = load_config(write_config(tmp_path, tiny_base, bf16=bf16))
+    with caplog.at_level("WARNING", logger="evalsuite.train"):
+        assert common.mixed_precision(config) == (expected, False)
+    warnings = [r.getMessage() for r in caplog.records if "native bf16" in r.getMessage()]
+    assert bool(warnings) == warned
+    if warned:
+        assert str(config.path) in warnings[0] and "bf16: auto or false" in warnings[0]
+
+
 def test_train_on_inputs_false_trains_only_assistant_turns(tmp_path: Path, tiny_base: Path) -> None:
     from trainers_helpers import build_trainer_only
 

@@ -124,13 +124,30 @@ def train_dtype(config: Config) -> Any:
     return torch.bfloat16 if bf16 else torch.float16
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX). Without it torch's CPU autocast emulates bf16
+    and a step gets far slower, not faster: a 4 x 60-token LoRA step on SmolLM2-135M took 57 s in bf16 against 2.8 s
+    in fp32 on a 2-core AVX2 EPYC (measured for issue 28)."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
 def mixed_precision(config: Config) -> tuple[bool, bool]:
+    """(bf16, fp16) for the Trainer. ``bf16: auto`` means bf16 where the device computes in it natively: a CUDA card
+    that supports it, or a CPU with AVX512-BF16/AMX; fp16 is CUDA only."""
     import torch
 
     on_cuda = torch.cuda.is_available()
     bf16 = config.bf16
     if bf16 == "auto":
-        bf16 = bool(on_cuda and torch.cuda.is_bf16_supported())
+        bf16 = bool(torch.cuda.is_bf16_supported()) if on_cuda else cpu_has_native_bf16()
+    elif bf16 and not on_cuda and not cpu_has_native_bf16():
+        log.warning("%s: bf16: true on a CPU without native bf16 (AVX512-BF16 or AMX): autocast emulates it, about "
+                    "20x slower per step than fp32 (measured: 57 s against 2.8 s); set bf16: auto or false",
+                    config.where("bf16"))
     return bool(bf16), bool(config.fp16) and on_cuda
 
 
