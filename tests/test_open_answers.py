@@ -139,6 +139,36 @@ def test_the_echo_adapters_real_passes_now_fail() -> None:
         assert not s.passed and s.details["reasons"] == ["restates-prompt"], (output, s.details)
 
 
+SMOLLM2_TEN = json.loads((Path(__file__).parent / "data" / "smollm2_llama32_ten.json").read_text(encoding="utf-8"))
+
+
+def test_real_answers_that_end_on_their_own_fit_the_budget_and_pass() -> None:
+    """SmolLM2-135M-Instruct's real answers to the ten prompts, recorded uncapped (1,024 tokens): every answer that
+    ended on its own fits the battery's budget and passes; the three that looped to the cap fail for the loop, and
+    when cut to the battery's budget (about half their text) still for a reason besides length (a loop, or 21
+    missing from the Fibonacci answer)."""
+    battery = load_battery(resolve_batteries(["llama32-ten"])[0])
+    by_prompt = {c.prompt: c for c in battery.cases}
+    answers = SMOLLM2_TEN["answers"]
+    assert {a["prompt"] for a in answers} == set(by_prompt)
+    ended = [a for a in answers if a["finish_reason"] == "eos"]
+    assert len(ended) == 7 and max(a["tokens"] for a in ended) == 320
+    for a in ended:
+        assert a["tokens"] <= battery.max_new_tokens, a["prompt"]
+        s = battery.scorer(by_prompt[a["prompt"]], Output(a["output"], "eos", a["output"]))
+        assert s.passed, (a["prompt"], s.details)
+    runaways = [a for a in answers if a["finish_reason"] == "max-tokens"]
+    assert len(runaways) == 3
+    for a in runaways:
+        share = battery.max_new_tokens / SMOLLM2_TEN["max_new_tokens"]
+        for text in (a["output"], a["output"][: int(len(a["output"]) * share)]):
+            s = battery.scorer(by_prompt[a["prompt"]], Output(text, "max-tokens", text))
+            reasons = set(s.details["reasons"])
+            assert not s.passed and "truncated" in reasons and reasons - {"truncated"}, (a["prompt"], s.details)
+        full = battery.scorer(by_prompt[a["prompt"]], Output(a["output"], "max-tokens", a["output"]))
+        assert "loop" in full.details["reasons"], a["prompt"]
+
+
 def _alpaca(root: Path) -> list[tuple[str, str, str]]:
     folder = root / "datasets" / "alpaca"
     rows = [(r["instruction"], r.get("input", ""), r["output"])

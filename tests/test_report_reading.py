@@ -178,7 +178,7 @@ def test_columns_are_grouped_by_base_and_deltas_stay_within_one(reading: Report)
 def test_different_settings_raise_a_banner_and_mark_the_rows(reading: Report) -> None:
     banner = next(b for b in reading.doc.texts["banner"] if "demo-16 ran" in b)
     assert "ran with other settings than its control base" in banner
-    assert "squad max_new_tokens 16 vs 32" in banner and "llama32-ten max_new_tokens 16 vs 160" in banner
+    assert "squad max_new_tokens 16 vs 32" in banner and "llama32-ten max_new_tokens 16 vs 512" in banner
     squad_16 = next(r for r in reading.doc.table("summary").rows[1:]
                     if r.texts[0] == "squad" and "demo-16" in r.texts[3] and r.texts[1] == "exact_match")
     assert "⚠ max_new_tokens 16 vs 32" in squad_16.texts[6]
@@ -350,7 +350,7 @@ def test_finish_reasons_per_battery_beside_its_cap(reading: Report) -> None:
     short = next(r for r in rows[1:] if r.texts[0] == "demo-16" and r.cells[0].tag == "td")
     assert short.texts[1] == "16"  # rows after the first of a battery have no battery cell (rowspan)
     assert "max_new_tokens 32 / 16 · ran into the cap:" in reading.html
-    assert "caps 32–160 (per battery)" in reading.html and "max 160 tokens" not in reading.html
+    assert "caps 32–512 (per battery)" in reading.html and "max 512 tokens" not in reading.html
     assert "| squad | base | 32 | 1 (3%) | 0 (0%) | **29 (97%)** | 0 (0%) | 0 (0%) | 3.0 |" in reading.md
     assert "_max\\_new\\_tokens 32 / 16; ran into the cap: base 97%" in reading.md
 

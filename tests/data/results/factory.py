@@ -164,7 +164,7 @@ def make_results(adapters: list[tuple[str, str, float]], seed: int = 0, base_mod
 
 
 # The built-in batteries' max_new_tokens (probes/*.yaml).
-REAL_CAPS = {"uppercase-echo": 96, "runaway-turns": 96, "squad": 32, "llama32-ten": 160}
+REAL_CAPS = {"uppercase-echo": 96, "runaway-turns": 96, "squad": 32, "llama32-ten": 512}
 
 
 def scenario(folder: Path) -> dict[str, Path]:
