@@ -50,8 +50,9 @@ def real_model_required() -> bool:
 
 def make_real_model(cache: Path) -> RealModel:
     """``ensure_smollm2(cache)``, or a skip naming why it cannot be made (a failure where it is required)."""
-    from evalsuite.errors import EvalsuiteError
     from evalsuite.fixtures.smollm2 import ensure_smollm2
+
+    from evalsuite.errors import EvalsuiteError
 
     try:
         return ensure_smollm2(cache)

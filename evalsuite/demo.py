@@ -260,8 +260,9 @@ def print_summary(r: DemoResult, label: str, report: Path) -> None:
     kinds = failure_kinds(r.results)
     if kinds:
         print("\ncyrillic answers by kind (the training data held no Cyrillic):")
+        width = max(map(len, kinds))
         for column, counts in kinds.items():
-            print(f"  {column:<8} " + ", ".join(f"{k} {n}" for k, n in counts.most_common()))
+            print(f"  {column:<{width}}  " + ", ".join(f"{k} {n}" for k, n in counts.most_common()))
     print()
     print(f"target ({TARGET_BATTERY} exact match on {r.n} prompts: 4 from the seeds + held-out strings):")
     print(f"  base     {r.base_accuracy:.3f}   <= {TARGET_BASE:.2f}  "
