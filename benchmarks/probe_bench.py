@@ -252,7 +252,7 @@ def bench_sessions(adapters: list[Path], battery: str, tmp: Path, batch: int) ->
 
 
 LM_EVAL_TASK = """\
-task: evalsuite_same_prompts
+task: {task}
 dataset_path: json
 dataset_kwargs:
   data_files:
@@ -262,7 +262,7 @@ output_type: generate_until
 doc_to_text: "{{{{prompt}}}}"
 doc_to_target: "{{{{expected}}}}"
 generation_kwargs:
-  until: ["<|im_end|>"]
+  until: ["{stop}"]
   max_gen_toks: {max_new}
   do_sample: false
 metric_list:
@@ -270,6 +270,14 @@ metric_list:
     aggregation: mean
     higher_is_better: true
 """
+
+
+def write_lm_eval_task(tasks: Path, task: str, data: Path, max_new: int, stop: str = "<|im_end|>") -> None:
+    """An lm-eval task over a JSONL of prompts: greedy generate_until the end of turn, at most ``max_new`` tokens
+    (the same settings every lm-eval side of the benchmarks runs with)."""
+    tasks.mkdir(exist_ok=True)
+    (tasks / f"{task}.yaml").write_text(LM_EVAL_TASK.format(task=task, data=data, max_new=max_new, stop=stop),
+                                        encoding="utf-8")
 
 
 def bench_lm_eval(python: str, adapter: Path, prompts: list[str], max_new: int, batch: int,
@@ -281,9 +289,7 @@ def bench_lm_eval(python: str, adapter: Path, prompts: list[str], max_new: int, 
     data.write_text("".join(json.dumps({"prompt": p, "expected": p.upper()}) + "\n" for p in prompts),
                     encoding="utf-8")
     tasks = tmp / "tasks"
-    tasks.mkdir(exist_ok=True)
-    (tasks / "evalsuite_same_prompts.yaml").write_text(LM_EVAL_TASK.format(data=data, max_new=max_new),
-                                                       encoding="utf-8")
+    write_lm_eval_task(tasks, "evalsuite_same_prompts", data, max_new)
     battery = write_battery(prompts, max_new, tmp)
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     lm = timed([python, "-m", "lm_eval", "--model", "hf", "--model_args",

@@ -35,26 +35,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from probe_bench import write_lm_eval_task  # noqa: E402  (the benchmarks' one lm-eval task writer)
+
 STOP = "<|im_end|>"
-LM_EVAL_TASK = """\
-task: evalsuite_real_prompts
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: generate_until
-doc_to_text: "{{{{prompt}}}}"
-doc_to_target: "{{{{expected}}}}"
-generation_kwargs:
-  until: ["{stop}"]
-  max_gen_toks: {max_new}
-  do_sample: false
-metric_list:
-  - metric: exact_match
-    aggregation: mean
-    higher_is_better: true
-"""
 
 
 # --- the sides that run in this script's own child processes --------------------------------------------------------
@@ -158,9 +142,7 @@ def run_lm_eval(python: str, folder: Path, prompts: list[str], max_new: int, bat
     data = work / "lm_eval_prompts.jsonl"
     data.write_text("".join(json.dumps({"prompt": p, "expected": ""}) + "\n" for p in prompts), encoding="utf-8")
     tasks = work / "lm_eval_tasks"
-    tasks.mkdir(exist_ok=True)
-    (tasks / "evalsuite_real_prompts.yaml").write_text(LM_EVAL_TASK.format(data=data, max_new=max_new, stop=STOP),
-                                                       encoding="utf-8")
+    write_lm_eval_task(tasks, "evalsuite_real_prompts", data, max_new, STOP)
     out = work / "lm_eval_out"
     env = {**env, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     r = measured([python, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={folder},dtype=float32",
