@@ -254,6 +254,15 @@ MUTATIONS = [
     Mutation("lint-generation-eos-replaces-the-tokenizer-s", "evalsuite/lint/setup.py",
              "setup.stop_ids |= read_stop_ids(gen_config)", "setup.stop_ids = read_stop_ids(gen_config)", (MODERN,),
              without_fixtures=True),
+    # issue 28 (session 8): the CPU's native bf16 decides bf16: auto; the open prompts' budget fits real answers
+    Mutation("cpu-bf16-auto-always-on", "trainers/common.py",
+             "bf16 = bool(torch.cuda.is_bf16_supported()) if on_cuda else cpu_has_native_bf16()",
+             "bf16 = bool(torch.cuda.is_bf16_supported()) if on_cuda else True",
+             ("tests/test_train.py::test_cpu_mixed_precision_follows_native_bf16",), without_fixtures=True),
+    Mutation("open-prompts-budget-back-to-160", "probes/llama32-ten.yaml",
+             "max_new_tokens: 512\n", "max_new_tokens: 160\n",
+             ("tests/test_open_answers.py::test_real_answers_that_end_on_their_own_fit_the_budget_and_pass",),
+             without_fixtures=True),
 ]
 
 
