@@ -120,10 +120,13 @@ def test_cpu_mixed_precision_follows_native_bf16(tmp_path: Path, tiny_base: Path
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(common, "cpu_has_native_bf16", lambda: native)
     config = load_config(write_config(tmp_path, tiny_base, bf16=bf16))
+    monkeypatch.setattr(common, "device_summary", lambda: {"type": "cpu", "index": "cpu"})
     with caplog.at_level("WARNING", logger="evalsuite.train"):
+        assert common.train_dtype(config) == torch.float32  # the base stays fp32 on CPU, and says nothing
         assert common.mixed_precision(config) == (expected, False)
     warnings = [r.getMessage() for r in caplog.records if "native bf16" in r.getMessage()]
     assert bool(warnings) == warned
+    assert len(warnings) == int(warned)  # once per run: train_dtype and the Trainer's settings both ask on CPU
     if warned:
         assert str(config.path) in warnings[0] and "bf16: auto or false" in warnings[0]
 

@@ -118,8 +118,10 @@ def train_dtype(config: Config) -> Any:
     what the demo and the tests train in."""
     import torch
 
+    if device_summary()["type"] == "cpu":  # before mixed_precision, whose CPU bf16 warning the Trainer's call gives
+        return torch.float32
     bf16, fp16 = mixed_precision(config)
-    if device_summary()["type"] == "cpu" or not (bf16 or fp16 or config.load_in_4bit or config.load_in_8bit):
+    if not (bf16 or fp16 or config.load_in_4bit or config.load_in_8bit):
         return torch.float32
     return torch.bfloat16 if bf16 else torch.float16
 
